@@ -1,0 +1,165 @@
+"""Message models of the contract: pings in (section 2), records out (section 3), call events (section 5).
+
+Inbound models validate what terminals send; outbound models are what other systems read from Kafka, so their
+fields are exactly the contract's. Every outbound value carries `"v": 1`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+UnitId = Annotated[str, Field(min_length=1, max_length=64)]
+PlatformId = Annotated[str, Field(min_length=1, max_length=64)]
+CallId = Annotated[str, Field(min_length=1, max_length=64)]
+Latitude = Annotated[float, Field(ge=-90.0, le=90.0, allow_inf_nan=False)]
+Longitude = Annotated[float, Field(ge=-180.0, le=180.0, allow_inf_nan=False)]
+H3Cell = Annotated[str, Field(pattern=r"^[0-9a-f]{15}$")]
+
+
+class Gnss(StrEnum):
+    BDS = "BDS"
+    GPS = "GPS"
+    BDS_GPS = "BDS+GPS"
+    GLONASS = "GLONASS"
+    GALILEO = "GALILEO"
+    OTHER = "OTHER"
+
+
+class VideoState(StrEnum):
+    STREAMING = "streaming"
+    IDLE = "idle"
+    OFFLINE = "offline"
+    FAULT = "fault"
+
+
+class Crs(StrEnum):
+    WGS84 = "WGS84"
+    GCJ02 = "GCJ02"
+
+
+class Source(StrEnum):
+    HTTP = "http"
+    KAFKA = "kafka"
+    JT808 = "jt808"
+
+
+class UnitStatus(StrEnum):
+    AVAILABLE = "available"
+    DISPATCHED = "dispatched"
+    EN_ROUTE = "en_route"
+    ON_SCENE = "on_scene"
+    OFF_DUTY = "off_duty"
+
+
+class _Inbound(BaseModel):
+    """Unknown fields are dropped, not rejected: terminals add vendor fields, the contract's output stays exact."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class PositionPing(_Inbound):
+    kind: Literal["position"]
+    unit_id: UnitId
+    ts: AwareDatetime
+    lat: Latitude
+    lon: Longitude
+    speed_kmh: Annotated[float, Field(ge=0.0, le=400.0, allow_inf_nan=False)] | None = None
+    heading_deg: Annotated[float, Field(ge=0.0, lt=360.0, allow_inf_nan=False)] | None = None
+    altitude_m: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    gnss: Gnss | None = None
+    satellites: Annotated[int, Field(ge=0)] | None = None
+    hdop: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
+    seq: int | None = None
+    crs: Crs = Crs.WGS84
+    fix: bool = True
+
+
+class VideoPing(_Inbound):
+    kind: Literal["video"]
+    unit_id: UnitId
+    ts: AwareDatetime
+    channel: Annotated[int, Field(ge=0, le=255)]
+    state: VideoState
+    bitrate_kbps: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = None
+    fps: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = None
+    resolution: str | None = None
+    codec: str | None = None
+    network: str | None = None
+    signal_dbm: float | None = None
+
+
+Ping = Annotated[PositionPing | VideoPing, Field(discriminator="kind")]
+
+
+class _Outbound(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    v: Literal[1] = 1
+
+
+class PositionRecord(_Outbound):
+    """`kuaijing.positions` value: the accepted ping in WGS-84 plus what ingest adds."""
+
+    kind: Literal["position"] = "position"
+    unit_id: UnitId
+    ts: datetime
+    lat: Latitude
+    lon: Longitude
+    speed_kmh: float | None = None
+    heading_deg: float | None = None
+    altitude_m: float | None = None
+    gnss: Gnss | None = None
+    satellites: int | None = None
+    hdop: float | None = None
+    seq: int | None = None
+    crs: Literal[Crs.WGS84] = Crs.WGS84
+    fix: bool = True
+    platform_id: PlatformId
+    h3: H3Cell
+    source: Source
+    received_at: datetime
+
+
+class VideoRecord(_Outbound):
+    """`kuaijing.video` value."""
+
+    kind: Literal["video"] = "video"
+    unit_id: UnitId
+    ts: datetime
+    channel: int
+    state: VideoState
+    bitrate_kbps: float | None = None
+    fps: float | None = None
+    resolution: str | None = None
+    codec: str | None = None
+    network: str | None = None
+    signal_dbm: float | None = None
+    platform_id: PlatformId
+    source: Source
+    received_at: datetime
+
+
+class DeadLetter(_Outbound):
+    """`kuaijing.deadletter` value. `reason` (a stable code for alerting) and `origin` are extensions."""
+
+    error: str
+    reason: str
+    source: Source
+    received_at: datetime
+    payload: str
+    payload_encoding: Literal["base64"] | None = None
+    payload_truncated: bool = False
+    origin: str | None = Field(default=None, description="where it came from, e.g. topic/partition/offset")
+
+
+class UnitStatusEvent(_Outbound):
+    """`kuaijing.unit-status` value."""
+
+    unit_id: UnitId
+    status: UnitStatus
+    call_id: CallId | None
+    ts: datetime

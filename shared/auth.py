@@ -71,7 +71,10 @@ def require_role(*allowed: Role) -> Callable[[Request, Credentials], Awaitable[R
             needed = ", ".join(sorted(r.value for r in admitted))
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
-                detail={"field": "Authorization", "error": f"role {role.value} may not do this (needs {needed})"},
+                detail={
+                    "field": "Authorization",
+                    "error": f"role {role.value} may not do this (needs {needed})",
+                },
             )
         return role
 

@@ -76,7 +76,8 @@ async def ensure_topics(bootstrap: str, topics: Iterable[Topic] = ALL_TOPICS) ->
         for topic in missing:
             try:
                 await admin.create_topics(
-                    [NewTopic(topic.name, topic.partitions, 1, topic_configs=topic.config())], timeout_ms=30_000
+                    [NewTopic(topic.name, topic.partitions, 1, topic_configs=topic.config())],
+                    timeout_ms=30_000,
                 )
                 created.append(topic.name)
             except TopicAlreadyExistsError:
@@ -110,3 +111,15 @@ async def describe_cluster(bootstrap: str, timeout_s: float = 10.0) -> dict[str,
             return info
     finally:
         await admin.close()
+
+
+async def consumer_lag(consumer: AIOKafkaConsumer) -> dict[str, int]:
+    """Records between each assigned partition's position and its high watermark, summed per topic."""
+    per_topic: dict[str, int] = {}
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            continue
+        behind = max(0, highwater - await consumer.position(tp))
+        per_topic[tp.topic] = per_topic.get(tp.topic, 0) + behind
+    return per_topic

@@ -12,11 +12,11 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-UnitId = Annotated[str, Field(min_length=1, max_length=64)]
+UnitId = Annotated[str, Field(min_length=1, max_length=64, strict=True)]
 PlatformId = Annotated[str, Field(min_length=1, max_length=64)]
 CallId = Annotated[str, Field(min_length=1, max_length=64)]
-Latitude = Annotated[float, Field(ge=-90.0, le=90.0, allow_inf_nan=False)]
-Longitude = Annotated[float, Field(ge=-180.0, le=180.0, allow_inf_nan=False)]
+Latitude = Annotated[float, Field(ge=-90.0, le=90.0, allow_inf_nan=False, strict=True)]
+Longitude = Annotated[float, Field(ge=-180.0, le=180.0, allow_inf_nan=False, strict=True)]
 H3Cell = Annotated[str, Field(pattern=r"^[0-9a-f]{15}$")]
 
 
@@ -67,29 +67,29 @@ class PositionPing(_Inbound):
     ts: AwareDatetime
     lat: Latitude
     lon: Longitude
-    speed_kmh: Annotated[float, Field(ge=0.0, le=400.0, allow_inf_nan=False)] | None = None
-    heading_deg: Annotated[float, Field(ge=0.0, lt=360.0, allow_inf_nan=False)] | None = None
-    altitude_m: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    speed_kmh: Annotated[float, Field(ge=0.0, le=400.0, allow_inf_nan=False, strict=True)] | None = None
+    heading_deg: Annotated[float, Field(ge=0.0, lt=360.0, allow_inf_nan=False, strict=True)] | None = None
+    altitude_m: Annotated[float, Field(allow_inf_nan=False, strict=True)] | None = None
     gnss: Gnss | None = None
-    satellites: Annotated[int, Field(ge=0)] | None = None
-    hdop: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
-    seq: int | None = None
+    satellites: Annotated[int, Field(ge=0, strict=True)] | None = None
+    hdop: Annotated[float, Field(gt=0.0, allow_inf_nan=False, strict=True)] | None = None
+    seq: Annotated[int, Field(strict=True)] | None = None
     crs: Crs = Crs.WGS84
-    fix: bool = True
+    fix: Annotated[bool, Field(strict=True)] = True
 
 
 class VideoPing(_Inbound):
     kind: Literal["video"]
     unit_id: UnitId
     ts: AwareDatetime
-    channel: Annotated[int, Field(ge=0, le=255)]
+    channel: Annotated[int, Field(ge=0, le=255, strict=True)]
     state: VideoState
-    bitrate_kbps: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = None
-    fps: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = None
-    resolution: str | None = None
-    codec: str | None = None
-    network: str | None = None
-    signal_dbm: float | None = None
+    bitrate_kbps: Annotated[float, Field(ge=0.0, allow_inf_nan=False, strict=True)] | None = None
+    fps: Annotated[float, Field(ge=0.0, allow_inf_nan=False, strict=True)] | None = None
+    resolution: Annotated[str, Field(max_length=32, strict=True)] | None = None
+    codec: Annotated[str, Field(max_length=32, strict=True)] | None = None
+    network: Annotated[str, Field(max_length=32, strict=True)] | None = None
+    signal_dbm: Annotated[float, Field(allow_inf_nan=False, strict=True)] | None = None
 
 
 Ping = Annotated[PositionPing | VideoPing, Field(discriminator="kind")]
@@ -115,7 +115,7 @@ class PositionRecord(_Outbound):
     gnss: Gnss | None = None
     satellites: int | None = None
     hdop: float | None = None
-    seq: int | None = None
+    seq: Annotated[int, Field(strict=True)] | None = None
     crs: Literal[Crs.WGS84] = Crs.WGS84
     fix: bool = True
     platform_id: PlatformId

@@ -30,9 +30,7 @@ class Topic:
 TELEMETRY_RAW = Topic("kuaijing.telemetry.raw", key="unit id or terminal id, may be empty", value=None, partitions=6)
 POSITIONS = Topic("kuaijing.positions", key="unit_id", value=PositionRecord, partitions=12)
 VIDEO = Topic("kuaijing.video", key="unit_id", value=VideoRecord, partitions=6)
-DEADLETTER = Topic(
-    "kuaijing.deadletter", key="as received", value=DeadLetter, partitions=3, retention_ms=14 * _DAY_MS
-)
+DEADLETTER = Topic("kuaijing.deadletter", key="as received", value=DeadLetter, partitions=3, retention_ms=14 * _DAY_MS)
 CALLS = Topic("kuaijing.calls", key="call_id", value=None, partitions=6)
 UNIT_STATUS = Topic("kuaijing.unit-status", key="unit_id", value=UnitStatusEvent, partitions=6)
 

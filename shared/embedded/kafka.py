@@ -41,7 +41,9 @@ def ensure_jars() -> Path:
         return libs
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise ConfigurationError("Maven (mvn) is needed once to fetch the Kafka jars; install it: apt-get install maven")
+        raise ConfigurationError(
+            "Maven (mvn) is needed once to fetch the Kafka jars; install it: apt-get install maven"
+        )
     libs.mkdir(parents=True, exist_ok=True)
     pom = resources.files("shared.embedded").joinpath("kafka-pom.xml")
     with resources.as_file(pom) as pom_path:
@@ -145,7 +147,7 @@ class EmbeddedKafka:
                 try:
                     await describe_cluster(self.bootstrap)
                     return
-                except Exception as e:  # noqa: BLE001 - any failure here means "not ready yet"
+                except Exception as e:
                     last_error = e
             await asyncio.sleep(0.25)
         raise InfrastructureError(f"Kafka not ready after {_READY_TIMEOUT_S} s ({last_error}):\n{self._log_tail()}")

@@ -107,9 +107,7 @@ class EmbeddedPostgres:
             check=False,
         )  # fmt: skip
         if result.returncode != 0:
-            raise InfrastructureError(
-                f"PostgreSQL did not start: {result.stderr.strip()}\n{self._log_tail()}"
-            )
+            raise InfrastructureError(f"PostgreSQL did not start: {result.stderr.strip()}\n{self._log_tail()}")
         self._wait_ready()
         self._ensure_database()
         log.info("PostgreSQL ready on 127.0.0.1:%s (%s)", self.port, self.cluster)
@@ -119,7 +117,8 @@ class EmbeddedPostgres:
         if not (self.cluster / "postmaster.pid").exists():
             return
         self._run_as_owner(
-            [str(server_bindir() / "pg_ctl"), "-D", str(self.cluster), "-m", "fast", "-w", "stop"], check=False
+            [str(server_bindir() / "pg_ctl"), "-D", str(self.cluster), "-m", "fast", "-w", "stop"],
+            check=False,
         )
 
     def _wait_ready(self, timeout_s: float = 30.0) -> None:
@@ -131,7 +130,17 @@ class EmbeddedPostgres:
         raise InfrastructureError(f"PostgreSQL not accepting connections on {self.port}:\n{self._log_tail()}")
 
     def _ensure_database(self) -> None:
-        psql = [str(server_bindir() / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, "-d", "postgres"]
+        psql = [
+            str(server_bindir() / "psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            USER,
+            "-d",
+            "postgres",
+        ]
         exists = self._run_as_owner(
             [*psql, "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"], check=False
         )

@@ -1,0 +1,275 @@
+"""The `kuaijing` command: run the whole system, one service, the embedded infrastructure, or registry imports."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+from pydantic import ValidationError
+
+from shared.auth import generate_api_tokens
+from shared.embedded.kafka import EmbeddedKafka
+from shared.embedded.postgres import EmbeddedPostgres
+from shared.errors import KuaijingError
+from shared.kafka import ensure_topics
+from shared.postgres import connect, migrate
+from shared.registry import RegistryImport
+from shared.registry_store import import_registry
+from shared.settings import Settings
+
+log = logging.getLogger("kuaijing")
+
+SERVICES = ("ingest",)
+"""Services `up` runs; the dispatcher and analytics join as their issues land."""
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
+@dataclass
+class Infrastructure:
+    """The embedded Kafka and PostgreSQL, started only where the settings name none."""
+
+    settings: Settings
+    started_kafka: EmbeddedKafka | None = None
+    started_postgres: EmbeddedPostgres | None = None
+
+    def start(self) -> None:
+        data_dir = self.settings.data_dir
+        if self.settings.database_url is None:
+            postgres = EmbeddedPostgres(data_dir, port=self.settings.embedded_postgres_port)
+            if postgres.start():
+                self.started_postgres = postgres
+        if self.settings.kafka_bootstrap is None:
+            kafka = EmbeddedKafka(data_dir, port=self.settings.embedded_kafka_port,
+                                  controller_port=self.settings.embedded_kafka_port + 1)  # fmt: skip
+            if kafka.start():
+                self.started_kafka = kafka
+        created = asyncio.run(ensure_topics(self.settings.kafka))
+        applied = asyncio.run(migrate(self.settings.database))
+        print(f"kafka      ready  {self.settings.kafka}  (topics created: {len(created)})", flush=True)
+        print(f"postgres   ready  {self.settings.database}  (migrations applied: {len(applied)})", flush=True)
+
+    def stop(self) -> None:
+        if self.started_kafka is not None:
+            log.info("stopping the embedded Kafka")
+            self.started_kafka.stop()
+        if self.started_postgres is not None:
+            log.info("stopping the embedded PostgreSQL")
+            self.started_postgres.stop()
+
+
+def _service_port(settings: Settings, service: str) -> int:
+    port: int = getattr(settings, f"{service}_port")
+    return port
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    env_tokens = os.environ.get("KUAIJING_API_TOKENS")
+    if not env_tokens:
+        os.environ["KUAIJING_API_TOKENS"] = generate_api_tokens()
+    settings = Settings()
+    _configure_logging(settings.log_level)
+    stopping = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    infra = Infrastructure(settings)
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        infra.start()
+        env = {
+            **os.environ,
+            "KUAIJING_KAFKA_BOOTSTRAP": settings.kafka,
+            "KUAIJING_DATABASE_URL": settings.database,
+        }
+        for service in SERVICES:
+            children[service] = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", "serve", service], env=env, start_new_session=True
+            )
+        for service in SERVICES:
+            _wait_ready(service, _service_port(settings, service), children[service], settings.bind_host)
+        if not env_tokens:
+            print("api tokens (KUAIJING_API_TOKENS, generated for this run):", flush=True)
+            for entry in os.environ["KUAIJING_API_TOKENS"].split(","):
+                role, _, token = entry.partition(":")
+                print(f"  {role:<10} {token}", flush=True)
+        print("kuaijing is up; Ctrl-C stops everything", flush=True)
+        while not stopping:
+            for service, child in children.items():
+                if child.poll() is not None:
+                    log.error("%s exited with code %s; stopping", service, child.returncode)
+                    stopping = True
+            time.sleep(0.2)
+        return 0
+    except KuaijingError as e:
+        log.error("%s", e)
+        return 1
+    finally:
+        for service, child in children.items():
+            if child.poll() is None:
+                log.info("stopping %s", service)
+                child.send_signal(signal.SIGTERM)
+        for child in children.values():
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        infra.stop()
+
+
+def _wait_ready(service: str, port: int, child: subprocess.Popen[bytes], host: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    url = f"http://{host}:{port}/readyz"
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise KuaijingError(f"{service} exited during start-up (code {child.returncode})")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                print(f"{service:<10} ready  http://{host}:{port}  (docs: /docs)", flush=True)
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise KuaijingError(f"{service} not ready on {url} after {timeout_s} s")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = Settings()
+    _configure_logging(settings.log_level)
+    if args.service == "ingest":
+        from services.ingest.app import create_app
+    else:
+        raise KuaijingError(f"unknown service {args.service!r}")
+    port = args.port or _service_port(settings, args.service)
+    uvicorn.run(
+        create_app(settings), host=settings.bind_host, port=port, log_level=settings.log_level.lower(),
+        access_log=False, timeout_graceful_shutdown=20,
+    )  # fmt: skip
+    return 0
+
+
+def cmd_infra(args: argparse.Namespace) -> int:
+    settings = Settings()
+    _configure_logging(settings.log_level)
+    kafka = EmbeddedKafka(settings.data_dir, port=settings.embedded_kafka_port,
+                          controller_port=settings.embedded_kafka_port + 1)  # fmt: skip
+    postgres = EmbeddedPostgres(settings.data_dir, port=settings.embedded_postgres_port)
+    if args.action == "start":
+        Infrastructure(settings).start()
+    elif args.action == "stop":
+        kafka.stop()
+        postgres.stop()
+        print("embedded Kafka and PostgreSQL stopped", flush=True)
+    else:
+        print(f"data dir  {settings.data_dir}")
+        print(f"kafka     {'running pid ' + str(kafka.running_pid()) if kafka.running_pid() else 'stopped'}")
+        pg_running = (postgres.cluster / "postmaster.pid").exists()
+        print(f"postgres  {'running' if pg_running else 'stopped'} ({postgres.url})")
+    return 0
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    settings = Settings()
+    _configure_logging(settings.log_level)
+    applied = asyncio.run(migrate(settings.database))
+    print(f"applied {len(applied)} migration(s): {applied}" if applied else "schema is up to date")
+    return 0
+
+
+def cmd_registry_import(args: argparse.Namespace) -> int:
+    settings = Settings()
+    _configure_logging(settings.log_level)
+    path: Path = args.file
+    try:
+        document = RegistryImport.model_validate(orjson.loads(path.read_bytes()))
+    except OSError as e:
+        raise KuaijingError(f"cannot read {path}: {e}") from e
+    except orjson.JSONDecodeError as e:
+        raise KuaijingError(f"{path} is not JSON: {e}") from e
+    except ValidationError as e:
+        problems = "\n".join(
+            f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors(include_url=False)[:20]
+        )
+        raise KuaijingError(f"{path} is not a registry document:\n{problems}") from e
+
+    async def run() -> dict[str, int]:
+        await migrate(settings.database)
+        conn = await connect(settings.database)
+        try:
+            return await import_registry(conn, document)
+        finally:
+            await conn.close()
+
+    counts = asyncio.run(run())
+    print(f"imported {counts['platforms']} platforms, {counts['units']} units, {counts['zones']} zones")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kuaijing",
+        description="Kuaijing (快警): police rapid response. Configuration comes from KUAIJING_* environment "
+        "variables (see README); unset Kafka/PostgreSQL settings mean the embedded ones under KUAIJING_DATA_DIR.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", help="start the whole system in the foreground; Ctrl-C stops it")
+    up.set_defaults(func=cmd_up)
+
+    serve = commands.add_parser("serve", help="run one service in the foreground")
+    serve.add_argument("service", choices=SERVICES)
+    serve.add_argument("--port", type=int, help="override the service's KUAIJING_*_PORT")
+    serve.set_defaults(func=cmd_serve)
+
+    infra = commands.add_parser("infra", help="the embedded Kafka and PostgreSQL")
+    infra.add_argument("action", choices=("start", "stop", "status"))
+    infra.set_defaults(func=cmd_infra)
+
+    mig = commands.add_parser("migrate", help="apply pending database migrations")
+    mig.set_defaults(func=cmd_migrate)
+
+    registry = commands.add_parser("registry", help="the unit registry")
+    registry_commands = registry.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
+    imp = registry_commands.add_parser(
+        "import",
+        help="upsert platforms, units and zones from a JSON file shaped like POST /v1/registry/import",
+    )
+    imp.add_argument("file", type=Path)
+    imp.set_defaults(func=cmd_registry_import)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+        return result
+    except KuaijingError as e:
+        print(f"kuaijing: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

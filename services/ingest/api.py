@@ -1,0 +1,129 @@
+"""HTTP telemetry in (contract section 2, way 2): one object, a JSON array, or NDJSON."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from services.ingest.domain.telemetry import RejectReason
+from services.ingest.intake import Candidate, TelemetryIntake, Undecodable
+from shared.auth import Role, require_role
+from shared.codec import decode
+from shared.schemas import Source
+
+router = APIRouter(tags=["telemetry"])
+
+NDJSON = "application/x-ndjson"
+
+
+class RejectedItem(BaseModel):
+    index: int
+    error: str
+
+
+class TelemetryAccepted(BaseModel):
+    accepted: int
+    rejected: list[RejectedItem]
+
+
+class BodyTooLarge(Exception):  # noqa: N818 - mapped straight to 413
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks = bytearray()
+    async for chunk in request.stream():
+        chunks += chunk
+        if len(chunks) > limit:
+            raise BodyTooLarge
+    return bytes(chunks)
+
+
+def _error(code: int, field: str, error: str) -> JSONResponse:
+    return JSONResponse({"detail": {"field": field, "error": error}}, status_code=code)
+
+
+def _ndjson_candidates(body: bytes) -> list[Candidate] | None:
+    """One candidate per non-blank line; None when no line at all is JSON (the body is not JSON)."""
+    candidates = []
+    parsed_any = False
+    for line in body.splitlines():
+        if not line.strip():
+            continue
+        try:
+            value: Any = decode(line)
+            parsed_any = True
+        except ValueError as e:
+            value = Undecodable(RejectReason.INVALID_JSON, f"line: not JSON ({e})")
+        candidates.append(Candidate(value=value, payload=line, key=_key_of(value)))
+    return candidates if parsed_any else None
+
+
+def _key_of(value: Any) -> bytes:
+    unit_id = value.get("unit_id") if isinstance(value, dict) else None
+    return unit_id.encode() if isinstance(unit_id, str) else b""
+
+
+@router.post(
+    "/v1/telemetry",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=TelemetryAccepted,
+    summary="Submit position and video pings",
+    description=(
+        "Body: one ping object, a JSON array of pings, or NDJSON (`Content-Type: application/x-ndjson`). "
+        "Answers 202 once every accepted ping is acknowledged by Kafka; each rejected item is listed by index and "
+        "also published to `kuaijing.deadletter`. 400 when the body is not JSON at all (the body is dead-lettered "
+        "too), 413 over 10,000 pings or 8 MiB, 503 when Kafka did not acknowledge (nothing in the body may be "
+        "assumed accepted; resend it: repeated pings are stored once)."
+    ),
+    responses={
+        400: {"description": "not JSON"},
+        413: {"description": "too large"},
+        503: {"description": "Kafka"},
+    },
+)
+async def post_telemetry(
+    request: Request, _role: Annotated[Role, Depends(require_role(Role.TERMINAL))]
+) -> JSONResponse:
+    settings = request.app.state.settings
+    intake: TelemetryIntake = request.app.state.intake
+    try:
+        body = await _read_body(request, settings.max_body_bytes)
+    except BodyTooLarge:
+        return _error(413, "body", f"larger than {settings.max_body_bytes} bytes")
+
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    candidates: list[Candidate] | None
+    if content_type == NDJSON:
+        candidates = _ndjson_candidates(body)
+    else:
+        try:
+            value = decode(body)
+        except ValueError:
+            candidates = None
+        else:
+            if isinstance(value, list):
+                candidates = [Candidate(value=item, key=_key_of(item)) for item in value]
+            else:
+                candidates = [Candidate(value=value, payload=body, key=_key_of(value))]
+    if candidates is None:
+        await intake.submit(
+            [Candidate(value=Undecodable(RejectReason.INVALID_JSON, "body: not JSON"), payload=body)],
+            source=Source.HTTP,
+        )
+        return _error(400, "body", "not JSON (send a ping object, a JSON array of pings, or NDJSON)")
+    if len(candidates) > settings.max_batch_items:
+        return _error(413, "body", f"{len(candidates)} pings; at most {settings.max_batch_items} per request")
+
+    rejections = await intake.submit(candidates, source=Source.HTTP)
+    answer = TelemetryAccepted(
+        accepted=len(candidates) - len(rejections),
+        rejected=[RejectedItem(index=r.index, error=r.error) for r in rejections],
+    )
+    return JSONResponse(answer.model_dump(), status_code=status.HTTP_202_ACCEPTED)

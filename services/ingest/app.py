@@ -1,0 +1,136 @@
+"""The ingest service's composition root: settings in, a FastAPI app out, resources owned by the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
+from functools import partial
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from services.ingest.adapters.history_store import HistoryStore
+from services.ingest.api import router
+from services.ingest.consumer import RAW_GROUP, consume_raw_telemetry
+from services.ingest.domain.telemetry import TelemetryRules
+from services.ingest.history import HISTORY_GROUP, write_history
+from services.ingest.intake import TelemetryIntake
+from services.ingest.metrics import IngestMetrics
+from shared.kafka import ensure_topics, make_consumer, started_producer
+from shared.postgres import apply_migrations, open_pool
+from shared.probes import Readiness, probes_router
+from shared.registry_cache import UnitDirectoryCache
+from shared.settings import Settings
+from shared.supervision import Supervisor
+from shared.topics import POSITIONS, TELEMETRY_RAW, VIDEO
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    metrics = IngestMetrics()
+    readiness = Readiness()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            pool = await stack.enter_async_context(open_pool(settings.database, max_size=8))
+            async with pool.acquire() as conn:
+                await apply_migrations(conn)
+            await ensure_topics(settings.kafka)
+            producer = await stack.enter_async_context(started_producer(settings.kafka, client_id="kuaijing-ingest"))
+            directory = UnitDirectoryCache(pool)
+            await directory.refresh()
+            intake = TelemetryIntake(
+                producer=producer,
+                directory=directory.current,
+                metrics=metrics,
+                rules=TelemetryRules(max_future_skew=timedelta(seconds=settings.max_future_skew_s)),
+            )
+            supervisor = Supervisor()
+            stack.push_async_callback(supervisor.aclose)
+            supervisor.spawn("registry-follow", partial(directory.follow, settings.registry_poll_s))
+            if settings.raw_consumer_enabled:
+                supervisor.spawn(
+                    "raw-telemetry-consumer",
+                    partial(_run_raw_consumer, settings=settings, intake=intake, metrics=metrics),
+                )
+            if settings.history_writer_enabled:
+                supervisor.spawn(
+                    "history-writer",
+                    partial(_run_history_writer, settings=settings, store=HistoryStore(pool), producer=producer,
+                            metrics=metrics),
+                )  # fmt: skip
+
+            async def kafka_ready() -> None:
+                await producer.client.fetch_all_metadata()
+
+            async def postgres_ready() -> None:
+                await pool.fetchval("SELECT 1")
+
+            readiness.register("kafka", kafka_ready)
+            readiness.register("postgres", postgres_ready)
+            app.state.intake = intake
+            log.info("ingest ready: Kafka %s, PostgreSQL %s", settings.kafka, _redact(settings.database))
+            yield
+            log.info("ingest stopping: draining consumers and flushing the producer")
+
+    app = FastAPI(
+        title="Kuaijing ingest",
+        version="0.1.0",
+        description="Telemetry in from patrol-vehicle terminals: validated, published to Kafka, stored in history.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.include_router(router)
+    app.include_router(probes_router(metrics.registry, readiness))
+
+    @app.exception_handler(KafkaError)
+    async def kafka_unavailable(_request: Request, exc: KafkaError) -> JSONResponse:
+        log.error("Kafka did not acknowledge: %s", exc)
+        return JSONResponse(
+            {"detail": {"field": "kafka", "error": f"not acknowledged ({type(exc).__name__}); retry"}},
+            status_code=503,
+        )
+
+    return app
+
+
+async def _run_raw_consumer(*, settings: Settings, intake: TelemetryIntake, metrics: IngestMetrics) -> None:
+    consumer = make_consumer(settings.kafka, TELEMETRY_RAW, group_id=RAW_GROUP, client_id="kuaijing-ingest-raw")
+    await consumer.start()
+    try:
+        await consume_raw_telemetry(
+            consumer=consumer, intake=intake, metrics=metrics, batch_size=settings.history_batch_size,
+            poll_ms=settings.consumer_poll_ms,
+        )  # fmt: skip
+    finally:
+        await consumer.stop()
+
+
+async def _run_history_writer(
+    *, settings: Settings, store: HistoryStore, producer: AIOKafkaProducer, metrics: IngestMetrics
+) -> None:
+    consumer = make_consumer(settings.kafka, POSITIONS, VIDEO, group_id=HISTORY_GROUP, client_id="kuaijing-history")
+    await consumer.start()
+    try:
+        await write_history(
+            consumer=consumer, store=store, producer=producer, metrics=metrics,
+            batch_size=settings.history_batch_size, poll_ms=settings.consumer_poll_ms,
+        )  # fmt: skip
+    finally:
+        await consumer.stop()
+
+
+def _redact(dsn: str) -> str:
+    head, sep, tail = dsn.rpartition("@")
+    if not sep:
+        return dsn
+    scheme, _, credentials = head.partition("://")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}@{tail}"

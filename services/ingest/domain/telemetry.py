@@ -1,0 +1,150 @@
+"""Validation and normalisation of one telemetry ping (contract section 2), independent of how it arrived.
+
+A ping is accepted into a record for `kuaijing.positions` / `kuaijing.video`, or rejected with a stable reason
+code (for metrics and alerting) and a message naming the field. Time is an input: `now` is passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from shared.gcj02 import gcj02_to_wgs84
+from shared.geo import h3_cell
+from shared.registry import UnitDirectory
+from shared.schemas import Crs, Ping, PositionPing, PositionRecord, Source, VideoPing, VideoRecord
+
+_PING = TypeAdapter[PositionPing | VideoPing](Ping)
+
+
+class RejectReason(StrEnum):
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    UNKNOWN_KIND = "unknown_kind"
+    MISSING_FIELD = "missing_field"
+    OUT_OF_RANGE = "out_of_range"
+    INVALID_VALUE = "invalid_value"
+    TIMESTAMP_WITHOUT_OFFSET = "timestamp_without_offset"
+    FUTURE_TIMESTAMP = "future_timestamp"
+    UNKNOWN_UNIT = "unknown_unit"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+
+
+class TelemetryRejected(Exception):  # noqa: N818 - a domain outcome, named for what happened
+    def __init__(self, reason: RejectReason, error: str) -> None:
+        super().__init__(error)
+        self.reason = reason
+        self.error = error
+
+
+_RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number"})
+
+
+def _rejection_from(error: ValidationError) -> TelemetryRejected:
+    messages = []
+    reason: RejectReason | None = None
+    for detail in error.errors(include_url=False):
+        kind = detail["type"]
+        default_field = "kind" if kind.startswith("union_tag") else "body"
+        field = ".".join(str(part) for part in detail["loc"] if part not in ("position", "video")) or default_field
+        messages.append(f"{field}: {detail['msg']}")
+        if reason is not None:
+            continue
+        if kind == "missing":
+            reason = RejectReason.MISSING_FIELD
+        elif kind in _RANGE_ERRORS:
+            reason = RejectReason.OUT_OF_RANGE
+        elif kind == "timezone_aware":
+            reason = RejectReason.TIMESTAMP_WITHOUT_OFFSET
+        elif kind in ("union_tag_invalid", "union_tag_not_found"):
+            reason = RejectReason.UNKNOWN_KIND
+    return TelemetryRejected(reason or RejectReason.INVALID_VALUE, "; ".join(messages))
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryRules:
+    max_future_skew: timedelta = timedelta(seconds=300)
+
+
+def accept_ping(
+    obj: Any,
+    *,
+    directory: UnitDirectory,
+    source: Source,
+    now: datetime,
+    rules: TelemetryRules = TelemetryRules(),
+) -> PositionRecord | VideoRecord:
+    """Validate one decoded ping; raises `TelemetryRejected` with the reason when it is not acceptable."""
+    if not isinstance(obj, dict):
+        raise TelemetryRejected(RejectReason.NOT_AN_OBJECT, f"body: expected a ping object, got {_json_type(obj)}")
+    if "kind" not in obj:
+        raise TelemetryRejected(RejectReason.MISSING_FIELD, "kind: Field required ('position' or 'video')")
+    try:
+        ping = _PING.validate_python(obj)
+    except ValidationError as e:
+        raise _rejection_from(e) from None
+    unit = directory.by_unit.get(ping.unit_id)
+    if unit is None:
+        raise TelemetryRejected(RejectReason.UNKNOWN_UNIT, f"unit_id: unknown unit {ping.unit_id!r}")
+    ts = ping.ts.astimezone(UTC)
+    if ts - now > rules.max_future_skew:
+        ahead = (ts - now).total_seconds()
+        raise TelemetryRejected(
+            RejectReason.FUTURE_TIMESTAMP,
+            f"ts: {ahead:.0f} s in the future (at most {rules.max_future_skew.total_seconds():.0f} s allowed)",
+        )
+    if isinstance(ping, PositionPing):
+        lat, lon = (ping.lat, ping.lon) if ping.crs is Crs.WGS84 else gcj02_to_wgs84(ping.lat, ping.lon)
+        return PositionRecord.model_construct(
+            unit_id=ping.unit_id,
+            ts=ts,
+            lat=lat,
+            lon=lon,
+            speed_kmh=ping.speed_kmh,
+            heading_deg=ping.heading_deg,
+            altitude_m=ping.altitude_m,
+            gnss=ping.gnss,
+            satellites=ping.satellites,
+            hdop=ping.hdop,
+            seq=ping.seq,
+            fix=ping.fix,
+            platform_id=unit.platform_id,
+            h3=h3_cell(lat, lon),
+            source=source,
+            received_at=now,
+        )
+    return VideoRecord.model_construct(
+        unit_id=ping.unit_id,
+        ts=ts,
+        channel=ping.channel,
+        state=ping.state,
+        bitrate_kbps=ping.bitrate_kbps,
+        fps=ping.fps,
+        resolution=ping.resolution,
+        codec=ping.codec,
+        network=ping.network,
+        signal_dbm=ping.signal_dbm,
+        platform_id=unit.platform_id,
+        source=source,
+        received_at=now,
+    )
+
+
+def _json_type(obj: Any) -> str:
+    match obj:
+        case list():
+            return "an array"
+        case str():
+            return "a string"
+        case bool():
+            return "a boolean"
+        case int() | float():
+            return "a number"
+        case None:
+            return "null"
+        case _:
+            return type(obj).__name__

@@ -1,0 +1,135 @@
+"""The one path every ping takes, whichever way it came in: validate, then publish the record or the dead letter.
+
+`submit` returns only after Kafka acknowledged every record (acks=all), so a caller that then answers 202 or
+commits an offset never loses what it accepted. A Kafka failure raises and the caller must not acknowledge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from services.ingest.domain.telemetry import RejectReason, TelemetryRejected, TelemetryRules, accept_ping
+from services.ingest.metrics import IngestMetrics
+from shared.codec import encode, encode_obj
+from shared.registry import UnitDirectory
+from shared.schemas import DeadLetter, PositionRecord, Source
+from shared.topics import DEADLETTER, POSITIONS, VIDEO
+
+log = logging.getLogger(__name__)
+
+DEADLETTER_PAYLOAD_LIMIT = 256 * 1024
+"""Dead letters keep at most this much of the original payload, well under Kafka's 1 MiB record limit."""
+
+
+class Producer(Protocol):
+    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> asyncio.Future[Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """Stands for a payload that could not be decoded into a ping at all (not JSON, unsupported format)."""
+
+    reason: RejectReason
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    value: Any
+    """The decoded JSON value, or `Undecodable`."""
+    payload: bytes | None = None
+    """The original bytes for the dead letter; None means re-encode `value` (an item of a JSON array)."""
+    key: bytes | None = None
+    origin: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    index: int
+    reason: RejectReason
+    error: str
+
+
+class TelemetryIntake:
+    def __init__(
+        self,
+        *,
+        producer: Producer,
+        directory: Callable[[], UnitDirectory],
+        metrics: IngestMetrics,
+        rules: TelemetryRules,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._producer = producer
+        self._directory = directory
+        self._metrics = metrics
+        self._rules = rules
+        self._clock = clock
+
+    async def submit(self, candidates: Sequence[Candidate], *, source: Source) -> list[Rejection]:
+        now = self._clock()
+        directory = self._directory()
+        sends: list[asyncio.Future[Any]] = []
+        rejections: list[Rejection] = []
+        accepted_kinds: dict[str, int] = {}
+        started = time.perf_counter()
+        for index, candidate in enumerate(candidates):
+            try:
+                if isinstance(candidate.value, Undecodable):
+                    raise TelemetryRejected(candidate.value.reason, candidate.value.error)
+                record = accept_ping(candidate.value, directory=directory, source=source, now=now, rules=self._rules)
+            except TelemetryRejected as rejected:
+                rejections.append(Rejection(index, rejected.reason, rejected.error))
+                sends.append(await self._dead_letter(candidate, rejected, source=source, now=now))
+                continue
+            topic = POSITIONS if isinstance(record, PositionRecord) else VIDEO
+            accepted_kinds[record.kind] = accepted_kinds.get(record.kind, 0) + 1
+            sends.append(await self._producer.send(topic.name, encode(record), key=record.unit_id.encode()))
+        if sends:
+            await asyncio.gather(*sends)
+            self._metrics.produce_seconds.labels(source.value).observe(time.perf_counter() - started)
+        for kind, count in accepted_kinds.items():
+            self._metrics.accepted.labels(kind, source.value).inc(count)
+        for rejection in rejections:
+            self._metrics.rejected.labels(rejection.reason.value, source.value).inc()
+        return rejections
+
+    async def _dead_letter(
+        self, candidate: Candidate, rejected: TelemetryRejected, *, source: Source, now: datetime
+    ) -> asyncio.Future[Any]:
+        payload = candidate.payload if candidate.payload is not None else encode_obj(candidate.value)
+        letter = dead_letter(
+            payload, error=rejected.error, reason=rejected.reason, source=source, now=now,
+            origin=candidate.origin,
+        )  # fmt: skip
+        log.debug("rejected %s ping (%s): %s", source.value, rejected.reason.value, rejected.error)
+        return await self._producer.send(DEADLETTER.name, encode(letter), key=candidate.key or b"")
+
+
+def dead_letter(
+    payload: bytes,
+    *,
+    error: str,
+    reason: RejectReason,
+    source: Source,
+    now: datetime,
+    origin: str | None = None,
+) -> DeadLetter:
+    """Original text when it is UTF-8, base64 otherwise; truncated past `DEADLETTER_PAYLOAD_LIMIT`."""
+    truncated = len(payload) > DEADLETTER_PAYLOAD_LIMIT
+    kept = payload[:DEADLETTER_PAYLOAD_LIMIT]
+    try:
+        text, encoding = kept.decode("utf-8"), None
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(kept).decode("ascii"), "base64"
+    return DeadLetter(
+        error=error, reason=reason.value, source=source, received_at=now, payload=text,
+        payload_encoding=encoding, payload_truncated=truncated, origin=origin,
+    )  # fmt: skip

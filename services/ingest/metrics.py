@@ -1,0 +1,43 @@
+"""Ingest's Prometheus metrics, in a registry of their own so that each app instance counts separately."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass
+class IngestMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.accepted = Counter(
+            "kuaijing_ingest_accepted_total", "Pings accepted", ["kind", "source"], registry=self.registry
+        )
+        self.rejected = Counter(
+            "kuaijing_ingest_rejected_total", "Pings rejected to the dead-letter topic", ["reason", "source"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.produce_seconds = Histogram(
+            "kuaijing_ingest_produce_seconds", "Time from handing a batch to Kafka until all records are acked",
+            ["source"], registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+        )  # fmt: skip
+        self.consumer_lag = Gauge(
+            "kuaijing_consumer_lag", "Records behind the partition's high watermark", ["group", "topic"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.history_rows = Counter(
+            "kuaijing_history_rows_total", "Rows made durable by the history writer (after dedup)", ["table"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.registry_revision = Gauge(
+            "kuaijing_ingest_registry_revision",
+            "Registry revision held in the unit cache",
+            registry=self.registry,
+        )
+
+    def set_lag(self, group: str, lag_by_topic: dict[str, int]) -> None:
+        for topic, lag in lag_by_topic.items():
+            self.consumer_lag.labels(group, topic).set(lag)

@@ -1,0 +1,52 @@
+"""Registry rows in PostgreSQL: bulk upsert of an import document and the unit directory ingest caches."""
+
+from __future__ import annotations
+
+import asyncpg
+import orjson
+
+from shared.postgres import Connection
+from shared.registry import RegistryImport, UnitDirectory, UnitKind, UnitRef
+
+
+async def import_registry(conn: Connection, document: RegistryImport) -> dict[str, int]:
+    """Upsert everything in one transaction, platforms first so units can refer to them."""
+    async with conn.transaction():
+        if document.platforms:
+            await conn.executemany(
+                "INSERT INTO platforms (id, name, kind, lat, lon) VALUES ($1, $2, $3, $4, $5) "
+                "ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind, lat = excluded.lat, "
+                "lon = excluded.lon, updated_at = now()",
+                [(p.id, p.name, p.kind.value, p.lat, p.lon) for p in document.platforms],
+            )
+        if document.units:
+            await conn.executemany(
+                "INSERT INTO units (id, platform_id, kind, callsign, terminal_id) VALUES ($1, $2, $3, $4, $5) "
+                "ON CONFLICT (id) DO UPDATE SET platform_id = excluded.platform_id, kind = excluded.kind, "
+                "callsign = excluded.callsign, terminal_id = excluded.terminal_id, updated_at = now()",
+                [(u.id, u.platform_id, u.kind.value, u.callsign, u.terminal_id) for u in document.units],
+            )
+        if document.zones:
+            await conn.executemany(
+                "INSERT INTO zones (id, class, geometry) VALUES ($1, $2, $3::jsonb) "
+                "ON CONFLICT (id) DO UPDATE SET class = excluded.class, geometry = excluded.geometry, "
+                "updated_at = now()",
+                [(z.id, z.class_.value, orjson.dumps(z.geometry_json()).decode()) for z in document.zones],
+            )
+    return {"platforms": len(document.platforms), "units": len(document.units), "zones": len(document.zones)}
+
+
+async def registry_revision(conn: Connection | asyncpg.Pool) -> int:
+    revision: int = await conn.fetchval("SELECT revision FROM registry_revision")
+    return revision
+
+
+async def load_unit_directory(conn: Connection) -> UnitDirectory:
+    """Read revision and units in one snapshot so the revision names exactly what was read."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        revision = await registry_revision(conn)
+        rows = await conn.fetch("SELECT id, platform_id, kind, terminal_id FROM units")
+    return UnitDirectory.of(
+        revision,
+        [UnitRef(r["id"], r["platform_id"], UnitKind(r["kind"]), r["terminal_id"]) for r in rows],
+    )

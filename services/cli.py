@@ -56,8 +56,9 @@ class Infrastructure:
             if postgres.start():
                 self.started_postgres = postgres
         if self.settings.kafka_bootstrap is None:
-            kafka = EmbeddedKafka(data_dir, port=self.settings.embedded_kafka_port,
-                                  controller_port=self.settings.embedded_kafka_port + 1)  # fmt: skip
+            kafka = EmbeddedKafka(
+                data_dir, port=self.settings.embedded_kafka_port, controller_port=self.settings.embedded_kafka_port + 1
+            )
             if kafka.start():
                 self.started_kafka = kafka
         created = asyncio.run(ensure_topics(self.settings.kafka))
@@ -164,17 +165,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise KuaijingError(f"unknown service {args.service!r}")
     port = args.port or _service_port(settings, args.service)
     uvicorn.run(
-        create_app(settings), host=settings.bind_host, port=port, log_level=settings.log_level.lower(),
-        access_log=False, timeout_graceful_shutdown=20,
-    )  # fmt: skip
+        create_app(settings),
+        host=settings.bind_host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=20,
+    )
     return 0
 
 
 def cmd_infra(args: argparse.Namespace) -> int:
     settings = Settings()
     _configure_logging(settings.log_level)
-    kafka = EmbeddedKafka(settings.data_dir, port=settings.embedded_kafka_port,
-                          controller_port=settings.embedded_kafka_port + 1)  # fmt: skip
+    kafka = EmbeddedKafka(
+        settings.data_dir, port=settings.embedded_kafka_port, controller_port=settings.embedded_kafka_port + 1
+    )
     postgres = EmbeddedPostgres(settings.data_dir, port=settings.embedded_postgres_port)
     if args.action == "start":
         Infrastructure(settings).start()
@@ -269,6 +275,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KuaijingError as e:
         print(f"kuaijing: {e}", file=sys.stderr)
         return 1
+    except ValidationError as e:
+        print(f"kuaijing: bad configuration:\n{e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

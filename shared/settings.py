@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.auth import Role, parse_api_tokens
+from shared.errors import ConfigurationError
 
 EMBEDDED_KAFKA_PORT = 9092
 EMBEDDED_POSTGRES_PORT = 55432
@@ -47,6 +48,7 @@ class Settings(BaseSettings):
     registry_poll_s: float = Field(default=1.0, gt=0, description="how often ingest checks for registry changes")
     history_batch_size: int = Field(default=5_000, gt=0)
     history_writer_enabled: bool = True
+    history_group: str = Field(default="kuaijing-history", description="consumer group of the history writer")
     raw_consumer_enabled: bool = True
     consumer_poll_ms: int = 200
     log_level: str = "INFO"
@@ -54,7 +56,10 @@ class Settings(BaseSettings):
     @field_validator("api_tokens")
     @classmethod
     def _tokens_parse(cls, value: str) -> str:
-        parse_api_tokens(value)
+        try:
+            parse_api_tokens(value)
+        except ConfigurationError as e:
+            raise ValueError(str(e)) from e
         return value
 
     @cached_property

@@ -17,7 +17,7 @@ from services.ingest.adapters.history_store import HistoryStore
 from services.ingest.api import router
 from services.ingest.consumer import RAW_GROUP, consume_raw_telemetry
 from services.ingest.domain.telemetry import TelemetryRules
-from services.ingest.history import HISTORY_GROUP, write_history
+from services.ingest.history import write_history
 from services.ingest.intake import TelemetryIntake
 from services.ingest.metrics import IngestMetrics
 from shared.kafka import ensure_topics, make_consumer, started_producer
@@ -62,9 +62,14 @@ def create_app(settings: Settings) -> FastAPI:
             if settings.history_writer_enabled:
                 supervisor.spawn(
                     "history-writer",
-                    partial(_run_history_writer, settings=settings, store=HistoryStore(pool), producer=producer,
-                            metrics=metrics),
-                )  # fmt: skip
+                    partial(
+                        _run_history_writer,
+                        settings=settings,
+                        store=HistoryStore(pool),
+                        producer=producer,
+                        metrics=metrics,
+                    ),
+                )
 
             async def kafka_ready() -> None:
                 await producer.client.fetch_all_metadata()
@@ -75,6 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
             readiness.register("kafka", kafka_ready)
             readiness.register("postgres", postgres_ready)
             app.state.intake = intake
+            app.state.directory = directory
             log.info("ingest ready: Kafka %s, PostgreSQL %s", settings.kafka, _redact(settings.database))
             yield
             log.info("ingest stopping: draining consumers and flushing the producer")
@@ -106,9 +112,12 @@ async def _run_raw_consumer(*, settings: Settings, intake: TelemetryIntake, metr
     await consumer.start()
     try:
         await consume_raw_telemetry(
-            consumer=consumer, intake=intake, metrics=metrics, batch_size=settings.history_batch_size,
+            consumer=consumer,
+            intake=intake,
+            metrics=metrics,
+            batch_size=settings.history_batch_size,
             poll_ms=settings.consumer_poll_ms,
-        )  # fmt: skip
+        )
     finally:
         await consumer.stop()
 
@@ -116,13 +125,20 @@ async def _run_raw_consumer(*, settings: Settings, intake: TelemetryIntake, metr
 async def _run_history_writer(
     *, settings: Settings, store: HistoryStore, producer: AIOKafkaProducer, metrics: IngestMetrics
 ) -> None:
-    consumer = make_consumer(settings.kafka, POSITIONS, VIDEO, group_id=HISTORY_GROUP, client_id="kuaijing-history")
+    consumer = make_consumer(
+        settings.kafka, POSITIONS, VIDEO, group_id=settings.history_group, client_id="kuaijing-history"
+    )
     await consumer.start()
     try:
         await write_history(
-            consumer=consumer, store=store, producer=producer, metrics=metrics,
-            batch_size=settings.history_batch_size, poll_ms=settings.consumer_poll_ms,
-        )  # fmt: skip
+            group=settings.history_group,
+            consumer=consumer,
+            store=store,
+            producer=producer,
+            metrics=metrics,
+            batch_size=settings.history_batch_size,
+            poll_ms=settings.consumer_poll_ms,
+        )
     finally:
         await consumer.stop()
 

@@ -23,17 +23,21 @@ from shared.topics import DEADLETTER, POSITIONS, VIDEO
 
 log = logging.getLogger(__name__)
 
-HISTORY_GROUP = "kuaijing-history"
-
 
 async def write_history(
-    *, consumer: AIOKafkaConsumer, store: HistoryStore, producer: Producer, metrics: IngestMetrics,
-    batch_size: int, poll_ms: int,
-) -> None:  # fmt: skip
+    *,
+    group: str,
+    consumer: AIOKafkaConsumer,
+    store: HistoryStore,
+    producer: Producer,
+    metrics: IngestMetrics,
+    batch_size: int,
+    poll_ms: int,
+) -> None:
     while True:
         batches = await consumer.getmany(timeout_ms=poll_ms, max_records=batch_size)
         if not batches:
-            metrics.set_lag(HISTORY_GROUP, await consumer_lag(consumer))
+            metrics.set_lag(group, await consumer_lag(consumer))
             continue
         positions: list[PositionRecord] = []
         videos: list[VideoRecord] = []
@@ -52,11 +56,15 @@ async def write_history(
             origin = f"{record.topic}/{record.partition}/{record.offset}"
             log.warning("history writer skipped an undecodable record at %s: %s", origin, error)
             letter = dead_letter(
-                record.value or b"", error=error, reason=RejectReason.INVALID_VALUE, source=Source.KAFKA,
-                now=datetime.now(UTC), origin=origin,
-            )  # fmt: skip
+                record.value or b"",
+                error=error,
+                reason=RejectReason.INVALID_VALUE,
+                source=Source.KAFKA,
+                now=datetime.now(UTC),
+                origin=origin,
+            )
             await (await producer.send(DEADLETTER.name, encode(letter), key=record.key or b""))
         await consumer.commit()
         metrics.history_rows.labels("positions").inc(new_positions)
         metrics.history_rows.labels("video_pings").inc(new_videos)
-        metrics.set_lag(HISTORY_GROUP, await consumer_lag(consumer))
+        metrics.set_lag(group, await consumer_lag(consumer))

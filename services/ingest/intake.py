@@ -106,9 +106,13 @@ class TelemetryIntake:
     ) -> asyncio.Future[Any]:
         payload = candidate.payload if candidate.payload is not None else encode_obj(candidate.value)
         letter = dead_letter(
-            payload, error=rejected.error, reason=rejected.reason, source=source, now=now,
+            payload,
+            error=rejected.error,
+            reason=rejected.reason,
+            source=source,
+            now=now,
             origin=candidate.origin,
-        )  # fmt: skip
+        )
         log.debug("rejected %s ping (%s): %s", source.value, rejected.reason.value, rejected.error)
         return await self._producer.send(DEADLETTER.name, encode(letter), key=candidate.key or b"")
 
@@ -130,6 +134,12 @@ def dead_letter(
     except UnicodeDecodeError:
         text, encoding = base64.b64encode(kept).decode("ascii"), "base64"
     return DeadLetter(
-        error=error, reason=reason.value, source=source, received_at=now, payload=text,
-        payload_encoding=encoding, payload_truncated=truncated, origin=origin,
-    )  # fmt: skip
+        error=error,
+        reason=reason.value,
+        source=source,
+        received_at=now,
+        payload=text,
+        payload_encoding=encoding,
+        payload_truncated=truncated,
+        origin=origin,
+    )

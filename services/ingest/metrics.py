@@ -16,22 +16,30 @@ class IngestMetrics:
             "kuaijing_ingest_accepted_total", "Pings accepted", ["kind", "source"], registry=self.registry
         )
         self.rejected = Counter(
-            "kuaijing_ingest_rejected_total", "Pings rejected to the dead-letter topic", ["reason", "source"],
+            "kuaijing_ingest_rejected_total",
+            "Pings rejected to the dead-letter topic",
+            ["reason", "source"],
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.produce_seconds = Histogram(
-            "kuaijing_ingest_produce_seconds", "Time from handing a batch to Kafka until all records are acked",
-            ["source"], registry=self.registry,
+            "kuaijing_ingest_produce_seconds",
+            "Time from handing a batch to Kafka until all records are acked",
+            ["source"],
+            registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
-        )  # fmt: skip
+        )
         self.consumer_lag = Gauge(
-            "kuaijing_consumer_lag", "Records behind the partition's high watermark", ["group", "topic"],
+            "kuaijing_consumer_lag",
+            "Records behind the partition's high watermark",
+            ["group", "topic"],
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.history_rows = Counter(
-            "kuaijing_history_rows_total", "Rows made durable by the history writer (after dedup)", ["table"],
+            "kuaijing_history_rows_total",
+            "Rows made durable by the history writer (after dedup)",
+            ["table"],
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.registry_revision = Gauge(
             "kuaijing_ingest_registry_revision",
             "Registry revision held in the unit cache",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from shared.embedded.process import port_open, read_pid, terminate
+from shared.embedded.process import port_open, read_pid, spawn_detached, terminate
 from shared.errors import ConfigurationError, InfrastructureError
 from shared.kafka import describe_cluster
 
@@ -49,10 +49,20 @@ def ensure_jars() -> Path:
     with resources.as_file(pom) as pom_path:
         log.info("fetching Kafka %s jars from Maven Central into %s", KAFKA_VERSION, libs)
         result = subprocess.run(
-            [mvn, "-B", "-q", "-f", str(pom_path), "dependency:copy-dependencies",
-             f"-DoutputDirectory={libs}", "-DincludeScope=runtime"],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            [
+                mvn,
+                "-B",
+                "-q",
+                "-f",
+                str(pom_path),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={libs}",
+                "-DincludeScope=runtime",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     if result.returncode != 0:
         raise InfrastructureError(f"mvn could not fetch the Kafka jars:\n{result.stdout}\n{result.stderr}")
     if not any(libs.glob(f"kafka_2.13-{KAFKA_VERSION}.jar")):
@@ -115,20 +125,42 @@ class EmbeddedKafka:
         (self.home / "tmp").mkdir(exist_ok=True)
         if not (self.home / "data" / "meta.properties").exists():
             subprocess.run(
-                [java, "-Xmx256m", *log_opts, "-cp", classpath, "kafka.tools.StorageTool",
-                 "format", "--standalone", "-t", _cluster_id(), "-c", str(properties), "-g"],
-                check=True, capture_output=True, text=True,
-            )  # fmt: skip
-        with (self.home / "logs" / "stdout.log").open("ab") as out:
-            process = subprocess.Popen(
-                [java, f"-Xms{self.heap}", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-                 "-XX:+ExplicitGCInvokesConcurrent",
-                 *log_opts, "-cp", classpath, "kafka.Kafka", str(properties)],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            )  # fmt: skip
-        self.pid_file.write_text(str(process.pid))
-        asyncio.run(self._wait_ready(pid=process.pid))
-        log.info("Kafka %s ready on %s (pid %s)", KAFKA_VERSION, self.bootstrap, process.pid)
+                [
+                    java,
+                    "-Xmx256m",
+                    *log_opts,
+                    "-cp",
+                    classpath,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "--standalone",
+                    "-t",
+                    _cluster_id(),
+                    "-c",
+                    str(properties),
+                    "-g",
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+        argv = [
+            java,
+            f"-Xms{self.heap}",
+            f"-Xmx{self.heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:+ExplicitGCInvokesConcurrent",
+            *log_opts,
+            "-cp",
+            classpath,
+            "kafka.Kafka",
+            str(properties),
+        ]
+        pid = spawn_detached(argv, log_file=self.home / "logs" / "stdout.log")
+        self.pid_file.write_text(str(pid))
+        asyncio.run(self._wait_ready(pid=pid))
+        log.info("Kafka %s ready on %s (pid %s)", KAFKA_VERSION, self.bootstrap, pid)
         return True
 
     def stop(self) -> None:

@@ -88,9 +88,17 @@ class EmbeddedPostgres:
         if not (self.cluster / "PG_VERSION").exists():
             log.info("creating PostgreSQL cluster in %s", self.cluster)
             self._run_as_owner(
-                [str(bindir / "initdb"), "-D", str(self.cluster), "-U", USER, "--auth=trust",
-                 "--encoding=UTF8", "--locale=C.UTF-8"]
-            )  # fmt: skip
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(self.cluster),
+                    "-U",
+                    USER,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                ]
+            )
             with (self.cluster / "postgresql.conf").open("a") as conf:
                 conf.write(
                     "\n# kuaijing embedded defaults\n"
@@ -102,10 +110,21 @@ class EmbeddedPostgres:
                     "fsync = on\n"
                 )
         result = self._run_as_owner(
-            [str(bindir / "pg_ctl"), "-D", str(self.cluster), "-l", str(self.home / "server.log"),
-             "-o", f"-p {self.port}", "-w", "-t", "60", "start"],
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(self.cluster),
+                "-l",
+                str(self.home / "server.log"),
+                "-o",
+                f"-p {self.port}",
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
             check=False,
-        )  # fmt: skip
+        )
         if result.returncode != 0:
             raise InfrastructureError(f"PostgreSQL did not start: {result.stderr.strip()}\n{self._log_tail()}")
         self._wait_ready()

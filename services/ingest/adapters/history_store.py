@@ -16,28 +16,77 @@ from shared.postgres import Connection
 from shared.schemas import PositionRecord, VideoRecord
 
 _POSITION_COLUMNS = (
-    "unit_id", "ts", "lat", "lon", "speed_kmh", "heading_deg", "altitude_m", "gnss", "satellites", "hdop", "seq",
-    "fix", "platform_id", "h3", "source", "received_at",
-)  # fmt: skip
+    "unit_id",
+    "ts",
+    "lat",
+    "lon",
+    "speed_kmh",
+    "heading_deg",
+    "altitude_m",
+    "gnss",
+    "satellites",
+    "hdop",
+    "seq",
+    "fix",
+    "platform_id",
+    "h3",
+    "source",
+    "received_at",
+)
 _VIDEO_COLUMNS = (
-    "unit_id", "ts", "channel", "state", "bitrate_kbps", "fps", "resolution", "codec", "network", "signal_dbm",
-    "platform_id", "source", "received_at",
-)  # fmt: skip
+    "unit_id",
+    "ts",
+    "channel",
+    "state",
+    "bitrate_kbps",
+    "fps",
+    "resolution",
+    "codec",
+    "network",
+    "signal_dbm",
+    "platform_id",
+    "source",
+    "received_at",
+)
 
 
 def _position_row(r: PositionRecord) -> tuple[object, ...]:
     return (
-        r.unit_id, r.ts, r.lat, r.lon, r.speed_kmh, r.heading_deg, r.altitude_m,
-        None if r.gnss is None else r.gnss.value, r.satellites, r.hdop, r.seq, r.fix, r.platform_id, r.h3,
-        r.source.value, r.received_at,
-    )  # fmt: skip
+        r.unit_id,
+        r.ts,
+        r.lat,
+        r.lon,
+        r.speed_kmh,
+        r.heading_deg,
+        r.altitude_m,
+        None if r.gnss is None else r.gnss.value,
+        r.satellites,
+        r.hdop,
+        r.seq,
+        r.fix,
+        r.platform_id,
+        r.h3,
+        r.source.value,
+        r.received_at,
+    )
 
 
 def _video_row(r: VideoRecord) -> tuple[object, ...]:
     return (
-        r.unit_id, r.ts, r.channel, r.state.value, r.bitrate_kbps, r.fps, r.resolution, r.codec, r.network,
-        r.signal_dbm, r.platform_id, r.source.value, r.received_at,
-    )  # fmt: skip
+        r.unit_id,
+        r.ts,
+        r.channel,
+        r.state.value,
+        r.bitrate_kbps,
+        r.fps,
+        r.resolution,
+        r.codec,
+        r.network,
+        r.signal_dbm,
+        r.platform_id,
+        r.source.value,
+        r.received_at,
+    )
 
 
 def _inserted(status: str) -> int:

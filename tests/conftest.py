@@ -1,0 +1,159 @@
+"""Session fixtures: one real Kafka broker and one real PostgreSQL cluster, started by the project's own code.
+
+Outside CI a machine that cannot run them skips the integration tests with the reason; under `CI=true` that is a
+failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from shared.embedded.kafka import EmbeddedKafka
+from shared.embedded.postgres import EmbeddedPostgres
+from shared.errors import KuaijingError
+from shared.kafka import ensure_topics
+from shared.postgres import connect, migrate
+from shared.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind
+from shared.registry_store import import_registry
+from shared.settings import Settings
+from tests.harness import eventually, free_port
+
+TOKENS = {"terminal": "t-terminal", "dispatcher": "t-dispatcher", "viewer": "t-viewer", "admin": "t-admin"}
+
+
+@dataclass(frozen=True)
+class Infra:
+    kafka: str
+    database: str
+    data_dir: Path
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
+    data_dir = tmp_path_factory.mktemp("kuaijing-data")
+    kafka_port = free_port()
+    kafka = EmbeddedKafka(data_dir, port=kafka_port, controller_port=free_port())
+    postgres = EmbeddedPostgres(data_dir, port=free_port())
+    try:
+        postgres.start()
+        kafka.start()
+        asyncio.run(ensure_topics(kafka.bootstrap))
+        asyncio.run(migrate(postgres.url))
+    except (KuaijingError, OSError) as e:
+        kafka.stop()
+        postgres.stop()
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Kafka/PostgreSQL could not be started for the tests: {e}")
+        pytest.skip(f"Kafka/PostgreSQL could not be started: {e}")
+    yield Infra(kafka=kafka.bootstrap, database=postgres.url, data_dir=data_dir)
+    kafka.stop()
+    postgres.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(infra: Infra) -> Settings:
+    return Settings(
+        kafka_bootstrap=infra.kafka,
+        database_url=infra.database,
+        api_tokens=",".join(f"{role}:{token}" for role, token in TOKENS.items()),
+        data_dir=infra.data_dir,
+        consumer_poll_ms=100,
+        registry_poll_s=0.2,
+        history_writer_enabled=False,
+    )
+
+
+@pytest.fixture
+async def db(infra: Infra) -> AsyncIterator[asyncpg.Connection]:
+    conn = await connect(infra.database)
+    yield conn
+    await conn.close()
+
+
+class RunningService:
+    """A service app served by a real uvicorn on a free loopback port, in the test's event loop."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> RunningService:
+        self._task = asyncio.create_task(self._server.serve())
+
+        async def started() -> bool:
+            if self._task is not None and self._task.done():
+                self._task.result()
+            return self._server.started
+
+        await eventually(started, timeout_s=60, what="the service to start")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            await self._task
+
+
+@pytest.fixture(scope="session")
+async def ingest(settings: Settings) -> AsyncIterator[RunningService]:
+    from services.ingest.app import create_app
+
+    async with RunningService(create_app(settings)) as service:
+        yield service
+
+
+@pytest.fixture
+async def client(ingest: RunningService) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        base_url=ingest.url, headers={"Authorization": f"Bearer {TOKENS['terminal']}"}, timeout=30
+    ) as c:
+        yield c
+
+
+@dataclass(frozen=True)
+class Fleet:
+    platform_id: str
+    unit_ids: list[str]
+
+
+async def register_fleet(database: str, units: int = 3) -> Fleet:
+    tag = uuid.uuid4().hex[:8]
+    platform = Platform(
+        id=f"P-{tag}", name=f"Test platform {tag}", kind=PlatformKind.FAST_RESPONSE, lat=27.24, lon=111.47
+    )
+    unit_list = [
+        Unit(id=f"U-{tag}-{i}", platform_id=platform.id, kind=UnitKind.PATROL_CAR, callsign=f"{i:04d}")
+        for i in range(units)
+    ]
+    conn = await connect(database)
+    try:
+        await import_registry(conn, RegistryImport(platforms=[platform], units=unit_list))
+    finally:
+        await conn.close()
+    return Fleet(platform_id=platform.id, unit_ids=[u.id for u in unit_list])
+
+
+@pytest.fixture
+async def fleet(infra: Infra, ingest: RunningService) -> Fleet:
+    """Three fresh units, known to the running ingest service before the test starts."""
+    registered = await register_fleet(infra.database)
+
+    async def known() -> bool:
+        return all(u in ingest.app.state.directory.current().by_unit for u in registered.unit_ids)
+
+    await eventually(known, what="ingest to learn the new units")
+    return registered

@@ -1,0 +1,78 @@
+"""Helpers the integration and end-to-end tests share: free ports, waiting, and reading a topic's new records."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, TypeVar
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from shared.topics import Topic
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout_s: float = 20.0, what: str = "") -> T:
+    """Poll `probe` until it returns something truthy; fail with `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what or probe} (last: {last!r})")
+
+
+class TopicTail:
+    """Reads only what arrives on a topic after the tail was opened (positions fixed on enter)."""
+
+    def __init__(self, bootstrap: str, topic: Topic) -> None:
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+        self._topic = topic
+        self.records: list[tuple[bytes | None, dict[str, Any], dict[str, bytes]]] = []
+
+    async def __aenter__(self) -> TopicTail:
+        await self._consumer.start()
+        tps = [TopicPartition(self._topic.name, p) for p in range(self._topic.partitions)]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_end(*tps)
+        for tp in tps:
+            await self._consumer.position(tp)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._consumer.stop()
+
+    async def collect(
+        self, predicate: Callable[[dict[str, Any]], bool], count: int, *, timeout_s: float = 20.0
+    ) -> list[dict[str, Any]]:
+        """The values of the first `count` new records matching `predicate`, waiting up to `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            matched = [value for _, value, _ in self.records if predicate(value)]
+            if len(matched) >= count:
+                return matched
+            batches = await self._consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for r in records:
+                    self.records.append((r.key, orjson.loads(r.value or b"null"), dict(r.headers or ())))
+        matched = [value for _, value, _ in self.records if predicate(value)]
+        raise AssertionError(f"{len(matched)} of {count} expected records on {self._topic.name} after {timeout_s} s")
+
+    def keys_of(self, predicate: Callable[[dict[str, Any]], bool]) -> list[bytes | None]:
+        return [key for key, value, _ in self.records if predicate(value)]

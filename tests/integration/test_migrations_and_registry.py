@@ -1,0 +1,78 @@
+"""Schema migrations and the registry import command against the real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import asyncpg
+import orjson
+import pytest
+
+from shared.postgres import Migration, apply_migrations, bundled_migrations
+from shared.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+async def test_migrations_are_recorded_once_and_reapplying_is_a_no_op(db: asyncpg.Connection) -> None:
+    assert await apply_migrations(db) == []
+    recorded = await db.fetch("SELECT version, name FROM schema_migrations ORDER BY version")
+    assert [(r["version"], r["name"]) for r in recorded] == [(m.version, m.name) for m in bundled_migrations()]
+
+
+async def test_a_failing_migration_leaves_nothing_half_applied(db: asyncpg.Connection) -> None:
+    table = f"half_{uuid.uuid4().hex[:8]}"
+    broken = Migration(9000 + int(uuid.uuid4().hex[:3], 16), "broken", f"CREATE TABLE {table} (x int); SELEC oops;")
+    with pytest.raises(asyncpg.PostgresSyntaxError):
+        await apply_migrations(db, [*bundled_migrations(), broken])
+    assert await db.fetchval("SELECT to_regclass($1)", table) is None
+    assert await db.fetchval("SELECT 1 FROM schema_migrations WHERE version = $1", broken.version) is None
+
+
+def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUAIJING_KAFKA_BOOTSTRAP": settings.kafka, "KUAIJING_DATABASE_URL": settings.database}
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+async def test_registry_import_upserts_platforms_units_and_zones(
+    settings: Settings, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    document = {
+        "platforms": [{"id": f"P-{tag}", "name": "Daxiang platform", "kind": "patrol", "lat": 27.23, "lon": 111.46}],
+        "units": [
+            {"id": f"U-{tag}", "platform_id": f"P-{tag}", "kind": "motorcycle", "callsign": "2095",
+             "terminal_id": "0" + str(10**11 + int(tag, 16))},
+        ],
+        "zones": [{"id": f"Z-{tag}", "class": "central_urban", "geometry": {"type": "Polygon", "coordinates": [
+            [[111.4, 27.2], [111.5, 27.2], [111.5, 27.3], [111.4, 27.2]]]}}],
+    }  # fmt: skip
+    path = tmp_path / "registry.json"
+    path.write_bytes(orjson.dumps(document))
+    first = run_cli(settings, "registry", "import", str(path))
+    assert first.returncode == 0, first.stderr
+    assert "imported 1 platforms, 1 units, 1 zones" in first.stdout
+    document["units"][0]["callsign"] = "2096"
+    path.write_bytes(orjson.dumps(document))
+    assert run_cli(settings, "registry", "import", str(path)).returncode == 0
+    unit = await db.fetchrow("SELECT callsign, terminal_id, kind FROM units WHERE id = $1", f"U-{tag}")
+    assert unit["callsign"] == "2096"
+    assert not unit["terminal_id"].startswith("0")
+    assert await db.fetchval("SELECT class FROM zones WHERE id = $1", f"Z-{tag}") == "central_urban"
+
+
+def test_registry_import_explains_a_bad_file(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text('{"units": [{"id": "U", "platform_id": "P", "kind": "tank", "callsign": "1"}]}')
+    result = run_cli(settings, "registry", "import", str(path))
+    assert result.returncode == 1
+    assert "units.0.kind" in result.stderr
+    missing = run_cli(settings, "registry", "import", str(tmp_path / "nope.json"))
+    assert missing.returncode == 1
+    assert "cannot read" in missing.stderr

@@ -11,7 +11,12 @@ _OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
 
 
 def encode(model: BaseModel) -> bytes:
-    return orjson.dumps(model.model_dump(mode="python"), option=_OPTIONS)
+    """Serialise a flat message model straight from its field values.
+
+    Message models are flat (str enums, aware datetimes, numbers, strings), which orjson writes natively; going
+    through `model_dump` first costs five times as much on the ingest hot path.
+    """
+    return orjson.dumps(model.__dict__, option=_OPTIONS)
 
 
 def encode_obj(obj: Any) -> bytes:

@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     history_writer_enabled: bool = True
     history_group: str = Field(default="kuaijing-history", description="consumer group of the history writer")
     raw_consumer_enabled: bool = True
+    raw_group: str = Field(default="kuaijing-ingest-raw", description="consumer group of the raw-telemetry consumer")
     consumer_poll_ms: int = 200
     log_level: str = "INFO"
 

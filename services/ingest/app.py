@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from services.ingest.adapters.history_store import HistoryStore
 from services.ingest.api import router
-from services.ingest.consumer import RAW_GROUP, consume_raw_telemetry
+from services.ingest.consumer import consume_raw_telemetry
 from services.ingest.domain.telemetry import TelemetryRules
 from services.ingest.history import write_history
 from services.ingest.intake import TelemetryIntake
@@ -108,10 +108,13 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 async def _run_raw_consumer(*, settings: Settings, intake: TelemetryIntake, metrics: IngestMetrics) -> None:
-    consumer = make_consumer(settings.kafka, TELEMETRY_RAW, group_id=RAW_GROUP, client_id="kuaijing-ingest-raw")
+    consumer = make_consumer(
+        settings.kafka, TELEMETRY_RAW, group_id=settings.raw_group, client_id="kuaijing-ingest-raw"
+    )
     await consumer.start()
     try:
         await consume_raw_telemetry(
+            group=settings.raw_group,
             consumer=consumer,
             intake=intake,
             metrics=metrics,

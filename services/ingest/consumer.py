@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
+
 from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from services.ingest.domain.telemetry import RejectReason
 from services.ingest.intake import Candidate, TelemetryIntake, Undecodable
@@ -13,15 +16,15 @@ from shared.kafka import consumer_lag
 from shared.schemas import Source
 from shared.topics import JT808_CONTENT_TYPE
 
-RAW_GROUP = "kuaijing-ingest-raw"
+_MAX_IN_FLIGHT = 2
+_CONTENT_TYPE = "content-type"
 
 
 def _candidate(record: ConsumerRecord[bytes, bytes]) -> Candidate:
     payload = record.value or b""
     origin = f"{record.topic}/{record.partition}/{record.offset}"
-    headers = dict(record.headers or ())
     value: object
-    if headers.get("content-type") == JT808_CONTENT_TYPE:
+    if record.headers and (_CONTENT_TYPE, JT808_CONTENT_TYPE) in record.headers:
         value = Undecodable(
             RejectReason.UNSUPPORTED_FORMAT, "JT/T 808 frames are not decoded by this ingest version yet"
         )
@@ -35,16 +38,29 @@ def _candidate(record: ConsumerRecord[bytes, bytes]) -> Candidate:
 
 async def consume_raw_telemetry(
     *,
+    group: str,
     consumer: AIOKafkaConsumer,
     intake: TelemetryIntake,
     metrics: IngestMetrics,
     batch_size: int,
     poll_ms: int,
 ) -> None:
-    while True:
-        batches = await consumer.getmany(timeout_ms=poll_ms, max_records=batch_size)
-        candidates = [_candidate(record) for records in batches.values() for record in records]
-        if candidates:
-            await intake.submit(candidates, source=Source.KAFKA)
-            await consumer.commit()
-        metrics.set_lag(RAW_GROUP, await consumer_lag(consumer))
+    """Batches are validated while the previous one is being acknowledged; offsets are committed strictly in
+    order, each only after its own batch was acknowledged (at-least-once, never ahead of the data)."""
+    in_flight: deque[tuple[asyncio.Future[None], dict[TopicPartition, int]]] = deque()
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=0 if in_flight else poll_ms, max_records=batch_size)
+            if batches:
+                candidates = [_candidate(record) for records in batches.values() for record in records]
+                submission = await intake.enqueue(candidates, source=Source.KAFKA)
+                offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+                in_flight.append((submission.acknowledged, offsets))
+            while in_flight and (not batches or len(in_flight) > _MAX_IN_FLIGHT or in_flight[0][0].done()):
+                acknowledged, offsets = in_flight.popleft()
+                await acknowledged
+                await consumer.commit(offsets)
+            metrics.set_lag(group, await consumer_lag(consumer))
+    finally:
+        for acknowledged, _ in in_flight:
+            acknowledged.cancel()

@@ -40,8 +40,10 @@ class Undecodable:
     error: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Candidate:
+    """Not frozen on purpose: one is built per record on the hot path, and frozen dataclasses cost twice as much."""
+
     value: Any
     """The decoded JSON value, or `Undecodable`."""
     payload: bytes | None = None
@@ -55,6 +57,13 @@ class Rejection:
     index: int
     reason: RejectReason
     error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    rejections: list[Rejection]
+    acknowledged: asyncio.Future[None]
+    """Done when Kafka acknowledged every record (accepted and dead-lettered); raises if it did not."""
 
 
 class TelemetryIntake:
@@ -74,6 +83,14 @@ class TelemetryIntake:
         self._clock = clock
 
     async def submit(self, candidates: Sequence[Candidate], *, source: Source) -> list[Rejection]:
+        """Validate and publish; returns once Kafka acknowledged every record of the batch."""
+        submission = await self.enqueue(candidates, source=source)
+        await submission.acknowledged
+        return submission.rejections
+
+    async def enqueue(self, candidates: Sequence[Candidate], *, source: Source) -> Submission:
+        """Validate and hand every record to the producer; the acknowledgement is awaited separately, so that a
+        consumer can validate its next batch while the broker acknowledges this one."""
         now = self._clock()
         directory = self._directory()
         sends: list[asyncio.Future[Any]] = []
@@ -92,6 +109,22 @@ class TelemetryIntake:
             topic = POSITIONS if isinstance(record, PositionRecord) else VIDEO
             accepted_kinds[record.kind] = accepted_kinds.get(record.kind, 0) + 1
             sends.append(await self._producer.send(topic.name, encode(record), key=record.unit_id.encode()))
+        acknowledged = asyncio.ensure_future(
+            self._acknowledge(
+                sends, started=started, accepted_kinds=accepted_kinds, rejections=rejections, source=source
+            )
+        )
+        return Submission(rejections=rejections, acknowledged=acknowledged)
+
+    async def _acknowledge(
+        self,
+        sends: list[asyncio.Future[Any]],
+        *,
+        started: float,
+        accepted_kinds: dict[str, int],
+        rejections: list[Rejection],
+        source: Source,
+    ) -> None:
         if sends:
             await asyncio.gather(*sends)
             self._metrics.produce_seconds.labels(source.value).observe(time.perf_counter() - started)
@@ -99,7 +132,6 @@ class TelemetryIntake:
             self._metrics.accepted.labels(kind, source.value).inc(count)
         for rejection in rejections:
             self._metrics.rejected.labels(rejection.reason.value, source.value).inc()
-        return rejections
 
     async def _dead_letter(
         self, candidate: Candidate, rejected: TelemetryRejected, *, source: Source, now: datetime

@@ -99,7 +99,7 @@ def accept_ping(
         )
     if isinstance(ping, PositionPing):
         lat, lon = (ping.lat, ping.lon) if ping.crs is Crs.WGS84 else gcj02_to_wgs84(ping.lat, ping.lon)
-        return PositionRecord.model_construct(
+        return PositionRecord(
             unit_id=ping.unit_id,
             ts=ts,
             lat=lat,
@@ -117,7 +117,7 @@ def accept_ping(
             source=source,
             received_at=now,
         )
-    return VideoRecord.model_construct(
+    return VideoRecord(
         unit_id=ping.unit_id,
         ts=ts,
         channel=ping.channel,

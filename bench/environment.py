@@ -1,0 +1,88 @@
+"""The infrastructure a benchmark runs against: fresh embedded Kafka and PostgreSQL in a temporary data dir."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from shared.embedded.kafka import EmbeddedKafka
+from shared.embedded.postgres import EmbeddedPostgres
+from shared.kafka import ensure_topics
+from shared.postgres import migrate
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class BenchInfra:
+    kafka: str
+    database: str
+    data_dir: Path
+
+
+@contextlib.contextmanager
+def bench_infra() -> Iterator[BenchInfra]:
+    with tempfile.TemporaryDirectory(prefix="kuaijing-bench-") as tmp:
+        data_dir = Path(tmp)
+        kafka = EmbeddedKafka(data_dir, port=free_port(), controller_port=free_port(), heap="1g")
+        postgres = EmbeddedPostgres(data_dir, port=free_port())
+        print(f"starting Kafka and PostgreSQL in {data_dir} ...", flush=True)
+        try:
+            postgres.start()
+            kafka.start()
+            asyncio.run(prepare_topics_and_schema(kafka.bootstrap, postgres.url))
+            yield BenchInfra(kafka=kafka.bootstrap, database=postgres.url, data_dir=data_dir)
+        finally:
+            kafka.stop()
+            postgres.stop()
+
+
+async def prepare_topics_and_schema(kafka: str, database: str) -> None:
+    await ensure_topics(kafka)
+    await migrate(database)
+
+
+@contextlib.contextmanager
+def service(infra: BenchInfra, name: str, port: int, **env: str) -> Iterator[str]:
+    """Run `kuaijing serve NAME` as its own process, as in production; yields its base URL once ready."""
+    environment = {
+        **os.environ,
+        "KUAIJING_KAFKA_BOOTSTRAP": infra.kafka,
+        "KUAIJING_DATABASE_URL": infra.database,
+        f"KUAIJING_{name.upper()}_PORT": str(port),
+        "KUAIJING_LOG_LEVEL": "WARNING",
+        **env,
+    }
+    process = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", name], env=environment)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with {process.returncode}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} not ready after 60 s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

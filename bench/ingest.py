@@ -1,0 +1,160 @@
+"""Ingest throughput: HTTP batches of 500 and the raw-topic path, each beside a bare aiokafka producer.
+
+The anchor is the ceiling a Python service on this machine can reach: an AIOKafkaProducer (acks=all, idempotent,
+linger 5 ms) sending the same ping bytes to the same broker, with no validation and no HTTP. Ingest runs as its
+own process (`kuaijing serve ingest`), as in production; the load generator shares the machine's two cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from bench.environment import BenchInfra, bench_infra, free_port, service
+from shared.postgres import connect
+from shared.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind
+from shared.registry_store import import_registry
+from shared.topics import POSITIONS, TELEMETRY_RAW
+
+UNITS = 1_000
+BATCH = 500
+HTTP_CLIENTS = 4
+TOKEN = "bench-terminal"
+
+
+def make_pings(count: int, unit_ids: list[str]) -> list[bytes]:
+    start = datetime.now(UTC) - timedelta(hours=6)
+    return [
+        orjson.dumps(
+            {
+                "kind": "position", "unit_id": unit_ids[i % len(unit_ids)],
+                "ts": (start + timedelta(milliseconds=i)).isoformat(), "lat": 27.2 + (i % 997) * 1e-4,
+                "lon": 111.4 + (i % 991) * 1e-4, "speed_kmh": 35.0, "heading_deg": 90.0, "gnss": "BDS+GPS",
+                "satellites": 14, "hdop": 0.9, "seq": i,
+            }
+        )
+        for i in range(count)
+    ]  # fmt: skip
+
+
+async def register_units(database: str) -> list[str]:
+    platform = Platform(id="BENCH", name="Bench platform", kind=PlatformKind.PATROL, lat=27.2, lon=111.4)
+    units = [
+        Unit(id=f"B-{i:05d}", platform_id="BENCH", kind=UnitKind.PATROL_CAR, callsign=str(i)) for i in range(UNITS)
+    ]
+    conn = await connect(database)
+    try:
+        await import_registry(conn, RegistryImport(platforms=[platform], units=units))
+    finally:
+        await conn.close()
+    return [u.id for u in units]
+
+
+async def bare_producer(kafka: str, topic: str, pings: list[bytes]) -> float:
+    """Pings/s of an AIOKafkaProducer alone sending these bytes (the anchor)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka, acks="all", enable_idempotence=True, linger_ms=5, max_batch_size=256 * 1024
+    )
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        futures = [await producer.send(topic, value, key=orjson.loads(value)["unit_id"].encode()) for value in pings]
+        await asyncio.gather(*futures)
+        return len(pings) / (time.perf_counter() - started)
+    finally:
+        await producer.stop()
+
+
+async def http_path(url: str, pings: list[bytes]) -> float:
+    bodies = [b"[" + b",".join(pings[i : i + BATCH]) + b"]" for i in range(0, len(pings), BATCH)]
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    accepted = 0
+
+    async def client() -> None:
+        nonlocal accepted
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        async with httpx.AsyncClient(base_url=url, timeout=60, headers=headers) as http:
+            while not queue.empty():
+                response = await http.post("/v1/telemetry", content=queue.get_nowait())
+                response.raise_for_status()
+                accepted += response.json()["accepted"]
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(HTTP_CLIENTS)))
+    elapsed = time.perf_counter() - started
+    if accepted != len(pings):
+        raise RuntimeError(f"HTTP path accepted {accepted} of {len(pings)}")
+    return len(pings) / elapsed
+
+
+async def committed(kafka: str, group: str) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+    await admin.start()
+    try:
+        try:
+            offsets = await admin.list_consumer_group_offsets(group)
+        except KafkaError:
+            return 0  # the group has not joined yet
+        return sum(max(0, meta.offset) for tp, meta in offsets.items() if tp.topic == TELEMETRY_RAW.name)
+    finally:
+        await admin.close()
+
+
+async def raw_path_rate(kafka: str, group: str, total: int) -> float:
+    """Pings/s from the group's first commit to its last, so start-up and group join are not counted."""
+    first: tuple[float, int] | None = None
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        done = await committed(kafka, group)
+        now = time.perf_counter()
+        if done and first is None:
+            first = (now, done)
+        if done >= total and first is not None:
+            if now == first[0]:
+                raise RuntimeError("everything was committed in one batch; raise the volume")
+            return (total - first[1]) / (now - first[0])
+        await asyncio.sleep(0.05)
+    raise RuntimeError("raw path did not finish in 600 s")
+
+
+def run(*, quick: bool) -> None:
+    count = 20_000 if quick else 200_000
+    with bench_infra() as infra:
+        unit_ids = asyncio.run(register_units(infra.database))
+        pings = make_pings(count, unit_ids)
+        print(f"bench ingest: {count:,} position pings over {UNITS:,} units, HTTP batches of {BATCH}", flush=True)
+        anchor_http = asyncio.run(bare_producer(infra.kafka, POSITIONS.name, pings))
+        http_rate = measure_http(infra, pings)
+        anchor_raw = asyncio.run(bare_producer(infra.kafka, TELEMETRY_RAW.name, pings))
+        raw_rate = measure_raw(infra, count)
+    print()
+    print(f"{'path':<34}{'pings/s':>12}{'anchor pings/s':>18}{'ratio':>8}")
+    print(
+        f"{'HTTP POST /v1/telemetry (x500)':<34}{http_rate:>12,.0f}{anchor_http:>18,.0f}{http_rate / anchor_http:>8.2f}"
+    )
+    print(f"{'kuaijing.telemetry.raw consumer':<34}{raw_rate:>12,.0f}{anchor_raw:>18,.0f}{raw_rate / anchor_raw:>8.2f}")
+    print("anchor: bare AIOKafkaProducer (acks=all, idempotent) sending the same bytes to the same broker")
+
+
+def measure_http(infra: BenchInfra, pings: list[bytes]) -> float:
+    port = free_port()
+    with service(infra, "ingest", port, KUAIJING_API_TOKENS=f"terminal:{TOKEN}", KUAIJING_RAW_CONSUMER_ENABLED="false",
+                 KUAIJING_HISTORY_WRITER_ENABLED="false") as url:  # fmt: skip
+        return asyncio.run(http_path(url, pings))
+
+
+def measure_raw(infra: BenchInfra, total: int) -> float:
+    group = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    with service(infra, "ingest", free_port(), KUAIJING_API_TOKENS=f"terminal:{TOKEN}", KUAIJING_RAW_GROUP=group,
+                 KUAIJING_HISTORY_WRITER_ENABLED="false"):  # fmt: skip
+        return asyncio.run(raw_path_rate(infra.kafka, group, total))

@@ -1,0 +1,105 @@
+"""`kuaijing up` as a user runs it: embedded infrastructure, services, tokens, and a clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from shared.embedded.postgres import EmbeddedPostgres
+from shared.embedded.process import port_open
+from tests.harness import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+async def read_until(stream: asyncio.StreamReader, marker: str, timeout_s: float = 120) -> list[str]:
+    lines: list[str] = []
+    async with asyncio.timeout(timeout_s):
+        while True:
+            raw = await stream.readline()
+            if not raw:
+                raise AssertionError(f"output ended before {marker!r}: {lines}")
+            lines.append(raw.decode().rstrip())
+            if marker in lines[-1]:
+                return lines
+
+
+async def test_up_runs_the_system_on_embedded_defaults_and_stops_what_it_started(tmp_path: Path) -> None:
+    kafka_port, postgres_port, ingest_port = free_port(), free_port(), free_port()
+    data_dir = tmp_path / "data"
+    # PostgreSQL already running: `up` must reuse it and leave it running. Kafka is not: `up` starts and stops it.
+    postgres = EmbeddedPostgres(data_dir, port=postgres_port)
+    postgres.start()
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("KUAIJING_")
+    } | {
+        "KUAIJING_DATA_DIR": str(data_dir),
+        "KUAIJING_EMBEDDED_KAFKA_PORT": str(kafka_port),
+        "KUAIJING_EMBEDDED_POSTGRES_PORT": str(postgres_port),
+        "KUAIJING_INGEST_PORT": str(ingest_port),
+        "KUAIJING_LOG_LEVEL": "WARNING",
+    }  # fmt: skip
+    registry = tmp_path / "registry.json"
+    registry.write_bytes(
+        orjson.dumps(
+            {
+                "platforms": [
+                    {"id": "SY-05", "name": "Shaoyang 5", "kind": "fast_response", "lat": 27.2, "lon": 111.4}
+                ],
+                "units": [{"id": "SY-05-2095", "platform_id": "SY-05", "kind": "patrol_car", "callsign": "2095"}],
+            }
+        )
+    )
+    up = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", "up", env=env, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert up.stdout is not None
+        lines = await read_until(up.stdout, "kuaijing is up")
+        assert any(line.startswith("kafka") and "ready" in line for line in lines)
+        assert any(line.startswith("postgres") and "ready" in line for line in lines)
+        assert any(line.startswith("ingest") and f":{ingest_port}" in line for line in lines)
+        tokens = {line.split()[0]: line.split()[1] for line in lines if line.startswith("  ")}
+        assert set(tokens) == {"terminal", "dispatcher", "viewer", "admin"}
+
+        importer = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.cli", "registry", "import", str(registry), env=env
+        )
+        assert await importer.wait() == 0
+        ping = {
+            "kind": "position",
+            "unit_id": "SY-05-2095",
+            "ts": datetime.now(UTC).isoformat(),
+            "lat": 27.2,
+            "lon": 111.4,
+        }
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ingest_port}", timeout=10) as client:
+            headers = {"Authorization": f"Bearer {tokens['terminal']}"}
+
+            async def accepted() -> bool:
+                response = await client.post("/v1/telemetry", json=ping, headers=headers)
+                return response.status_code == 202 and response.json()["accepted"] == 1
+
+            deadline = asyncio.get_running_loop().time() + 15
+            while not await accepted():
+                assert asyncio.get_running_loop().time() < deadline, "ping never accepted"
+                await asyncio.sleep(0.3)
+            assert (await client.post("/v1/telemetry", json=ping)).status_code == 401
+
+        up.terminate()
+        assert await asyncio.wait_for(up.wait(), timeout=60) == 0
+        assert not port_open("127.0.0.1", ingest_port)
+        assert not port_open("127.0.0.1", kafka_port), "up started Kafka, so it must stop it"
+        assert port_open("127.0.0.1", postgres_port), "up found PostgreSQL running, so it must leave it"
+    finally:
+        if up.returncode is None:
+            up.kill()
+            await up.wait()
+        postgres.stop()

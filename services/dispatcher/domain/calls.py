@@ -1,0 +1,162 @@
+"""The 110 call lifecycle (contract sections 4 and 5) as pure rules.
+
+Each rule takes the current call and unit state and returns a `Decision`: the call events and unit-status changes
+that follow. The dispatcher service persists a decision, publishes it, then applies it to memory; the rules never
+touch I/O or the clock (event time is an argument).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from services.dispatcher.domain.live_map import Position, UnitState
+from shared.geo import great_circle_m
+from shared.registry import ZoneClass
+from shared.schemas import UnitStatus
+
+
+class CallEventKind(StrEnum):
+    CREATED = "created"
+    ASSIGNED = "assigned"
+    EN_ROUTE = "en_route"
+    ON_SCENE = "on_scene"
+    CLOSED = "closed"
+
+
+class EventSource(StrEnum):
+    CONSOLE = "console"
+    GPS = "gps"
+    AUTO = "auto"
+
+
+class CallStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class DispatchConflict(Exception):  # noqa: N818 - answered as 409
+    """The request contradicts the current state (a busy unit, a closed call)."""
+
+
+class DispatchInvalid(Exception):  # noqa: N818 - answered as 422
+    """The request is not meaningful whatever the state (dispatched without a call)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    call_id: str
+    event: CallEventKind
+    ts: datetime
+    unit_id: str | None = None
+    source: EventSource | None = None
+    platform_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    unit_id: str
+    status: UnitStatus
+    call_id: str | None
+    ts: datetime
+
+
+@dataclass
+class Call:
+    call_id: str
+    received_at: datetime
+    lat: float
+    lon: float
+    category: str
+    priority: int
+    zone_class: ZoneClass
+    target_s: int
+    address: str | None = None
+    note: str | None = None
+    status: CallStatus = CallStatus.OPEN
+    assigned: dict[str, datetime] = field(default_factory=dict)
+    """Units currently on this call, with when they were assigned."""
+    arrived: set[str] = field(default_factory=set)
+    timeline: list[CallEvent] = field(default_factory=list)
+
+    def apply(self, event: CallEvent) -> None:
+        """Fold one event into the call; used both for new decisions and when rebuilding from storage."""
+        self.timeline.append(event)
+        self.timeline.sort(key=lambda e: e.ts)
+        if event.event is CallEventKind.ASSIGNED and event.unit_id:
+            self.assigned[event.unit_id] = event.ts
+        elif event.event is CallEventKind.ON_SCENE and event.unit_id:
+            self.arrived.add(event.unit_id)
+        elif event.event is CallEventKind.CLOSED:
+            self.status = CallStatus.CLOSED
+            self.assigned.clear()
+
+    def release(self, unit_id: str) -> None:
+        self.assigned.pop(unit_id, None)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    events: tuple[CallEvent, ...] = ()
+    statuses: tuple[StatusChange, ...] = ()
+
+
+def created(call: Call) -> Decision:
+    return Decision(events=(CallEvent(call.call_id, CallEventKind.CREATED, call.received_at),))
+
+
+def assign(call: Call, unit: UnitState, *, ts: datetime, source: EventSource) -> Decision:
+    if call.status is CallStatus.CLOSED:
+        raise DispatchConflict(f"call {call.call_id} is closed")
+    if unit.status is not UnitStatus.AVAILABLE:
+        raise DispatchConflict(f"unit {unit.unit_id} is {unit.status.value}, not available")
+    return Decision(
+        events=(CallEvent(call.call_id, CallEventKind.ASSIGNED, ts, unit.unit_id, source, unit.platform_id),),
+        statuses=(StatusChange(unit.unit_id, UnitStatus.DISPATCHED, call.call_id, ts),),
+    )
+
+
+def change_status(
+    unit: UnitState, status: UnitStatus, *, call: Call | None, ts: datetime, source: EventSource
+) -> Decision:
+    """A status reported by a console (or derived from GPS): the call events it implies come with it."""
+    if status is UnitStatus.DISPATCHED:
+        if call is None:
+            raise DispatchInvalid("status: dispatched needs a call_id (or use POST /v1/calls/{id}/assign)")
+        return assign(call, unit, ts=ts, source=source)
+    change = StatusChange(unit.unit_id, status, call.call_id if call and status in _ON_CALL else None, ts)
+    if call is None:
+        return Decision(statuses=(change,))
+    if status in _ON_CALL and unit.unit_id not in call.assigned:
+        raise DispatchConflict(f"unit {unit.unit_id} is not assigned to call {call.call_id}")
+    events: list[CallEvent] = []
+    if status is UnitStatus.EN_ROUTE:
+        events.append(CallEvent(call.call_id, CallEventKind.EN_ROUTE, ts, unit.unit_id, source, unit.platform_id))
+    elif status is UnitStatus.ON_SCENE and unit.unit_id not in call.arrived:
+        events.append(CallEvent(call.call_id, CallEventKind.ON_SCENE, ts, unit.unit_id, source, unit.platform_id))
+    elif (
+        status in (UnitStatus.AVAILABLE, UnitStatus.OFF_DUTY)
+        and set(call.assigned) == {unit.unit_id}
+        and call.status is CallStatus.OPEN
+    ):
+        # The last unit on the call clears: the loop is closed.
+        events.append(CallEvent(call.call_id, CallEventKind.CLOSED, ts, unit.unit_id, source, unit.platform_id))
+    return Decision(events=tuple(events), statuses=(change,))
+
+
+_ON_CALL = frozenset({UnitStatus.DISPATCHED, UnitStatus.EN_ROUTE, UnitStatus.ON_SCENE})
+
+
+def gps_arrival(call: Call, unit: UnitState, position: Position, *, radius_m: float) -> Decision | None:
+    """The first fixed position of an assigned unit within `radius_m` of the call, after its dispatch."""
+    assigned_at = call.assigned.get(unit.unit_id)
+    if (
+        assigned_at is None
+        or unit.unit_id in call.arrived
+        or unit.status not in (UnitStatus.DISPATCHED, UnitStatus.EN_ROUTE)
+        or position.ts < assigned_at
+        or great_circle_m(call.lat, call.lon, position.lat, position.lon) > radius_m
+    ):
+        return None
+    return change_status(unit, UnitStatus.ON_SCENE, call=call, ts=position.ts, source=EventSource.GPS)

@@ -30,8 +30,8 @@ from shared.settings import Settings
 
 log = logging.getLogger("kuaijing")
 
-SERVICES = ("ingest",)
-"""Services `up` runs; the dispatcher and analytics join as their issues land."""
+SERVICES = ("ingest", "dispatcher")
+"""Services `up` runs; analytics joins when its issue lands."""
 
 
 def _configure_logging(level: str) -> None:
@@ -161,6 +161,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _configure_logging(settings.log_level)
     if args.service == "ingest":
         from services.ingest.app import create_app
+    elif args.service == "dispatcher":
+        from services.dispatcher.app import create_app
     else:
         raise KuaijingError(f"unknown service {args.service!r}")
     port = args.port or _service_port(settings, args.service)

@@ -9,6 +9,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -18,6 +19,13 @@ from shared.errors import InfrastructureError
 from shared.topics import ALL_TOPICS, Topic
 
 log = logging.getLogger(__name__)
+
+
+class Producer(Protocol):
+    """The slice of AIOKafkaProducer the services use: send returns once the record is queued, and its future
+    resolves when the broker acknowledged it."""
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> asyncio.Future[Any]: ...
 
 
 def make_producer(bootstrap: str, *, client_id: str = "kuaijing") -> AIOKafkaProducer:

@@ -55,6 +55,20 @@ class UnitStatus(StrEnum):
     OFF_DUTY = "off_duty"
 
 
+class CallEventKind(StrEnum):
+    CREATED = "created"
+    ASSIGNED = "assigned"
+    EN_ROUTE = "en_route"
+    ON_SCENE = "on_scene"
+    CLOSED = "closed"
+
+
+class EventSource(StrEnum):
+    CONSOLE = "console"
+    GPS = "gps"
+    AUTO = "auto"
+
+
 class _Inbound(BaseModel):
     """Unknown fields are dropped, not rejected: terminals add vendor fields, the contract's output stays exact."""
 
@@ -163,3 +177,20 @@ class UnitStatusEvent(_Outbound):
     status: UnitStatus
     call_id: CallId | None
     ts: datetime
+
+
+class CallEventMessage(_Outbound):
+    """`kuaijing.calls` value (contract section 5); `zone_class` is one of the registry's zone classes."""
+
+    call_id: CallId
+    event: CallEventKind
+    ts: datetime
+    unit_id: UnitId | None = None
+    source: EventSource | None = None
+    lat: float
+    lon: float
+    zone_class: str
+    target_s: int
+    platform_id: PlatformId | None = None
+    category: str
+    priority: int

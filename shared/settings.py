@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     raw_consumer_enabled: bool = True
     raw_group: str = Field(default="kuaijing-ingest-raw", description="consumer group of the raw-telemetry consumer")
     consumer_poll_ms: int = 200
+    arrival_radius_m: float = Field(default=100.0, gt=0, description="GPS arrival: this close to the call")
+    eta_circuity: float = Field(default=1.3, ge=1.0, description="road distance over great-circle distance")
+    recommendations: int = Field(default=5, ge=1, le=50, description="units recommended with each new call")
     log_level: str = "INFO"
 
     @field_validator("api_tokens")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from shared.schemas import DeadLetter, PositionRecord, UnitStatusEvent, VideoRecord
+from shared.schemas import CallEventMessage, DeadLetter, PositionRecord, UnitStatusEvent, VideoRecord
 
 _DAY_MS = 24 * 60 * 60 * 1000
 
@@ -31,7 +31,7 @@ TELEMETRY_RAW = Topic("kuaijing.telemetry.raw", key="unit id or terminal id, may
 POSITIONS = Topic("kuaijing.positions", key="unit_id", value=PositionRecord, partitions=12)
 VIDEO = Topic("kuaijing.video", key="unit_id", value=VideoRecord, partitions=6)
 DEADLETTER = Topic("kuaijing.deadletter", key="as received", value=DeadLetter, partitions=3, retention_ms=14 * _DAY_MS)
-CALLS = Topic("kuaijing.calls", key="call_id", value=None, partitions=6)
+CALLS = Topic("kuaijing.calls", key="call_id", value=CallEventMessage, partitions=6)
 UNIT_STATUS = Topic("kuaijing.unit-status", key="unit_id", value=UnitStatusEvent, partitions=6)
 
 ALL_TOPICS: tuple[Topic, ...] = (TELEMETRY_RAW, POSITIONS, VIDEO, DEADLETTER, CALLS, UNIT_STATUS)

@@ -14,10 +14,10 @@ from pydantic import ValidationError
 
 from services.ingest.adapters.history_store import HistoryStore
 from services.ingest.domain.telemetry import RejectReason
-from services.ingest.intake import Producer, dead_letter
 from services.ingest.metrics import IngestMetrics
 from shared.codec import encode
-from shared.kafka import consumer_lag
+from shared.deadletter import dead_letter
+from shared.kafka import Producer, consumer_lag
 from shared.schemas import PositionRecord, Source, VideoRecord
 from shared.topics import DEADLETTER, POSITIONS, VIDEO
 
@@ -58,7 +58,7 @@ async def write_history(
             letter = dead_letter(
                 record.value or b"",
                 error=error,
-                reason=RejectReason.INVALID_VALUE,
+                reason=RejectReason.INVALID_VALUE.value,
                 source=Source.KAFKA,
                 now=datetime.now(UTC),
                 origin=origin,

@@ -7,29 +7,23 @@ commits an offset never loses what it accepted. A Kafka failure raises and the c
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from services.ingest.domain.telemetry import RejectReason, TelemetryRejected, TelemetryRules, accept_ping
 from services.ingest.metrics import IngestMetrics
 from shared.codec import encode, encode_obj
+from shared.deadletter import dead_letter
+from shared.kafka import Producer
 from shared.registry import UnitDirectory
-from shared.schemas import DeadLetter, PositionRecord, Source
+from shared.schemas import PositionRecord, Source
 from shared.topics import DEADLETTER, POSITIONS, VIDEO
 
 log = logging.getLogger(__name__)
-
-DEADLETTER_PAYLOAD_LIMIT = 256 * 1024
-"""Dead letters keep at most this much of the original payload, well under Kafka's 1 MiB record limit."""
-
-
-class Producer(Protocol):
-    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> asyncio.Future[Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,38 +134,10 @@ class TelemetryIntake:
         letter = dead_letter(
             payload,
             error=rejected.error,
-            reason=rejected.reason,
+            reason=rejected.reason.value,
             source=source,
             now=now,
             origin=candidate.origin,
         )
         log.debug("rejected %s ping (%s): %s", source.value, rejected.reason.value, rejected.error)
         return await self._producer.send(DEADLETTER.name, encode(letter), key=candidate.key or b"")
-
-
-def dead_letter(
-    payload: bytes,
-    *,
-    error: str,
-    reason: RejectReason,
-    source: Source,
-    now: datetime,
-    origin: str | None = None,
-) -> DeadLetter:
-    """Original text when it is UTF-8, base64 otherwise; truncated past `DEADLETTER_PAYLOAD_LIMIT`."""
-    truncated = len(payload) > DEADLETTER_PAYLOAD_LIMIT
-    kept = payload[:DEADLETTER_PAYLOAD_LIMIT]
-    try:
-        text, encoding = kept.decode("utf-8"), None
-    except UnicodeDecodeError:
-        text, encoding = base64.b64encode(kept).decode("ascii"), "base64"
-    return DeadLetter(
-        error=error,
-        reason=reason.value,
-        source=source,
-        received_at=now,
-        payload=text,
-        payload_encoding=encoding,
-        payload_truncated=truncated,
-        origin=origin,
-    )

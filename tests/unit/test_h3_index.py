@@ -118,9 +118,9 @@ def test_cells_next_to_h3_pentagons(pentagon_number: int) -> None:
 
 
 def test_an_empty_index_or_a_fleet_smaller_than_k() -> None:
-    index, entries = build([], 9)
+    index, _ = build([], 9)
     assert index.nearest(0.0, 0.0, 5, accept=lambda e: True, ranking=ByDistance()) == []
-    index, entries = build([(27.24, 111.47), (27.25, 111.48)], 9)
+    index, _ = build([(27.24, 111.47), (27.25, 111.48)], 9)
     assert len(index.nearest(27.0, 111.0, 5, accept=lambda e: True, ranking=ByDistance())) == 2
 
 

@@ -14,21 +14,7 @@ from enum import StrEnum
 from services.dispatcher.domain.live_map import Position, UnitState
 from shared.geo import great_circle_m
 from shared.registry import ZoneClass
-from shared.schemas import UnitStatus
-
-
-class CallEventKind(StrEnum):
-    CREATED = "created"
-    ASSIGNED = "assigned"
-    EN_ROUTE = "en_route"
-    ON_SCENE = "on_scene"
-    CLOSED = "closed"
-
-
-class EventSource(StrEnum):
-    CONSOLE = "console"
-    GPS = "gps"
-    AUTO = "auto"
+from shared.schemas import CallEventKind, EventSource, UnitStatus
 
 
 class CallStatus(StrEnum):
@@ -100,6 +86,9 @@ class Call:
 class Decision:
     events: tuple[CallEvent, ...] = ()
     statuses: tuple[StatusChange, ...] = ()
+
+    def then(self, other: Decision) -> Decision:
+        return Decision(self.events + other.events, self.statuses + other.statuses)
 
 
 def created(call: Call) -> Decision:

@@ -1,0 +1,225 @@
+"""Dispatch state in PostgreSQL. Every decision commits with its outbox records in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from services.dispatcher.domain.calls import Call, CallEvent, CallStatus, Decision
+from services.dispatcher.domain.live_map import Position
+from services.dispatcher.domain.zones import ZoneDefinition
+from shared.codec import encode
+from shared.postgres import Connection
+from shared.registry import Platform, RegistryImport, Unit, UnitKind, Zone, ZoneClass
+from shared.registry_store import import_registry
+from shared.schemas import CallEventKind, CallEventMessage, EventSource, UnitStatus, UnitStatusEvent
+from shared.topics import CALLS, UNIT_STATUS
+
+
+@dataclass(frozen=True, slots=True)
+class StoredUnit:
+    unit: Unit
+    status: UnitStatus
+    status_since: datetime | None
+    call_id: str | None
+    position: Position | None
+
+
+def call_event_message(call: Call, event: CallEvent) -> CallEventMessage:
+    return CallEventMessage(
+        call_id=call.call_id,
+        event=event.event,
+        ts=event.ts,
+        unit_id=event.unit_id,
+        source=event.source,
+        lat=call.lat,
+        lon=call.lon,
+        zone_class=call.zone_class.value,
+        target_s=call.target_s,
+        platform_id=event.platform_id,
+        category=call.category,
+        priority=call.priority,
+    )
+
+
+class DispatchStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    # registry
+
+    async def import_registry(self, document: RegistryImport) -> dict[str, int]:
+        async with self._pool.acquire() as conn:
+            return await import_registry(conn, document)
+
+    async def platforms(self, platform_id: str | None = None) -> list[Platform]:
+        rows = await self._pool.fetch(
+            "SELECT id, name, kind, lat, lon FROM platforms WHERE $1::text IS NULL OR id = $1 ORDER BY id", platform_id
+        )
+        return [Platform.model_validate(dict(r)) for r in rows]
+
+    async def zones(self, zone_id: str | None = None) -> list[Zone]:
+        rows = await self._pool.fetch(
+            "SELECT id, class, geometry FROM zones WHERE $1::text IS NULL OR id = $1 ORDER BY id", zone_id
+        )
+        return [
+            Zone.model_validate({"id": r["id"], "class": r["class"], "geometry": orjson.loads(r["geometry"])})
+            for r in rows
+        ]
+
+    async def zone_definitions(self) -> list[ZoneDefinition]:
+        return [ZoneDefinition(z.id, z.class_, z.geometry_json()) for z in await self.zones()]
+
+    async def units(self) -> list[StoredUnit]:
+        rows = await self._pool.fetch(
+            "SELECT u.id, u.platform_id, u.kind, u.callsign, u.terminal_id, s.status, s.since, s.call_id, "
+            "p.ts, p.lat, p.lon, p.speed_kmh, p.heading_deg "
+            "FROM units u LEFT JOIN unit_status s ON s.unit_id = u.id "
+            "LEFT JOIN unit_latest_positions p ON p.unit_id = u.id"
+        )
+        return [
+            StoredUnit(
+                unit=Unit(
+                    id=r["id"],
+                    platform_id=r["platform_id"],
+                    kind=UnitKind(r["kind"]),
+                    callsign=r["callsign"],
+                    terminal_id=r["terminal_id"],
+                ),
+                status=UnitStatus(r["status"]) if r["status"] else UnitStatus.AVAILABLE,
+                status_since=r["since"],
+                call_id=r["call_id"],
+                position=None
+                if r["ts"] is None
+                else Position(r["ts"], r["lat"], r["lon"], r["speed_kmh"], r["heading_deg"]),
+            )
+            for r in rows
+        ]
+
+    # calls
+
+    async def create_call(self, call: Call, decision: Decision) -> bool:
+        """Insert the call with its decision; False (and nothing written) when the call_id already exists."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            inserted = await conn.fetchval(
+                "INSERT INTO calls (call_id, received_at, lat, lon, category, priority, address, note, zone_class, "
+                "target_s) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (call_id) DO NOTHING "
+                "RETURNING true",
+                call.call_id,
+                call.received_at,
+                call.lat,
+                call.lon,
+                call.category,
+                call.priority,
+                call.address,
+                call.note,
+                call.zone_class.value,
+                call.target_s,
+            )
+            if not inserted:
+                return False
+            await self._record(conn, {call.call_id: call}, decision)
+            return True
+
+    async def record(self, calls: dict[str, Call], decision: Decision) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._record(conn, calls, decision)
+
+    async def _record(self, conn: Connection, calls: dict[str, Call], decision: Decision) -> None:
+        outbox: list[tuple[str, bytes, bytes]] = []
+        for event in decision.events:
+            call = calls[event.call_id]
+            await conn.execute(
+                "INSERT INTO call_events (call_id, event, unit_id, ts, source, platform_id) "
+                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                event.call_id,
+                event.event.value,
+                event.unit_id or "",
+                event.ts,
+                None if event.source is None else event.source.value,
+                event.platform_id,
+            )
+            if event.event is CallEventKind.CLOSED:
+                await conn.execute("UPDATE calls SET status = 'closed' WHERE call_id = $1", event.call_id)
+            outbox.append((CALLS.name, event.call_id.encode(), encode(call_event_message(call, event))))
+        for change in decision.statuses:
+            await conn.execute(
+                "INSERT INTO unit_status (unit_id, status, call_id, since) VALUES ($1, $2, $3, $4) "
+                "ON CONFLICT (unit_id) DO UPDATE SET status = excluded.status, call_id = excluded.call_id, "
+                "since = excluded.since WHERE unit_status.since <= excluded.since",
+                change.unit_id,
+                change.status.value,
+                change.call_id,
+                change.ts,
+            )
+            message = UnitStatusEvent(
+                unit_id=change.unit_id, status=change.status, call_id=change.call_id, ts=change.ts
+            )
+            outbox.append((UNIT_STATUS.name, change.unit_id.encode(), encode(message)))
+        if outbox:
+            await conn.executemany("INSERT INTO outbox (topic, key, value) VALUES ($1, $2, $3)", outbox)
+
+    async def open_calls(self) -> list[Call]:
+        rows = await self._pool.fetch("SELECT * FROM calls WHERE status = 'open'")
+        return await self._with_timelines(rows)
+
+    async def call(self, call_id: str) -> Call | None:
+        rows = await self._pool.fetch("SELECT * FROM calls WHERE call_id = $1", call_id)
+        calls = await self._with_timelines(rows)
+        return calls[0] if calls else None
+
+    async def calls(
+        self, *, status: CallStatus | None, received_from: datetime | None, received_to: datetime | None, limit: int
+    ) -> list[Call]:
+        rows = await self._pool.fetch(
+            "SELECT * FROM calls WHERE ($1::text IS NULL OR status = $1) AND ($2::timestamptz IS NULL OR "
+            "received_at >= $2) AND ($3::timestamptz IS NULL OR received_at < $3) ORDER BY received_at DESC LIMIT $4",
+            None if status is None else status.value,
+            received_from,
+            received_to,
+            limit,
+        )
+        return await self._with_timelines(rows)
+
+    async def _with_timelines(self, rows: Sequence[Any]) -> list[Call]:
+        if not rows:
+            return []
+        calls = {r["call_id"]: _call_from_row(r) for r in rows}
+        events = await self._pool.fetch(
+            "SELECT call_id, event, unit_id, ts, source, platform_id FROM call_events WHERE call_id = ANY($1) "
+            "ORDER BY ts, recorded_at",
+            list(calls),
+        )
+        for e in events:
+            calls[e["call_id"]].apply(
+                CallEvent(
+                    call_id=e["call_id"],
+                    event=CallEventKind(e["event"]),
+                    ts=e["ts"],
+                    unit_id=e["unit_id"] or None,
+                    source=None if e["source"] is None else EventSource(e["source"]),
+                    platform_id=e["platform_id"],
+                )
+            )
+        return list(calls.values())
+
+
+def _call_from_row(r: Any) -> Call:
+    return Call(
+        call_id=r["call_id"],
+        received_at=r["received_at"],
+        lat=r["lat"],
+        lon=r["lon"],
+        category=r["category"],
+        priority=r["priority"],
+        zone_class=ZoneClass(r["zone_class"]),
+        target_s=r["target_s"],
+        address=r["address"],
+        note=r["note"],
+        status=CallStatus(r["status"]),
+    )

@@ -1,0 +1,404 @@
+"""Dispatcher REST for consoles (contract section 4): registry, nearest units, calls, statuses, live events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from services.dispatcher.adapters.store import call_event_message
+from services.dispatcher.domain.calls import Call, CallStatus
+from services.dispatcher.domain.live_map import UnitFilter, UnitState
+from services.dispatcher.domain.zones import validate_geometry
+from services.dispatcher.events import is_closing
+from services.dispatcher.service import DispatchService, NewCall, NotFoundError, Order, Recommendation
+from shared.auth import Role, require_role
+from shared.registry import (
+    MultiPolygon,
+    Platform,
+    PlatformKind,
+    Polygon,
+    RegistryImport,
+    Unit,
+    UnitKind,
+    Zone,
+    ZoneClass,
+)
+from shared.schemas import CallEventMessage, Latitude, Longitude, UnitStatus
+
+router = APIRouter()
+
+Reader = Depends(require_role(Role.VIEWER, Role.DISPATCHER))
+Dispatcher = Depends(require_role(Role.DISPATCHER))
+Admin = Depends(require_role(Role.ADMIN))
+
+
+def service_of(request: Request) -> DispatchService:
+    service: DispatchService = request.app.state.service
+    return service
+
+
+Service = Annotated[DispatchService, Depends(service_of)]
+
+
+# registry
+
+
+class PlatformBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    kind: PlatformKind
+    lat: Latitude
+    lon: Longitude
+
+
+class UnitBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    platform_id: Annotated[str, Field(min_length=1, max_length=64)]
+    kind: UnitKind
+    callsign: Annotated[str, Field(min_length=1, max_length=32)]
+    terminal_id: Annotated[str, Field(min_length=1, max_length=20)] | None = None
+
+
+class ZoneBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    class_: ZoneClass = Field(alias="class")
+    geometry: Annotated[Polygon | MultiPolygon, Field(discriminator="type")]
+
+
+class ImportCounts(BaseModel):
+    platforms: int
+    units: int
+    zones: int
+
+
+class PositionView(BaseModel):
+    ts: datetime
+    lat: float
+    lon: float
+    speed_kmh: float | None
+    heading_deg: float | None
+
+
+class UnitView(BaseModel):
+    id: str
+    platform_id: str
+    kind: UnitKind
+    callsign: str
+    terminal_id: str | None
+    status: UnitStatus
+    status_since: datetime | None
+    call_id: str | None
+    position: PositionView | None
+    online: bool
+
+
+def unit_view(service: DispatchService, unit: UnitState) -> UnitView:
+    position = unit.position
+    return UnitView(
+        id=unit.unit_id,
+        platform_id=unit.platform_id,
+        kind=unit.kind,
+        callsign=unit.callsign,
+        terminal_id=unit.terminal_id,
+        status=unit.status,
+        status_since=unit.status_since,
+        call_id=unit.call_id,
+        position=None
+        if position is None
+        else PositionView(
+            ts=position.ts,
+            lat=position.lat,
+            lon=position.lon,
+            speed_kmh=position.speed_kmh,
+            heading_deg=position.heading_deg,
+        ),
+        online=service.online(unit, service.clock()),
+    )
+
+
+@router.put("/v1/platforms/{platform_id}", response_model=Platform, tags=["registry"], dependencies=[Admin])
+async def put_platform(platform_id: str, body: PlatformBody, service: Service) -> Platform:
+    platform = Platform(id=platform_id, **body.model_dump())
+    await service.import_registry(RegistryImport(platforms=[platform]))
+    return platform
+
+
+@router.put("/v1/units/{unit_id}", response_model=Unit, tags=["registry"], dependencies=[Admin])
+async def put_unit(unit_id: str, body: UnitBody, service: Service) -> Unit:
+    unit = Unit(id=unit_id, **body.model_dump())
+    if not await service.store.platforms(unit.platform_id):
+        raise NotFoundError(f"platform_id: no platform {unit.platform_id!r}")
+    await service.import_registry(RegistryImport(units=[unit]))
+    return unit
+
+
+@router.put("/v1/zones/{zone_id}", response_model=Zone, tags=["registry"], dependencies=[Admin])
+async def put_zone(zone_id: str, body: ZoneBody, service: Service) -> Zone:
+    zone = Zone(id=zone_id, geometry=body.geometry, **{"class": body.class_})
+    validate_geometry(zone.geometry_json())
+    await service.import_registry(RegistryImport(zones=[zone]))
+    return zone
+
+
+@router.post("/v1/registry/import", response_model=ImportCounts, tags=["registry"], dependencies=[Admin])
+async def import_registry(document: RegistryImport, service: Service) -> ImportCounts:
+    known = {p.id for p in await service.store.platforms()} | {p.id for p in document.platforms}
+    for index, unit in enumerate(document.units):
+        if unit.platform_id not in known:
+            raise NotFoundError(f"units.{index}.platform_id: no platform {unit.platform_id!r}")
+    for zone in document.zones:
+        validate_geometry(zone.geometry_json())
+    return ImportCounts(**await service.import_registry(document))
+
+
+@router.get("/v1/platforms", response_model=list[Platform], tags=["registry"], dependencies=[Reader])
+async def list_platforms(service: Service) -> list[Platform]:
+    return await service.store.platforms()
+
+
+@router.get("/v1/platforms/{platform_id}", response_model=Platform, tags=["registry"], dependencies=[Reader])
+async def get_platform(platform_id: str, service: Service) -> Platform:
+    found = await service.store.platforms(platform_id)
+    if not found:
+        raise NotFoundError(f"platform_id: no platform {platform_id!r}")
+    return found[0]
+
+
+@router.get("/v1/units", response_model=list[UnitView], tags=["registry"], dependencies=[Reader])
+async def list_units(service: Service, platform_id: str | None = None) -> list[UnitView]:
+    units = sorted(service.live_map.units.values(), key=lambda u: u.unit_id)
+    return [unit_view(service, u) for u in units if platform_id is None or u.platform_id == platform_id]
+
+
+@router.get("/v1/units/{unit_id}", response_model=UnitView, tags=["registry"], dependencies=[Reader])
+async def get_unit(unit_id: str, service: Service) -> UnitView:
+    return unit_view(service, service.unit(unit_id))
+
+
+@router.get("/v1/zones", response_model=list[Zone], tags=["registry"], dependencies=[Reader])
+async def list_zones(service: Service) -> list[Zone]:
+    return await service.store.zones()
+
+
+@router.get("/v1/zones/{zone_id}", response_model=Zone, tags=["registry"], dependencies=[Reader])
+async def get_zone(zone_id: str, service: Service) -> Zone:
+    found = await service.store.zones(zone_id)
+    if not found:
+        raise NotFoundError(f"zone_id: no zone {zone_id!r}")
+    return found[0]
+
+
+# nearest
+
+
+class RecommendationView(BaseModel):
+    unit_id: str
+    platform_id: str
+    kind: UnitKind
+    distance_m: float
+    eta_s: float
+    position_age_s: float
+
+
+class NearestView(BaseModel):
+    units: list[RecommendationView]
+
+
+def recommendation_view(r: Recommendation) -> RecommendationView:
+    return RecommendationView(
+        unit_id=r.unit_id,
+        platform_id=r.platform_id,
+        kind=r.kind,
+        distance_m=round(r.distance_m, 3),
+        eta_s=round(r.eta_s, 1),
+        position_age_s=round(r.position_age_s, 3),
+    )
+
+
+@router.get(
+    "/v1/nearest",
+    response_model=NearestView,
+    tags=["dispatch"],
+    dependencies=[Reader],
+    description="The exact k nearest units by great-circle distance (or best k by ETA), filters applied during "
+    "the search. Extension: `status=any` lifts the status filter.",
+)
+async def nearest(
+    service: Service,
+    lat: Annotated[float, Query(ge=-90, le=90)],
+    lon: Annotated[float, Query(ge=-180, le=180)],
+    k: Annotated[int, Query(ge=1, le=100)] = 5,
+    kind: UnitKind | None = None,
+    platform_id: str | None = None,
+    status_filter: Annotated[UnitStatus | Literal["any"], Query(alias="status")] = UnitStatus.AVAILABLE,
+    max_age_s: Annotated[float, Query(gt=0)] = 120.0,
+    order: Order = Order.ETA,
+) -> NearestView:
+    unit_filter = UnitFilter(
+        status=None if status_filter == "any" else UnitStatus(status_filter),
+        kind=kind,
+        platform_id=platform_id,
+        max_age_s=max_age_s,
+    )
+    found = service.nearest(lat=lat, lon=lon, k=k, unit_filter=unit_filter, order=order, now=service.clock())
+    return NearestView(units=[recommendation_view(r) for r in found])
+
+
+# calls
+
+
+class CallBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    call_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")] | None = None
+    received_at: AwareDatetime | None = None
+    lat: Latitude
+    lon: Longitude
+    category: Annotated[str, Field(min_length=1, max_length=64)]
+    priority: Literal[1, 2, 3]
+    address: Annotated[str, Field(max_length=500)] | None = None
+    note: Annotated[str, Field(max_length=2000)] | None = None
+    auto_assign: bool = False
+
+
+class CallCreatedView(BaseModel):
+    call_id: str
+    zone_class: ZoneClass
+    target_s: int
+    status: CallStatus
+    recommendations: list[RecommendationView]
+    assigned_unit_id: str | None
+
+
+class CallView(BaseModel):
+    call_id: str
+    received_at: datetime
+    lat: float
+    lon: float
+    category: str
+    priority: int
+    address: str | None
+    note: str | None
+    zone_class: ZoneClass
+    target_s: int
+    status: CallStatus
+    assigned_unit_ids: list[str]
+    timeline: list[CallEventMessage]
+
+
+def call_view(call: Call) -> CallView:
+    return CallView(
+        call_id=call.call_id,
+        received_at=call.received_at,
+        lat=call.lat,
+        lon=call.lon,
+        category=call.category,
+        priority=call.priority,
+        address=call.address,
+        note=call.note,
+        zone_class=call.zone_class,
+        target_s=call.target_s,
+        status=call.status,
+        assigned_unit_ids=sorted(call.assigned),
+        timeline=[call_event_message(call, e) for e in call.timeline],
+    )
+
+
+class AssignBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    unit_id: Annotated[str, Field(min_length=1, max_length=64)]
+    ts: AwareDatetime | None = None
+
+
+class StatusBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: UnitStatus
+    call_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    ts: AwareDatetime | None = None
+
+
+@router.post(
+    "/v1/calls",
+    response_model=CallCreatedView,
+    status_code=status.HTTP_201_CREATED,
+    tags=["calls"],
+    dependencies=[Dispatcher],
+    responses={200: {"description": "the call_id exists already: the existing call, nothing created"}},
+)
+async def create_call(body: CallBody, service: Service, response: Response) -> CallCreatedView:
+    outcome = await service.create_call(NewCall(**body.model_dump()))
+    if not outcome.created:
+        response.status_code = status.HTTP_200_OK
+    call = outcome.call
+    first_assigned = next((e.unit_id for e in call.timeline if e.event == "assigned"), None)
+    return CallCreatedView(
+        call_id=call.call_id,
+        zone_class=call.zone_class,
+        target_s=call.target_s,
+        status=call.status,
+        recommendations=[recommendation_view(r) for r in outcome.recommendations],
+        assigned_unit_id=outcome.assigned_unit_id if outcome.created else first_assigned,
+    )
+
+
+@router.get("/v1/calls", response_model=list[CallView], tags=["calls"], dependencies=[Reader])
+async def list_calls(
+    service: Service,
+    status_filter: Annotated[CallStatus | None, Query(alias="status")] = None,
+    received_from: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+    received_to: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> list[CallView]:
+    calls = await service.store.calls(
+        status=status_filter, received_from=received_from, received_to=received_to, limit=limit
+    )
+    return [call_view(c) for c in calls]
+
+
+@router.get("/v1/calls/{call_id}", response_model=CallView, tags=["calls"], dependencies=[Reader])
+async def get_call(call_id: str, service: Service) -> CallView:
+    return call_view(await service.call(call_id))
+
+
+@router.post(
+    "/v1/calls/{call_id}/assign",
+    response_model=CallView,
+    tags=["calls"],
+    dependencies=[Dispatcher],
+    responses={409: {"description": "the unit is not available, or the call is closed"}},
+)
+async def assign(call_id: str, body: AssignBody, service: Service) -> CallView:
+    return call_view(await service.assign(call_id, body.unit_id, ts=body.ts))
+
+
+@router.post("/v1/units/{unit_id}/status", response_model=UnitView, tags=["calls"], dependencies=[Dispatcher])
+async def set_status(unit_id: str, body: StatusBody, service: Service) -> UnitView:
+    unit = await service.set_status(unit_id, body.status, call_id=body.call_id, ts=body.ts)
+    return unit_view(service, unit)
+
+
+# live feed
+
+
+@router.get(
+    "/v1/events",
+    tags=["live"],
+    dependencies=[Reader],
+    description="Server-Sent Events: `position` (at most one per unit per second), `status` and `call`.",
+)
+async def events(request: Request, service: Service) -> EventSourceResponse:
+    async def stream() -> AsyncIterator[ServerSentEvent]:
+        async with service.hub.subscribe() as queue:
+            yield ServerSentEvent(comment="subscribed")
+            while True:
+                event = await queue.get()
+                if is_closing(event):
+                    return
+                yield ServerSentEvent(data=orjson.dumps(event.data).decode(), event=event.kind)
+
+    return EventSourceResponse(stream(), ping=15)

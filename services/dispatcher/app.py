@@ -1,0 +1,171 @@
+"""The dispatcher's composition root: settings in, a FastAPI app out, resources owned by the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
+from functools import partial
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from services.dispatcher.adapters.outbox import OutboxRelay
+from services.dispatcher.adapters.store import DispatchStore
+from services.dispatcher.api import router
+from services.dispatcher.consumer import (
+    assign_from,
+    follow_positions,
+    follow_statuses,
+    history_offsets,
+    tail_consumer,
+)
+from services.dispatcher.domain.calls import DispatchConflict, DispatchInvalid
+from services.dispatcher.domain.eta import CircuityEta
+from services.dispatcher.domain.zones import InvalidZone
+from services.dispatcher.events import EventHub
+from services.dispatcher.metrics import DispatcherMetrics
+from services.dispatcher.service import DispatchRules, DispatchService, NotFoundError
+from shared.kafka import ensure_topics, started_producer
+from shared.postgres import apply_migrations, open_pool
+from shared.probes import Readiness, probes_router
+from shared.registry_store import registry_revision
+from shared.settings import Settings
+from shared.supervision import Supervisor
+from shared.topics import POSITIONS, UNIT_STATUS
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    metrics = DispatcherMetrics()
+    readiness = Readiness()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            pool = await stack.enter_async_context(open_pool(settings.database, max_size=10))
+            async with pool.acquire() as conn:
+                await apply_migrations(conn)
+            await ensure_topics(settings.kafka)
+            producer = await stack.enter_async_context(
+                started_producer(settings.kafka, client_id="kuaijing-dispatcher")
+            )
+            relay = OutboxRelay(pool, producer)
+            service = DispatchService(
+                store=DispatchStore(pool),
+                relay=relay,
+                hub=EventHub(),
+                eta=CircuityEta(circuity=settings.eta_circuity),
+                rules=DispatchRules(
+                    arrival_radius_m=settings.arrival_radius_m,
+                    max_position_age_s=settings.max_position_age_s,
+                    recommendations=settings.recommendations,
+                ),
+            )
+            started = datetime.now(UTC)
+            await service.load()
+            caught_up = asyncio.Event()
+            positions = tail_consumer(settings.kafka)
+            statuses = tail_consumer(settings.kafka)
+            await positions.start()
+            stack.push_async_callback(positions.stop)
+            await statuses.start()
+            stack.push_async_callback(statuses.stop)
+            partitions = await assign_from(
+                positions, POSITIONS, await history_offsets(settings.kafka, settings.history_group)
+            )
+            await assign_from(statuses, UNIT_STATUS, None)
+
+            supervisor = Supervisor()
+            stack.push_async_callback(supervisor.aclose)
+            supervisor.spawn("outbox-relay", relay.run)
+            supervisor.spawn(
+                "positions-tail",
+                partial(
+                    follow_positions,
+                    consumer=positions,
+                    partitions=partitions,
+                    service=service,
+                    producer=producer,
+                    caught_up=caught_up,
+                    batch_size=settings.history_batch_size,
+                    poll_ms=settings.consumer_poll_ms,
+                ),
+            )
+            supervisor.spawn(
+                "unit-status-tail", partial(follow_statuses, consumer=statuses, service=service, poll_ms=200)
+            )
+            supervisor.spawn("registry-follow", partial(_follow_registry, service, pool, settings.registry_poll_s))
+            supervisor.spawn("gauges", partial(_gauges, service, metrics))
+            await asyncio.wait_for(caught_up.wait(), timeout=120)
+            log.info("live map ready in %.1f s", (datetime.now(UTC) - started).total_seconds())
+
+            async def kafka_ready() -> None:
+                await producer.client.fetch_all_metadata()
+
+            async def postgres_ready() -> None:
+                await pool.fetchval("SELECT 1")
+
+            readiness.register("kafka", kafka_ready)
+            readiness.register("postgres", postgres_ready)
+            app.state.service = service
+            yield
+            log.info("dispatcher stopping")
+            await relay.publish_pending()
+
+    app = FastAPI(
+        title="Kuaijing dispatcher",
+        version="0.1.0",
+        description="Live map of every unit, exact nearest-unit recommendations and the 110 call lifecycle.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.include_router(router)
+    app.include_router(probes_router(metrics.registry, readiness))
+    _install_error_handlers(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    def handler(code: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+        async def respond(_request: Request, exc: Exception) -> JSONResponse:
+            field, sep, reason = str(exc).partition(": ")
+            detail = (
+                {"field": field, "error": reason} if sep and " " not in field else {"field": None, "error": str(exc)}
+            )
+            return JSONResponse({"detail": detail}, status_code=code)
+
+        return respond
+
+    app.add_exception_handler(NotFoundError, handler(404))
+    app.add_exception_handler(DispatchConflict, handler(409))
+    app.add_exception_handler(DispatchInvalid, handler(422))
+    app.add_exception_handler(InvalidZone, handler(422))
+
+
+async def _follow_registry(service: DispatchService, pool: asyncpg.Pool, poll_s: float) -> None:
+    """Registry writes made elsewhere (the import command, another replica) reach the live map too."""
+    seen = await registry_revision(pool)
+    while True:
+        await asyncio.sleep(poll_s)
+        revision = await registry_revision(pool)
+        if revision != seen:
+            seen = revision
+            await service.reload_registry()
+
+
+async def _gauges(service: DispatchService, metrics: DispatcherMetrics) -> None:
+    while True:
+        now = service.clock()
+        units = list(service.live_map.units.values())
+        online = sum(1 for u in units if service.online(u, now))
+        metrics.units.labels("online").set(online)
+        metrics.units.labels("offline").set(len(units) - online)
+        metrics.open_calls.set(len(service.open_calls))
+        metrics.sse_subscribers.set(service.hub.subscribers)
+        await asyncio.sleep(5)

@@ -1,0 +1,116 @@
+"""The dispatcher's Kafka inputs: the tail of `kuaijing.positions` and `kuaijing.unit-status`.
+
+Neither uses a consumer group's committed offsets: the live map is memory, so after a restart it is rebuilt from
+PostgreSQL and the positions tail resumes where the history writer's group has committed (everything before that
+is already in `unit_latest_positions`). Records are applied in event time, so replaying some twice is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+
+from services.dispatcher.service import DispatchService
+from shared.codec import encode
+from shared.deadletter import dead_letter
+from shared.kafka import Producer
+from shared.schemas import PositionRecord, Source, UnitStatusEvent
+from shared.topics import DEADLETTER, POSITIONS, Topic
+
+log = logging.getLogger(__name__)
+
+
+async def history_offsets(bootstrap: str, group: str) -> dict[TopicPartition, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="kuaijing-dispatcher-admin")
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    except KafkaError:
+        return {}
+    finally:
+        await admin.close()
+    return {tp: meta.offset for tp, meta in offsets.items() if tp.topic == POSITIONS.name and meta.offset >= 0}
+
+
+def tail_consumer(bootstrap: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        client_id="kuaijing-dispatcher",
+        group_id=None,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+
+
+async def assign_from(
+    consumer: AIOKafkaConsumer, topic: Topic, start: dict[TopicPartition, int] | None
+) -> list[TopicPartition]:
+    """Assign every partition; seek to `start` where given, else to the beginning (None: to the end)."""
+    partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+    consumer.assign(partitions)
+    if start is None:
+        await consumer.seek_to_end(*partitions)
+        return partitions
+    await consumer.seek_to_beginning(*[tp for tp in partitions if tp not in start])
+    for tp, offset in start.items():
+        consumer.seek(tp, offset)
+    return partitions
+
+
+async def follow_positions(
+    *,
+    consumer: AIOKafkaConsumer,
+    partitions: list[TopicPartition],
+    service: DispatchService,
+    producer: Producer,
+    caught_up: asyncio.Event,
+    batch_size: int,
+    poll_ms: int,
+) -> None:
+    ends = await consumer.end_offsets(partitions)
+    while True:
+        batches = await consumer.getmany(timeout_ms=poll_ms, max_records=batch_size)
+        for records in batches.values():
+            for record in records:
+                try:
+                    position = PositionRecord.model_validate_json(record.value or b"")
+                except ValidationError as e:
+                    await _reject(
+                        producer, record.value or b"", str(e), f"{record.topic}/{record.partition}/{record.offset}"
+                    )
+                    continue
+                await service.on_position(position)
+        if not caught_up.is_set() and all([await consumer.position(tp) >= ends[tp] for tp in partitions]):
+            caught_up.set()
+            log.info("positions tail caught up")
+
+
+async def follow_statuses(*, consumer: AIOKafkaConsumer, service: DispatchService, poll_ms: int) -> None:
+    while True:
+        batches = await consumer.getmany(timeout_ms=poll_ms)
+        for records in batches.values():
+            for record in records:
+                try:
+                    service.on_unit_status(UnitStatusEvent.model_validate_json(record.value or b""))
+                except ValidationError as e:
+                    log.warning(
+                        "skipped a bad unit-status record at %s/%s/%s: %s",
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                        e,
+                    )
+
+
+async def _reject(producer: Producer, payload: bytes, error: str, origin: str) -> None:
+    log.warning("skipped a bad record at %s: %s", origin, error)
+    letter = dead_letter(
+        payload, error=error, reason="invalid_value", source=Source.KAFKA, now=datetime.now(UTC), origin=origin
+    )
+    await (await producer.send(DEADLETTER.name, encode(letter), key=b""))

@@ -1,0 +1,74 @@
+"""Fan-out of live changes to console subscribers (`GET /v1/events`).
+
+Each subscriber has a bounded queue; one that cannot keep up is dropped (its stream ends and the console
+reconnects) rather than slowing the dispatcher down. Positions are thinned to at most one per unit per second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class LiveEvent:
+    kind: str
+    data: dict[str, Any]
+
+
+_CLOSED = LiveEvent("closed", {})
+
+
+class EventHub:
+    def __init__(
+        self,
+        *,
+        position_interval_s: float = 1.0,
+        queue_size: int = 2_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._subscribers: set[asyncio.Queue[LiveEvent]] = set()
+        self._position_interval_s = position_interval_s
+        self._queue_size = queue_size
+        self._clock = clock
+        self._last_position: dict[str, float] = {}
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[LiveEvent]]:
+        queue: asyncio.Queue[LiveEvent] = asyncio.Queue(self._queue_size)
+        self._subscribers.add(queue)
+        try:
+            yield queue
+        finally:
+            self._subscribers.discard(queue)
+
+    def publish(self, kind: str, data: dict[str, Any]) -> None:
+        event = LiveEvent(kind, data)
+        for queue in list(self._subscribers):
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:
+                self._subscribers.discard(queue)
+                queue.get_nowait()
+                queue.put_nowait(_CLOSED)
+
+    def position(self, unit_id: str, data: dict[str, Any]) -> None:
+        if not self._subscribers:
+            return
+        now = self._clock()
+        if now - self._last_position.get(unit_id, float("-inf")) < self._position_interval_s:
+            return
+        self._last_position[unit_id] = now
+        self.publish("position", data)
+
+
+def is_closing(event: LiveEvent) -> bool:
+    return event is _CLOSED

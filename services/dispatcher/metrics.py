@@ -1,0 +1,26 @@
+"""Dispatcher metrics, in a registry of their own per app instance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass
+class DispatcherMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.nearest_seconds = Histogram(
+            "kuaijing_dispatcher_nearest_seconds",
+            "Time to answer a nearest-units search in process",
+            registry=self.registry,
+            buckets=(25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 1e-2),
+        )
+        self.calls_created = Counter("kuaijing_dispatcher_calls_created_total", "Calls created", registry=self.registry)
+        self.units = Gauge("kuaijing_dispatcher_units", "Units on the live map", ["state"], registry=self.registry)
+        self.open_calls = Gauge("kuaijing_dispatcher_open_calls", "Calls not yet closed", registry=self.registry)
+        self.sse_subscribers = Gauge(
+            "kuaijing_dispatcher_sse_subscribers", "Consoles following /v1/events", registry=self.registry
+        )

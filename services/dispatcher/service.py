@@ -1,0 +1,323 @@
+"""The dispatcher's use cases: the live map, nearest units, and the call lifecycle, over the store and the relay.
+
+Every change follows one order: decide (pure rules), commit with its outbox records, apply to memory, publish to
+live subscribers, kick the relay. A lock serialises decisions so two consoles cannot assign one unit twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from services.dispatcher.adapters.outbox import OutboxRelay
+from services.dispatcher.adapters.store import DispatchStore, call_event_message
+from services.dispatcher.domain import calls as rules
+from services.dispatcher.domain.calls import Call, Decision, DispatchConflict
+from services.dispatcher.domain.eta import EtaModel
+from services.dispatcher.domain.h3_index import ByDistance, Found
+from services.dispatcher.domain.live_map import LiveMap, Position, UnitFilter, UnitState
+from services.dispatcher.domain.zones import ZoneMap
+from services.dispatcher.events import EventHub
+from shared.registry import RegistryImport, UnitKind, ZoneClass
+from shared.schemas import CallEventKind, EventSource, PositionRecord, UnitStatus, UnitStatusEvent
+
+log = logging.getLogger(__name__)
+
+
+class Order(StrEnum):
+    ETA = "eta"
+    DISTANCE = "distance"
+
+
+class NotFoundError(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class DispatchRules:
+    arrival_radius_m: float = 100.0
+    max_position_age_s: float = 120.0
+    recommendations: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    unit_id: str
+    platform_id: str
+    kind: UnitKind
+    distance_m: float
+    eta_s: float
+    position_age_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class NewCall:
+    lat: float
+    lon: float
+    category: str
+    priority: int
+    call_id: str | None = None
+    received_at: datetime | None = None
+    address: str | None = None
+    note: str | None = None
+    auto_assign: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CallCreated:
+    call: Call
+    created: bool
+    recommendations: list[Recommendation]
+    assigned_unit_id: str | None
+
+
+class EtaRanking:
+    """Ranks by ETA: distance times seconds-per-metre of the unit's kind in the call's zone class."""
+
+    def __init__(self, eta: EtaModel, zone_class: ZoneClass) -> None:
+        self._per_metre = {kind: eta.eta_s(distance_m=1.0, unit_kind=kind, zone_class=zone_class) for kind in UnitKind}
+        self.min_weight = eta.lower_bound_s(distance_m=1.0, zone_class=zone_class)
+
+    def weight(self, entry: UnitState) -> float:
+        return self._per_metre[entry.kind]
+
+
+class DispatchService:
+    def __init__(
+        self,
+        *,
+        store: DispatchStore,
+        relay: OutboxRelay,
+        hub: EventHub,
+        eta: EtaModel,
+        rules: DispatchRules,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.relay = relay
+        self.hub = hub
+        self.eta = eta
+        self.rules = rules
+        self.clock = clock
+        self.live_map = LiveMap()
+        self.zones = ZoneMap()
+        self.open_calls: dict[str, Call] = {}
+        self._lock = asyncio.Lock()
+
+    # state
+
+    async def load(self) -> None:
+        """Rebuild memory from PostgreSQL: registry, statuses, newest positions, open calls."""
+        await self.reload_registry()
+        for call in await self.store.open_calls():
+            call.assigned = {
+                unit_id: ts
+                for unit_id, ts in call.assigned.items()
+                if (unit := self.live_map.units.get(unit_id)) is not None and unit.call_id == call.call_id
+            }
+            self.open_calls[call.call_id] = call
+        log.info(
+            "live map loaded: %s units (%s with a position), %s zones, %s open calls, H3 resolution %s",
+            len(self.live_map.units),
+            sum(1 for u in self.live_map.units.values() if u.position),
+            len(self.zones),
+            len(self.open_calls),
+            self.live_map.resolution,
+        )
+
+    async def reload_registry(self) -> None:
+        stored = await self.store.units()
+        zones = ZoneMap(await self.store.zone_definitions())
+        async with self._lock:
+            for s in stored:
+                unit = self.live_map.upsert_unit(
+                    unit_id=s.unit.id,
+                    platform_id=s.unit.platform_id,
+                    kind=s.unit.kind,
+                    callsign=s.unit.callsign,
+                    terminal_id=s.unit.terminal_id,
+                )
+                if s.position is not None:
+                    self.live_map.apply_position(unit.unit_id, s.position)
+                if s.status_since is not None:
+                    self.live_map.apply_status(unit.unit_id, s.status, s.call_id, s.status_since)
+            self.live_map.remove_units_not_in(s.unit.id for s in stored)
+            self.live_map.reindex_for_fleet()
+            self.zones = zones
+
+    async def import_registry(self, document: RegistryImport) -> dict[str, int]:
+        counts = await self.store.import_registry(document)
+        await self.reload_registry()
+        return counts
+
+    # queries
+
+    def unit(self, unit_id: str) -> UnitState:
+        unit = self.live_map.units.get(unit_id)
+        if unit is None:
+            raise NotFoundError(f"unit_id: no unit {unit_id!r}")
+        return unit
+
+    def online(self, unit: UnitState, now: datetime) -> bool:
+        return unit.online(now, self.rules.max_position_age_s)
+
+    def nearest(
+        self,
+        *,
+        lat: float,
+        lon: float,
+        k: int,
+        unit_filter: UnitFilter,
+        order: Order,
+        now: datetime,
+        zone_class: ZoneClass | None = None,
+    ) -> list[Recommendation]:
+        zone = zone_class or self.zones.classify(lat=lat, lon=lon)
+        ranking = ByDistance() if order is Order.DISTANCE else EtaRanking(self.eta, zone)
+        found = self.live_map.nearest(lat=lat, lon=lon, k=k, now=now, unit_filter=unit_filter, ranking=ranking)
+        return [self._recommendation(f, zone, now) for f in found]
+
+    def _recommendation(self, found: Found[UnitState], zone: ZoneClass, now: datetime) -> Recommendation:
+        unit = found.entry
+        position_ts = unit.position.ts if unit.position else now
+        return Recommendation(
+            unit_id=unit.unit_id,
+            platform_id=unit.platform_id,
+            kind=unit.kind,
+            distance_m=found.distance_m,
+            eta_s=self.eta.eta_s(distance_m=found.distance_m, unit_kind=unit.kind, zone_class=zone),
+            position_age_s=max(0.0, (now - position_ts).total_seconds()),
+        )
+
+    async def call(self, call_id: str) -> Call:
+        call = self.open_calls.get(call_id) or await self.store.call(call_id)
+        if call is None:
+            raise NotFoundError(f"call_id: no call {call_id!r}")
+        return call
+
+    # changes
+
+    async def create_call(self, request: NewCall) -> CallCreated:
+        now = self.clock()
+        call_id = request.call_id or f"C-{now:%Y%m%d}-{uuid.uuid4().hex[:10]}"
+        async with self._lock:
+            existing = self.open_calls.get(call_id) or await self.store.call(call_id)
+            if existing is not None:
+                return CallCreated(existing, False, [], None)
+            zone_class = self.zones.classify(lat=request.lat, lon=request.lon)
+            call = Call(
+                call_id=call_id,
+                received_at=request.received_at or now,
+                lat=request.lat,
+                lon=request.lon,
+                category=request.category,
+                priority=request.priority,
+                zone_class=zone_class,
+                target_s=self.zones.target_s(zone_class),
+                address=request.address,
+                note=request.note,
+            )
+            recommendations = self.nearest(
+                lat=call.lat,
+                lon=call.lon,
+                k=self.rules.recommendations,
+                unit_filter=UnitFilter(max_age_s=self.rules.max_position_age_s),
+                order=Order.ETA,
+                now=now,
+                zone_class=zone_class,
+            )
+            decision = rules.created(call)
+            assigned: str | None = None
+            if request.auto_assign and recommendations:
+                assigned = recommendations[0].unit_id
+                unit = self.live_map.units[assigned]
+                decision = decision.then(rules.assign(call, unit, ts=now, source=EventSource.AUTO))
+            if not await self.store.create_call(call, decision):
+                raced = await self.store.call(call_id)
+                assert raced is not None
+                return CallCreated(raced, False, [], None)
+            self.open_calls[call.call_id] = call
+            self._apply(decision)
+        self.relay.kick()
+        return CallCreated(call, True, recommendations, assigned)
+
+    async def assign(self, call_id: str, unit_id: str, *, ts: datetime | None) -> Call:
+        async with self._lock:
+            call = await self._open_call(call_id)
+            decision = rules.assign(call, self.unit(unit_id), ts=ts or self.clock(), source=EventSource.CONSOLE)
+            await self.store.record({call.call_id: call}, decision)
+            self._apply(decision)
+        self.relay.kick()
+        return call
+
+    async def set_status(
+        self, unit_id: str, status: UnitStatus, *, call_id: str | None, ts: datetime | None
+    ) -> UnitState:
+        async with self._lock:
+            unit = self.unit(unit_id)
+            related = call_id or unit.call_id
+            call = await self._open_call(related) if related else None
+            decision = rules.change_status(unit, status, call=call, ts=ts or self.clock(), source=EventSource.CONSOLE)
+            await self.store.record({call.call_id: call} if call else {}, decision)
+            self._apply(decision)
+        self.relay.kick()
+        return unit
+
+    async def _open_call(self, call_id: str) -> Call:
+        call = self.open_calls.get(call_id)
+        if call is not None:
+            return call
+        if await self.store.call(call_id) is not None:
+            raise DispatchConflict(f"call {call_id} is closed")
+        raise NotFoundError(f"call_id: no call {call_id!r}")
+
+    def _apply(self, decision: Decision) -> None:
+        for event in decision.events:
+            call = self.open_calls[event.call_id]
+            call.apply(event)
+            self.hub.publish("call", call_event_message(call, event).model_dump(mode="json"))
+            if event.event is CallEventKind.CLOSED:
+                self.open_calls.pop(call.call_id, None)
+        for change in decision.statuses:
+            unit = self.live_map.units[change.unit_id]
+            previous_call = unit.call_id
+            self.live_map.apply_status(change.unit_id, change.status, change.call_id, change.ts)
+            if previous_call and previous_call != change.call_id and previous_call in self.open_calls:
+                self.open_calls[previous_call].release(change.unit_id)
+            status = UnitStatusEvent(unit_id=change.unit_id, status=change.status, call_id=change.call_id, ts=change.ts)
+            self.hub.publish("status", status.model_dump(mode="json"))
+
+    # consumed events
+
+    async def on_position(self, record: PositionRecord) -> None:
+        position = Position(record.ts, record.lat, record.lon, record.speed_kmh, record.heading_deg)
+        if not self.live_map.apply_position(record.unit_id, position, fix=record.fix):
+            return
+        self.hub.position(
+            record.unit_id,
+            {"unit_id": record.unit_id, "ts": record.ts.isoformat(), "lat": record.lat, "lon": record.lon,
+             "speed_kmh": record.speed_kmh, "heading_deg": record.heading_deg},
+        )  # fmt: skip
+        unit = self.live_map.units[record.unit_id]
+        if unit.call_id is None or unit.call_id not in self.open_calls:
+            return
+        async with self._lock:
+            call = self.open_calls.get(unit.call_id or "")
+            if call is None:
+                return
+            decision = rules.gps_arrival(call, unit, position, radius_m=self.rules.arrival_radius_m)
+            if decision is None:
+                return
+            await self.store.record({call.call_id: call}, decision)
+            self._apply(decision)
+        log.info("unit %s arrived at call %s (GPS)", unit.unit_id, call.call_id)
+        self.relay.kick()
+
+    def on_unit_status(self, event: UnitStatusEvent) -> None:
+        """A status from the topic (this or another replica): applied in event time, idempotently."""
+        self.live_map.apply_status(event.unit_id, event.status, event.call_id, event.ts)

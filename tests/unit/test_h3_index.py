@@ -146,3 +146,28 @@ def test_moving_an_entry_between_cells_keeps_the_count() -> None:
     assert len(index) == 1
     [found] = index.nearest(27.30, 111.50, 1, accept=lambda e: True, ranking=ByDistance())
     assert found.distance_m == pytest.approx(0.0, abs=1e-6)
+
+
+class ByWeightedDistance:
+    """ETA-like ranking: each entry's distance times its own seconds-per-metre."""
+
+    def __init__(self, weights: dict[str, float]) -> None:
+        self._weights = weights
+        self.min_weight = min(weights.values(), default=1.0)
+
+    def weight(self, entry: Entry) -> float:
+        return self._weights[entry.key]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 300), k=st.integers(1, 8), resolution=st.sampled_from([7, 9]))
+def test_nearest_by_eta_equals_brute_force(seed: int, n: int, k: int, resolution: int) -> None:
+    rng = random.Random(seed)
+    index, entries = build(scatter(rng, n, *CITY, 0.05), resolution)
+    weights = {e.key: rng.choice([0.04, 0.08, 0.12]) for e in entries}
+    ranking = ByWeightedDistance(weights)
+    for _ in range(5):
+        q_lat, q_lon = CITY[0] + rng.uniform(-0.06, 0.06), CITY[1] + rng.uniform(-0.06, 0.06)
+        found = index.nearest(q_lat, q_lon, k, ranking=ranking)
+        expected = sorted(great_circle_m(q_lat, q_lon, e.lat, e.lon) * weights[e.key] for e in entries)[:k]
+        assert [f.score for f in found] == pytest.approx(expected, abs=1e-6)

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.dispatcher.domain.eta import CircuityEta
+from services.dispatcher.domain.h3_index import ByDistance
+from services.dispatcher.domain.live_map import LiveMap, Position, UnitFilter, resolution_for
+from services.dispatcher.domain.zones import InvalidZone, ZoneDefinition, ZoneMap, validate_geometry
+from services.dispatcher.service import EtaRanking
+from shared.registry import UnitKind, ZoneClass
+from shared.schemas import UnitStatus
+
+NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+
+def square(x0: float, y0: float, size: float) -> dict[str, object]:
+    ring = [[x0, y0], [x0 + size, y0], [x0 + size, y0 + size], [x0, y0 + size], [x0, y0]]
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
+def fleet() -> LiveMap:
+    live = LiveMap(resolution=9)
+    for unit_id, kind in [("car", UnitKind.PATROL_CAR), ("moto", UnitKind.MOTORCYCLE), ("cmd", UnitKind.COMMAND_CAR)]:
+        live.upsert_unit(unit_id=unit_id, platform_id="P1", kind=kind, callsign=unit_id, terminal_id=None)
+    return live
+
+
+def test_positions_move_units_only_forward_in_event_time_and_only_with_a_fix() -> None:
+    live = fleet()
+    assert live.apply_position("car", Position(NOW, 27.24, 111.46))
+    assert not live.apply_position("car", Position(NOW - timedelta(seconds=1), 27.30, 111.50))
+    assert not live.apply_position("car", Position(NOW + timedelta(seconds=1), 27.30, 111.50), fix=False)
+    assert not live.apply_position("ghost", Position(NOW, 27.30, 111.50))
+    assert live.units["car"].position == Position(NOW, 27.24, 111.46)
+
+
+def test_statuses_apply_in_event_time() -> None:
+    live = fleet()
+    assert live.apply_status("car", UnitStatus.DISPATCHED, "C1", NOW)
+    assert not live.apply_status("car", UnitStatus.AVAILABLE, None, NOW - timedelta(seconds=5))
+    assert live.units["car"].status is UnitStatus.DISPATCHED
+
+
+def test_nearest_filters_by_status_kind_platform_and_freshness_during_the_search() -> None:
+    live = fleet()
+    live.apply_position("car", Position(NOW, 27.2400, 111.4600))
+    live.apply_position("moto", Position(NOW, 27.2450, 111.4600))
+    live.apply_position("cmd", Position(NOW - timedelta(minutes=5), 27.2401, 111.4600))
+    live.apply_status("car", UnitStatus.DISPATCHED, "C1", NOW)
+
+    def ids(unit_filter: UnitFilter) -> list[str]:
+        found = live.nearest(lat=27.24, lon=111.46, k=5, now=NOW, unit_filter=unit_filter, ranking=ByDistance())
+        return [f.entry.unit_id for f in found]
+
+    assert ids(UnitFilter()) == ["moto"]
+    assert ids(UnitFilter(status=None)) == ["car", "moto"]
+    assert ids(UnitFilter(status=None, max_age_s=600)) == ["car", "cmd", "moto"]
+    assert ids(UnitFilter(status=None, kind=UnitKind.MOTORCYCLE)) == ["moto"]
+    assert ids(UnitFilter(status=None, platform_id="P2")) == []
+
+
+def test_ordering_by_eta_can_prefer_a_faster_unit_that_is_farther() -> None:
+    live = fleet()
+    live.apply_position("car", Position(NOW, 27.2400, 111.4600))
+    live.apply_position("moto", Position(NOW, 27.2400, 111.4603))
+    eta = CircuityEta(speeds_kmh={**CircuityEta().speeds_kmh, (UnitKind.MOTORCYCLE, ZoneClass.KEY_AREA): 90.0})
+    found = live.nearest(
+        lat=27.2400, lon=111.4598, k=2, now=NOW, unit_filter=UnitFilter(), ranking=EtaRanking(eta, ZoneClass.KEY_AREA)
+    )
+    assert [f.entry.unit_id for f in found] == ["moto", "car"]
+
+
+def test_the_fleet_size_chooses_the_cell_resolution() -> None:
+    assert resolution_for(1_000) == 7
+    assert resolution_for(100_000) == 9
+    live = LiveMap()
+    live.upsert_unit(unit_id="u", platform_id="p", kind=UnitKind.PATROL_CAR, callsign="1", terminal_id=None)
+    live.apply_position("u", Position(NOW, 27.24, 111.46))
+    live.reindex_for_fleet()
+    [found] = live.nearest(lat=27.24, lon=111.46, k=1, now=NOW, unit_filter=UnitFilter(), ranking=ByDistance())
+    assert found.entry.unit_id == "u"
+
+
+def test_eta_is_circuity_times_distance_over_speed() -> None:
+    eta = CircuityEta(circuity=1.3)
+    speed = eta.speeds_kmh[(UnitKind.PATROL_CAR, ZoneClass.CENTRAL_URBAN)]
+    assert eta.eta_s(
+        distance_m=1000, unit_kind=UnitKind.PATROL_CAR, zone_class=ZoneClass.CENTRAL_URBAN
+    ) == pytest.approx(1.3 * 1000 / (speed / 3.6))
+    for kind in UnitKind:
+        assert eta.lower_bound_s(distance_m=500, zone_class=ZoneClass.RURAL) <= eta.eta_s(
+            distance_m=500, unit_kind=kind, zone_class=ZoneClass.RURAL
+        )
+
+
+def test_an_eta_model_without_every_speed_is_refused() -> None:
+    with pytest.raises(ValueError, match="no speed"):
+        CircuityEta(speeds_kmh={(UnitKind.PATROL_CAR, ZoneClass.RURAL): 50.0})
+    with pytest.raises(ValueError, match="circuity"):
+        CircuityEta(circuity=0.9)
+
+
+def test_a_point_takes_the_strictest_class_of_the_zones_containing_it_and_rural_outside_all() -> None:
+    zones = ZoneMap(
+        [
+            ZoneDefinition("city", ZoneClass.OTHER_URBAN, square(111.0, 27.0, 1.0)),
+            ZoneDefinition("centre", ZoneClass.CENTRAL_URBAN, square(111.4, 27.2, 0.2)),
+            ZoneDefinition("square", ZoneClass.KEY_AREA, square(111.45, 27.23, 0.02)),
+        ]
+    )
+    assert zones.classify(lat=27.24, lon=111.46) is ZoneClass.KEY_AREA
+    assert zones.classify(lat=27.30, lon=111.50) is ZoneClass.CENTRAL_URBAN
+    assert zones.classify(lat=27.90, lon=111.10) is ZoneClass.OTHER_URBAN
+    assert zones.classify(lat=30.00, lon=115.00) is ZoneClass.RURAL
+    assert ZoneMap().classify(lat=27.24, lon=111.46) is ZoneClass.RURAL
+    assert [zones.target_s(c) for c in ZoneClass] == [60, 180, 300, 900]
+
+
+def test_self_intersecting_zones_are_refused() -> None:
+    bow_tie = {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}
+    with pytest.raises(InvalidZone, match="invalid polygon"):
+        validate_geometry(bow_tie)
+    validate_geometry(square(0, 0, 1))

@@ -157,3 +157,27 @@ async def fleet(infra: Infra, ingest: RunningService) -> Fleet:
 
     await eventually(known, what="ingest to learn the new units")
     return registered
+
+
+@pytest.fixture(scope="session")
+async def dispatcher(settings: Settings) -> AsyncIterator[RunningService]:
+    from services.dispatcher.app import create_app
+
+    async with RunningService(create_app(settings)) as service:
+        yield service
+
+
+def console(service: RunningService, role: str = "dispatcher") -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=service.url, headers={"Authorization": f"Bearer {TOKENS[role]}"}, timeout=30)
+
+
+@pytest.fixture
+async def crew(infra: Infra, dispatcher: RunningService) -> Fleet:
+    """Three fresh units, known to the running dispatcher before the test starts."""
+    registered = await register_fleet(infra.database)
+
+    async def known() -> bool:
+        return all(u in dispatcher.app.state.service.live_map.units for u in registered.unit_ids)
+
+    await eventually(known, what="the dispatcher to learn the new units")
+    return registered

@@ -32,7 +32,7 @@ async def read_until(stream: asyncio.StreamReader, marker: str, timeout_s: float
 
 
 async def test_up_runs_the_system_on_embedded_defaults_and_stops_what_it_started(tmp_path: Path) -> None:
-    kafka_port, postgres_port, ingest_port = free_port(), free_port(), free_port()
+    kafka_port, postgres_port, ingest_port, dispatcher_port = free_port(), free_port(), free_port(), free_port()
     data_dir = tmp_path / "data"
     # PostgreSQL already running: `up` must reuse it and leave it running. Kafka is not: `up` starts and stops it.
     postgres = EmbeddedPostgres(data_dir, port=postgres_port)
@@ -44,6 +44,7 @@ async def test_up_runs_the_system_on_embedded_defaults_and_stops_what_it_started
         "KUAIJING_EMBEDDED_KAFKA_PORT": str(kafka_port),
         "KUAIJING_EMBEDDED_POSTGRES_PORT": str(postgres_port),
         "KUAIJING_INGEST_PORT": str(ingest_port),
+        "KUAIJING_DISPATCHER_PORT": str(dispatcher_port),
         "KUAIJING_LOG_LEVEL": "WARNING",
     }  # fmt: skip
     registry = tmp_path / "registry.json"
@@ -66,6 +67,7 @@ async def test_up_runs_the_system_on_embedded_defaults_and_stops_what_it_started
         assert any(line.startswith("kafka") and "ready" in line for line in lines)
         assert any(line.startswith("postgres") and "ready" in line for line in lines)
         assert any(line.startswith("ingest") and f":{ingest_port}" in line for line in lines)
+        assert any(line.startswith("dispatcher") and f":{dispatcher_port}" in line for line in lines)
         tokens = {line.split()[0]: line.split()[1] for line in lines if line.startswith("  ")}
         assert set(tokens) == {"terminal", "dispatcher", "viewer", "admin"}
 
@@ -92,10 +94,21 @@ async def test_up_runs_the_system_on_embedded_defaults_and_stops_what_it_started
                 assert asyncio.get_running_loop().time() < deadline, "ping never accepted"
                 await asyncio.sleep(0.3)
             assert (await client.post("/v1/telemetry", json=ping)).status_code == 401
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{dispatcher_port}", timeout=10) as client:
+            headers = {"Authorization": f"Bearer {tokens['viewer']}"}
+
+            async def on_the_map() -> bool:
+                response = await client.get("/v1/nearest", params={"lat": 27.2, "lon": 111.4}, headers=headers)
+                return [u["unit_id"] for u in response.json()["units"]] == ["SY-05-2095"]
+
+            while not await on_the_map():
+                assert asyncio.get_running_loop().time() < deadline + 15, "unit never reached the live map"
+                await asyncio.sleep(0.3)
 
         up.terminate()
         assert await asyncio.wait_for(up.wait(), timeout=60) == 0
         assert not port_open("127.0.0.1", ingest_port)
+        assert not port_open("127.0.0.1", dispatcher_port)
         assert not port_open("127.0.0.1", kafka_port), "up started Kafka, so it must stop it"
         assert port_open("127.0.0.1", postgres_port), "up found PostgreSQL running, so it must leave it"
     finally:

@@ -137,3 +137,14 @@ def test_gps_arrival_is_ignored_when_the_unit_already_reported_it() -> None:
 def test_gps_arrival_of_a_unit_not_on_the_call_is_ignored() -> None:
     call, u = new_call(), unit()
     assert gps_arrival(call, u, Position(T0, call.lat, call.lon), radius_m=100) is None
+
+
+def test_changes_are_judged_in_event_time() -> None:
+    call, u = new_call(), unit()
+    with pytest.raises(DispatchInvalid, match="before the call was received"):
+        assign(call, u, ts=T0 - timedelta(seconds=1), source=EventSource.CONSOLE)
+    apply(call, u, assign(call, u, ts=T0 + timedelta(seconds=30), source=EventSource.CONSOLE))
+    with pytest.raises(DispatchConflict, match="before unit U1's current status"):
+        change_status(u, UnitStatus.EN_ROUTE, call=call, ts=T0 + timedelta(seconds=29), source=EventSource.CONSOLE)
+    stale_fix = Position(T0 + timedelta(seconds=20), call.lat, call.lon)
+    assert gps_arrival(call, u, stale_fix, radius_m=100) is None

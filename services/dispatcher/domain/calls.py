@@ -95,7 +95,18 @@ def created(call: Call) -> Decision:
     return Decision(events=(CallEvent(call.call_id, CallEventKind.CREATED, call.received_at),))
 
 
+def _not_before(unit: UnitState, ts: datetime) -> None:
+    """Event time: a change cannot precede the unit's current status."""
+    if unit.status_since is not None and ts < unit.status_since:
+        raise DispatchConflict(
+            f"ts: {ts.isoformat()} is before unit {unit.unit_id}'s current status ({unit.status_since.isoformat()})"
+        )
+
+
 def assign(call: Call, unit: UnitState, *, ts: datetime, source: EventSource) -> Decision:
+    if ts < call.received_at:
+        raise DispatchInvalid(f"ts: {ts.isoformat()} is before the call was received ({call.received_at.isoformat()})")
+    _not_before(unit, ts)
     if call.status is CallStatus.CLOSED:
         raise DispatchConflict(f"call {call.call_id} is closed")
     if unit.status is not UnitStatus.AVAILABLE:
@@ -110,6 +121,7 @@ def change_status(
     unit: UnitState, status: UnitStatus, *, call: Call | None, ts: datetime, source: EventSource
 ) -> Decision:
     """A status reported by a console (or derived from GPS): the call events it implies come with it."""
+    _not_before(unit, ts)
     if status is UnitStatus.DISPATCHED:
         if call is None:
             raise DispatchInvalid("status: dispatched needs a call_id (or use POST /v1/calls/{id}/assign)")
@@ -145,6 +157,7 @@ def gps_arrival(call: Call, unit: UnitState, position: Position, *, radius_m: fl
         or unit.unit_id in call.arrived
         or unit.status not in (UnitStatus.DISPATCHED, UnitStatus.EN_ROUTE)
         or position.ts < assigned_at
+        or (unit.status_since is not None and position.ts < unit.status_since)
         or great_circle_m(call.lat, call.lon, position.lat, position.lon) > radius_m
     ):
         return None

@@ -1,0 +1,304 @@
+"""The dispatcher through the real Kafka broker and PostgreSQL: live map, nearest, calls, arrival, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from shared.geo import h3_cell
+from shared.settings import Settings
+from shared.topics import CALLS, POSITIONS, UNIT_STATUS
+from tests.conftest import TOKENS, Fleet, RunningService, console
+from tests.harness import TopicTail, eventually
+
+pytestmark = pytest.mark.integration
+
+SITE = (31.50, 120.30)
+"""Where these tests' units patrol: away from the other tests' units and zones."""
+
+
+async def report(
+    settings: Settings, fleet: Fleet, unit_id: str, lat: float, lon: float, *, ts: datetime | None = None
+) -> None:
+    record = {
+        "v": 1, "kind": "position", "unit_id": unit_id, "ts": (ts or datetime.now(UTC)).isoformat(), "lat": lat,
+        "lon": lon, "fix": True, "platform_id": fleet.platform_id, "h3": h3_cell(lat, lon), "source": "kafka",
+        "received_at": datetime.now(UTC).isoformat(),
+    }  # fmt: skip
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(POSITIONS.name, orjson.dumps(record), key=unit_id.encode())
+    finally:
+        await producer.stop()
+
+
+async def unit_view(client: httpx.AsyncClient, unit_id: str) -> dict[str, Any]:
+    response = await client.get(f"/v1/units/{unit_id}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_a_position_produced_to_the_topic_moves_the_unit_and_makes_it_recommendable(
+    settings: Settings, dispatcher: RunningService, crew: Fleet
+) -> None:
+    unit = crew.unit_ids[0]
+    await report(settings, crew, unit, SITE[0], SITE[1])
+    async with console(dispatcher, "viewer") as client:
+
+        async def moved() -> dict[str, Any] | None:
+            view = await unit_view(client, unit)
+            return view if view["position"] else None
+
+        view = await eventually(moved, what="the unit to move")
+        assert view["online"] is True
+        assert view["status"] == "available"
+        assert (view["position"]["lat"], view["position"]["lon"]) == SITE
+        nearest = await client.get(
+            "/v1/nearest",
+            params={"lat": SITE[0] + 0.001, "lon": SITE[1], "platform_id": crew.platform_id, "order": "distance"},
+        )
+    assert nearest.status_code == 200
+    [found] = nearest.json()["units"]
+    assert found["unit_id"] == unit
+    assert found["distance_m"] == pytest.approx(111.19, abs=0.1)
+    assert found["eta_s"] > 0
+
+
+async def test_a_call_created_over_rest_lands_on_the_topic_once_even_when_repeated(
+    settings: Settings, dispatcher: RunningService
+) -> None:
+    call_id = f"C-{uuid.uuid4().hex[:10]}"
+    body = {"call_id": call_id, "lat": 31.9, "lon": 120.9, "category": "traffic", "priority": 2, "address": "Ring road"}
+    async with TopicTail(settings.kafka, CALLS) as calls, console(dispatcher) as client:
+        first = await client.post("/v1/calls", json=body)
+        again = await client.post("/v1/calls", json=body)
+        assert first.status_code == 201, first.text
+        assert again.status_code == 200
+        assert again.json()["call_id"] == first.json()["call_id"] == call_id
+        [event] = await calls.collect(lambda v: v["call_id"] == call_id, 1)
+        await asyncio.sleep(1.0)
+        assert len([v for _, v, _ in calls.records if v["call_id"] == call_id]) == 1
+        assert calls.keys_of(lambda v: v["call_id"] == call_id) == [call_id.encode()]
+    assert first.json()["zone_class"] == "rural"
+    assert first.json()["target_s"] == 900
+    assert event["event"] == "created"
+    assert event["category"] == "traffic"
+    assert event["v"] == 1
+
+
+async def test_gps_arrival_closes_the_loop(settings: Settings, dispatcher: RunningService, crew: Fleet) -> None:
+    unit = crew.unit_ids[1]
+    lat, lon = SITE[0] + 0.02, SITE[1] + 0.02
+    await report(settings, crew, unit, lat + 0.01, lon)  # about 1.1 km away
+    call_id = f"C-{uuid.uuid4().hex[:10]}"
+    async with (
+        TopicTail(settings.kafka, CALLS) as calls,
+        TopicTail(settings.kafka, UNIT_STATUS) as statuses,
+        console(dispatcher) as client,
+    ):
+
+        async def online() -> bool:
+            return bool((await unit_view(client, unit))["online"])
+
+        await eventually(online, what="the unit online")
+        created = await client.post(
+            "/v1/calls", json={"call_id": call_id, "lat": lat, "lon": lon, "category": "fight", "priority": 1}
+        )
+        assert created.status_code == 201
+        too_early = datetime.now(UTC) - timedelta(hours=1)
+        early = await client.post(f"/v1/calls/{call_id}/assign", json={"unit_id": unit, "ts": too_early.isoformat()})
+        assert early.status_code == 422
+        assert early.json()["detail"]["field"] == "ts"
+        assign_at = datetime.now(UTC)
+        assigned = await client.post(f"/v1/calls/{call_id}/assign", json={"unit_id": unit, "ts": assign_at.isoformat()})
+        assert assigned.status_code == 200, assigned.text
+        busy = await client.post(f"/v1/calls/{call_id}/assign", json={"unit_id": unit})
+        assert busy.status_code == 409
+        assert busy.json()["detail"]["error"]
+
+        await report(settings, crew, unit, lat + 0.0005, lon, ts=assign_at + timedelta(seconds=40))  # 56 m away
+
+        async def on_scene() -> bool:
+            return (await unit_view(client, unit))["status"] == "on_scene"
+
+        await eventually(on_scene, what="GPS arrival")
+        clear_at = assign_at + timedelta(minutes=5)
+        cleared = await client.post(
+            f"/v1/units/{unit}/status", json={"status": "available", "ts": clear_at.isoformat()}
+        )
+        assert cleared.status_code == 200
+        events = await calls.collect(lambda v: v["call_id"] == call_id, 4)
+        await statuses.collect(lambda v: v["unit_id"] == unit, 3)
+        call = (await client.get(f"/v1/calls/{call_id}")).json()
+    assert [e["event"] for e in events] == ["created", "assigned", "on_scene", "closed"]
+    arrival = events[2]
+    assert (arrival["source"], arrival["unit_id"], arrival["platform_id"]) == ("gps", unit, crew.platform_id)
+    assert arrival["ts"] == (assign_at + timedelta(seconds=40)).isoformat().replace("+00:00", "Z")
+    assert [s["status"] for _, s, _ in statuses.records if s["unit_id"] == unit] == [
+        "dispatched",
+        "on_scene",
+        "available",
+    ]
+    assert call["status"] == "closed"
+    assert [e["event"] for e in call["timeline"]] == ["created", "assigned", "on_scene", "closed"]
+
+
+async def test_auto_assign_dispatches_the_best_recommendation(
+    settings: Settings, dispatcher: RunningService, crew: Fleet
+) -> None:
+    lat, lon = SITE[0] - 0.03, SITE[1] - 0.03
+    await report(settings, crew, crew.unit_ids[2], lat, lon + 0.002)
+    async with console(dispatcher) as client:
+
+        async def online() -> bool:
+            return bool((await unit_view(client, crew.unit_ids[2]))["online"])
+
+        await eventually(online, what="the unit online")
+        response = await client.post(
+            "/v1/calls", json={"lat": lat, "lon": lon, "category": "robbery", "priority": 1, "auto_assign": True}
+        )
+        body = response.json()
+        assert response.status_code == 201
+        assert body["assigned_unit_id"] == crew.unit_ids[2] == body["recommendations"][0]["unit_id"]
+        assert (await unit_view(client, crew.unit_ids[2]))["status"] == "dispatched"
+        listed = (await client.get("/v1/calls", params={"status": "open"})).json()
+    assert body["call_id"] in [c["call_id"] for c in listed]
+
+
+async def test_a_restarted_dispatcher_keeps_statuses_positions_and_open_calls(
+    settings: Settings, dispatcher: RunningService, crew: Fleet
+) -> None:
+    from services.dispatcher.app import create_app
+
+    unit = crew.unit_ids[0]
+    await report(settings, crew, unit, SITE[0] + 0.05, SITE[1])
+    call_id = f"C-{uuid.uuid4().hex[:10]}"
+    async with console(dispatcher) as client:
+
+        async def online() -> bool:
+            return bool((await unit_view(client, unit))["online"])
+
+        await eventually(online, what="the unit online")
+        await client.post(
+            "/v1/calls",
+            json={"call_id": call_id, "lat": SITE[0] + 0.05, "lon": SITE[1], "category": "x", "priority": 3},
+        )
+        assert (await client.post(f"/v1/calls/{call_id}/assign", json={"unit_id": unit})).status_code == 200
+        assert (await client.post(f"/v1/units/{unit}/status", json={"status": "en_route"})).status_code == 200
+
+    async with RunningService(create_app(settings)) as restarted, console(restarted) as client:
+        view = await unit_view(client, unit)
+        assert (view["status"], view["call_id"]) == ("en_route", call_id)
+        assert view["position"]["lat"] == SITE[0] + 0.05
+        assert call_id in restarted.app.state.service.open_calls
+        assert unit in restarted.app.state.service.open_calls[call_id].assigned
+        call = (await client.get(f"/v1/calls/{call_id}")).json()
+        assert [e["event"] for e in call["timeline"]] == ["created", "assigned", "en_route"]
+
+
+async def test_the_registry_over_rest_and_zones_setting_the_target(dispatcher: RunningService) -> None:
+    tag = uuid.uuid4().hex[:8]
+    zone = {
+        "type": "Polygon",
+        "coordinates": [[[121.0, 30.0], [121.1, 30.0], [121.1, 30.1], [121.0, 30.1], [121.0, 30.0]]],
+    }
+    async with console(dispatcher, "admin") as admin:
+        assert (
+            await admin.put(
+                f"/v1/platforms/P-{tag}", json={"name": "North", "kind": "patrol", "lat": 30.05, "lon": 121.05}
+            )
+        ).status_code == 200
+        unit = await admin.put(
+            f"/v1/units/U-{tag}",
+            json={"platform_id": f"P-{tag}", "kind": "motorcycle", "callsign": "88", "terminal_id": "00013912345678"},
+        )
+        assert unit.status_code == 200, unit.text
+        assert unit.json()["terminal_id"] == "13912345678"
+        missing = await admin.put(
+            f"/v1/units/V-{tag}", json={"platform_id": "nowhere", "kind": "motorcycle", "callsign": "1"}
+        )
+        assert missing.status_code == 404
+        assert missing.json()["detail"]["field"] == "platform_id"
+        assert (await admin.put(f"/v1/zones/Z-{tag}", json={"class": "key_area", "geometry": zone})).status_code == 200
+        bow_tie = {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}
+        assert (await admin.put(f"/v1/zones/B-{tag}", json={"class": "rural", "geometry": bow_tie})).status_code == 422
+        imported = await admin.post(
+            "/v1/registry/import",
+            json={"units": [{"id": f"W-{tag}", "platform_id": f"P-{tag}", "kind": "command_car", "callsign": "99"}]},
+        )
+        assert imported.json() == {"platforms": 0, "units": 1, "zones": 0}
+        assert (await admin.get(f"/v1/platforms/P-{tag}")).json()["name"] == "North"
+        assert (await admin.get(f"/v1/zones/Z-{tag}")).json()["class"] == "key_area"
+        assert (await admin.get(f"/v1/units/W-{tag}")).json()["status"] == "available"
+        assert f"U-{tag}" in [
+            u["id"] for u in (await admin.get("/v1/units", params={"platform_id": f"P-{tag}"})).json()
+        ]
+        call = await admin.post("/v1/calls", json={"lat": 30.05, "lon": 121.05, "category": "x", "priority": 1})
+    assert (call.json()["zone_class"], call.json()["target_s"]) == ("key_area", 60)
+
+
+@pytest.mark.parametrize(
+    ("role", "method", "path", "expected"),
+    [
+        (None, "GET", "/v1/nearest?lat=1&lon=1", 401),
+        ("terminal", "GET", "/v1/nearest?lat=1&lon=1", 403),
+        ("viewer", "GET", "/v1/nearest?lat=1&lon=1", 200),
+        ("viewer", "POST", "/v1/calls", 403),
+        ("dispatcher", "POST", "/v1/calls", 201),
+        ("dispatcher", "PUT", "/v1/platforms/X", 403),
+        ("admin", "POST", "/v1/calls", 201),
+        ("viewer", "GET", "/v1/calls", 200),
+    ],
+)
+async def test_auth_per_role(
+    dispatcher: RunningService, role: str | None, method: str, path: str, expected: int
+) -> None:
+    headers = {} if role is None else {"Authorization": f"Bearer {TOKENS[role]}"}
+    body: dict[str, Any] | None = None
+    if path == "/v1/calls" and method == "POST":
+        body = {"lat": 10.0, "lon": 10.0, "category": "x", "priority": 3}
+    elif path.startswith("/v1/platforms"):
+        body = {"name": "x", "kind": "patrol", "lat": 1, "lon": 1}
+    async with httpx.AsyncClient(base_url=dispatcher.url, headers=headers) as client:
+        response = await client.request(method, path, json=body)
+    assert response.status_code == expected, response.text
+
+
+async def test_the_event_stream_carries_statuses_and_calls(dispatcher: RunningService, crew: Fleet) -> None:
+    unit = crew.unit_ids[2]
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    async def listen() -> None:
+        async with console(dispatcher, "viewer") as client, client.stream("GET", "/v1/events") as stream:
+            assert stream.status_code == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            kind = ""
+            async for line in stream.aiter_lines():
+                if line.startswith("event:"):
+                    kind = line.split(":", 1)[1].strip()
+                elif line.startswith("data:"):
+                    seen.append((kind, orjson.loads(line.split(":", 1)[1])))
+                    if kind == "status" and seen[-1][1]["unit_id"] == unit:
+                        return
+
+    listener = asyncio.create_task(listen())
+
+    async def subscribed() -> bool:
+        return dispatcher.app.state.service.hub.subscribers > 0
+
+    await eventually(subscribed, what="the SSE subscription")
+    async with console(dispatcher) as client:
+        assert (await client.post(f"/v1/units/{unit}/status", json={"status": "off_duty"})).status_code == 200
+    await asyncio.wait_for(listener, timeout=15)
+    assert ("status", {"unit_id": unit, "status": "off_duty", "call_id": None}) in [
+        (k, {key: v[key] for key in ("unit_id", "status", "call_id")}) for k, v in seen if k == "status"
+    ]

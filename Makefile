@@ -21,5 +21,6 @@ pytest:
 
 test: bootstrap lint typecheck pytest
 
-bench: bootstrap
+bench:
+	@deploy/bootstrap.sh --bench
 	$(VENV)/python -m bench

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHES = ("ingest",)
+BENCHES = ("ingest", "dispatcher")
 
 
 def main() -> None:

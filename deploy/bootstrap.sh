@@ -12,6 +12,13 @@ ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql p
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
 command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
+if [ "${1:-}" = "--bench" ]; then
+  # The dispatcher benchmark's anchor: PostGIS KNN, from Debian's packages, for the installed PostgreSQL major.
+  for bindir in /usr/lib/postgresql/*/bin; do
+    major=$(basename "$(dirname "$bindir")")
+    [ -f "/usr/share/postgresql/$major/extension/postgis.control" ] || need_apt+=("postgresql-$major-postgis-3")
+  done
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${need_apt[*]}"
   sudo=""

@@ -1,0 +1,272 @@
+"""Dispatcher: nearest-5 latency, position updates into the index, and POST /v1/calls under load.
+
+Anchors measured in the same run on the same fleets and queries:
+- brute force with numpy (haversine over every available unit, then argpartition);
+- PostGIS KNN: `ORDER BY geog <-> point LIMIT 5` on a GiST index over geography, through asyncpg with a prepared
+  statement (the exact reference of DESIGN.md).
+The answers of all three are compared; the H3 walk must agree with both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import statistics
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import httpx
+import numpy as np
+
+from bench.environment import BenchInfra, bench_infra, free_port, service
+from services.dispatcher.domain.h3_index import ByDistance
+from services.dispatcher.domain.live_map import LiveMap, Position, UnitFilter
+from shared.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind
+from shared.registry_store import import_registry
+from shared.schemas import UnitStatus
+
+CENTRE = (27.24, 111.47)
+SPREAD_DEG = 0.25  # a 55 km x 50 km city region
+K = 5
+BUSY_SHARE = 0.3
+TOKEN = "bench-dispatcher"
+
+
+@dataclass(frozen=True)
+class Fleet:
+    ids: list[str]
+    lat: np.ndarray
+    lon: np.ndarray
+    available: np.ndarray
+
+
+def make_fleet(n: int, rng: random.Random) -> Fleet:
+    lat = np.array([CENTRE[0] + rng.uniform(-SPREAD_DEG, SPREAD_DEG) for _ in range(n)])
+    lon = np.array([CENTRE[1] + rng.uniform(-SPREAD_DEG, SPREAD_DEG) for _ in range(n)])
+    available = np.array([rng.random() >= BUSY_SHARE for _ in range(n)])
+    return Fleet([f"B-{i:06d}" for i in range(n)], lat, lon, available)
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def live_map_of(fleet: Fleet, now: datetime) -> LiveMap:
+    live = LiveMap()
+    for unit_id in fleet.ids:
+        live.upsert_unit(unit_id=unit_id, platform_id="BENCH", kind=UnitKind.PATROL_CAR, callsign="0", terminal_id=None)
+    live.reindex_for_fleet()
+    for i, unit_id in enumerate(fleet.ids):
+        live.apply_position(unit_id, Position(now, float(fleet.lat[i]), float(fleet.lon[i])))
+        if not fleet.available[i]:
+            live.apply_status(unit_id, UnitStatus.DISPATCHED, "C", now)
+    return live
+
+
+def h3_walk(fleet: Fleet, queries: list[tuple[float, float]]) -> tuple[list[float], list[list[str]], int]:
+    now = datetime.now(UTC)
+    live = live_map_of(fleet, now)
+    unit_filter, ranking = UnitFilter(), ByDistance()
+    timings, answers = [], []
+    for lat, lon in queries:
+        started = time.perf_counter()
+        found = live.nearest(lat=lat, lon=lon, k=K, now=now, unit_filter=unit_filter, ranking=ranking)
+        timings.append(time.perf_counter() - started)
+        answers.append([f.entry.unit_id for f in found])
+    return timings, answers, live.resolution
+
+
+def numpy_brute_force(fleet: Fleet, queries: list[tuple[float, float]]) -> tuple[list[float], list[list[str]]]:
+    index = np.nonzero(fleet.available)[0]
+    phi = np.radians(fleet.lat[index])
+    lam = np.radians(fleet.lon[index])
+    cos_phi = np.cos(phi)
+    timings, answers = [], []
+    for lat, lon in queries:
+        started = time.perf_counter()
+        q_phi, q_lam = math.radians(lat), math.radians(lon)
+        a = np.sin((phi - q_phi) / 2) ** 2 + math.cos(q_phi) * cos_phi * np.sin((lam - q_lam) / 2) ** 2
+        best = np.argpartition(a, K)[:K]
+        best = best[np.argsort(a[best])]
+        timings.append(time.perf_counter() - started)
+        answers.append([fleet.ids[index[i]] for i in best])
+    return timings, answers
+
+
+async def postgis_knn(
+    database: str, fleet: Fleet, queries: list[tuple[float, float]]
+) -> tuple[list[float], list[list[str]]]:
+    conn = await asyncpg.connect(database)
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+        await conn.execute("DROP TABLE IF EXISTS bench_units")
+        await conn.execute(
+            "CREATE TABLE bench_units (id text PRIMARY KEY, status text NOT NULL, lat float8, lon float8, "
+            "geog geography(Point, 4326))"
+        )
+        await conn.copy_records_to_table(
+            "bench_units",
+            records=[
+                (
+                    fleet.ids[i],
+                    "available" if fleet.available[i] else "dispatched",
+                    float(fleet.lat[i]),
+                    float(fleet.lon[i]),
+                )
+                for i in range(len(fleet.ids))
+            ],
+            columns=["id", "status", "lat", "lon"],
+        )
+        await conn.execute("UPDATE bench_units SET geog = ST_SetSRID(ST_MakePoint(lon, lat), 4326)::geography")
+        await conn.execute("CREATE INDEX ON bench_units USING gist (geog)")
+        await conn.execute("ANALYZE bench_units")
+        knn = await conn.prepare(
+            "SELECT id FROM bench_units WHERE status = 'available' "
+            "ORDER BY geog <-> ST_SetSRID(ST_MakePoint($2, $1), 4326)::geography LIMIT 5"
+        )
+        timings, answers = [], []
+        for lat, lon in queries:
+            started = time.perf_counter()
+            rows = await knn.fetch(lat, lon)
+            timings.append(time.perf_counter() - started)
+            answers.append([r["id"] for r in rows])
+        return timings, answers
+    finally:
+        await conn.close()
+
+
+def same_sets(a: list[list[str]], b: list[list[str]]) -> int:
+    return sum(1 for x, y in zip(a, b, strict=True) if set(x) != set(y))
+
+
+def position_updates(fleet: Fleet, updates: int, rng: random.Random) -> float:
+    now = datetime.now(UTC)
+    live = live_map_of(fleet, now)
+    moves = []
+    for i in range(updates):
+        unit = rng.randrange(len(fleet.ids))
+        moves.append(
+            (
+                fleet.ids[unit],
+                Position(
+                    now + timedelta(milliseconds=i + 1),
+                    float(fleet.lat[unit]) + rng.uniform(-0.002, 0.002),
+                    float(fleet.lon[unit]) + rng.uniform(-0.002, 0.002),
+                ),
+            )
+        )
+    started = time.perf_counter()
+    for unit_id, position in moves:
+        live.apply_position(unit_id, position)
+    return updates / (time.perf_counter() - started)
+
+
+async def seed_for_service(database: str, fleet: Fleet) -> None:
+    platform = Platform(id="BENCH", name="Bench", kind=PlatformKind.PATROL, lat=CENTRE[0], lon=CENTRE[1])
+    units = [Unit(id=u, platform_id="BENCH", kind=UnitKind.PATROL_CAR, callsign="0") for u in fleet.ids]
+    conn = await asyncpg.connect(database)
+    try:
+        await import_registry(conn, RegistryImport(platforms=[platform], units=units))
+        now = datetime.now(UTC) + timedelta(minutes=10)  # stays fresh for the length of the run
+        await conn.copy_records_to_table(
+            "unit_latest_positions",
+            records=[
+                (u, now, float(fleet.lat[i]), float(fleet.lon[i]), None, None, "BENCH", "0", now)
+                for i, u in enumerate(fleet.ids)
+            ],
+            columns=["unit_id", "ts", "lat", "lon", "speed_kmh", "heading_deg", "platform_id", "h3", "received_at"],
+        )
+    finally:
+        await conn.close()
+
+
+async def calls_under_load(url: str, rate: float, seconds: float, rng: random.Random) -> tuple[list[float], int]:
+    latencies: list[float] = []
+    failures = 0
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers, timeout=10, limits=httpx.Limits(max_connections=64)
+    ) as client:
+
+        async def one() -> None:
+            nonlocal failures
+            body = {
+                "call_id": f"B-{uuid.uuid4().hex}",
+                "lat": CENTRE[0] + rng.uniform(-SPREAD_DEG, SPREAD_DEG),
+                "lon": CENTRE[1] + rng.uniform(-SPREAD_DEG, SPREAD_DEG),
+                "category": "bench",
+                "priority": 2,
+            }
+            started = time.perf_counter()
+            response = await client.post("/v1/calls", json=body)
+            latencies.append(time.perf_counter() - started)
+            failures += response.status_code != 201
+
+        for _ in range(20):  # warm the connection pool and the code paths
+            await one()
+        latencies.clear()
+        tasks = []
+        start = time.perf_counter()
+        for i in range(int(rate * seconds)):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+    return latencies, failures
+
+
+def run(*, quick: bool) -> None:
+    rng = random.Random(20261123)
+    sizes = (1_000, 10_000) if quick else (1_000, 10_000, 100_000)
+    query_count = 2_000 if quick else 10_000
+    queries = [
+        (CENTRE[0] + rng.uniform(-SPREAD_DEG, SPREAD_DEG), CENTRE[1] + rng.uniform(-SPREAD_DEG, SPREAD_DEG))
+        for _ in range(query_count)
+    ]
+    with bench_infra() as infra:
+        print(
+            f"bench dispatcher: nearest-{K} available, {query_count:,} random calls, {BUSY_SHARE:.0%} of units busy",
+            flush=True,
+        )
+        rows = []
+        fleets = {}
+        for n in sizes:
+            fleet = fleets[n] = make_fleet(n, rng)
+            walk_t, walk_a, resolution = h3_walk(fleet, queries)
+            numpy_t, numpy_a = numpy_brute_force(fleet, queries)
+            gis_t, gis_a = asyncio.run(postgis_knn(infra.database, fleet, queries))
+            rows.append((n, resolution, percentiles(walk_t), percentiles(numpy_t), percentiles(gis_t),
+                         same_sets(walk_a, numpy_a), same_sets(walk_a, gis_a)))  # fmt: skip
+            print(f"  {n:,} units measured", flush=True)
+        updates = position_updates(fleets[sizes[-1]], 200_000 if not quick else 50_000, rng)
+        latencies, failures = measure_calls(infra, fleets[10_000], rng, seconds=5 if quick else 15)
+
+    us = 1e6
+    print()
+    print(f"{'units':>8} {'res':>4} {'H3 p50/p99 µs':>16} {'numpy p50/p99 µs':>18} {'PostGIS p50/p99 µs':>20} "
+          f"{'vs numpy':>9} {'vs PostGIS':>11} {'differ numpy/PostGIS':>21}")  # fmt: skip
+    for n, res, walk, brute, gis, diff_numpy, diff_gis in rows:
+        print(
+            f"{n:>8,} {res:>4} {walk[0] * us:>7.0f} /{walk[1] * us:>6.0f} {brute[0] * us:>9.0f} /{brute[1] * us:>6.0f} "
+            f"{gis[0] * us:>11.0f} /{gis[1] * us:>6.0f} {brute[1] / walk[1]:>8.1f}x {gis[1] / walk[1]:>10.1f}x "
+            f"{diff_numpy:>10} / {diff_gis}"
+        )
+    print("ratios compare p99 latencies; 'differ' counts queries whose answer set differs from the anchor's")
+    print(f"position updates into the index: {updates:,.0f} updates/s ({sizes[-1]:,} units)")
+    p50, p99 = percentiles(latencies)
+    print(
+        f"POST /v1/calls at 200 requests/s over 10,000 units: p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms, "
+        f"{len(latencies):,} requests, {failures} not 201 (mean {statistics.fmean(latencies) * 1e3:.1f} ms)"
+    )
+
+
+def measure_calls(infra: BenchInfra, fleet: Fleet, rng: random.Random, *, seconds: float) -> tuple[list[float], int]:
+    asyncio.run(seed_for_service(infra.database, fleet))
+    with service(infra, "dispatcher", free_port(), KUAIJING_API_TOKENS=f"dispatcher:{TOKEN}") as url:
+        return asyncio.run(calls_under_load(url, 200.0, seconds, rng))

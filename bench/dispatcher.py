@@ -10,6 +10,7 @@ The answers of all three are compared; the H3 walk must agree with both.
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import random
 import statistics
@@ -71,6 +72,7 @@ def live_map_of(fleet: Fleet, now: datetime) -> LiveMap:
 def h3_walk(fleet: Fleet, queries: list[tuple[float, float]]) -> tuple[list[float], list[list[str]], int]:
     now = datetime.now(UTC)
     live = live_map_of(fleet, now)
+    gc.freeze()  # as the dispatcher does after loading its live map
     unit_filter, ranking = UnitFilter(), ByDistance()
     timings, answers = [], []
     for lat, lon in queries:

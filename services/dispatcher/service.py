@@ -7,9 +7,12 @@ live subscribers, kick the relay. A lock serialises decisions so two consoles ca
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -121,6 +124,8 @@ class DispatchService:
                 if (unit := self.live_map.units.get(unit_id)) is not None and unit.call_id == call.call_id
             }
             self.open_calls[call.call_id] = call
+        # The live map is long-lived: moving it out of the collector's generations keeps GC pauses off queries.
+        gc.freeze()
         log.info(
             "live map loaded: %s units (%s with a position), %s zones, %s open calls, H3 resolution %s",
             len(self.live_map.units),
@@ -205,10 +210,13 @@ class DispatchService:
     async def create_call(self, request: NewCall) -> CallCreated:
         now = self.clock()
         call_id = request.call_id or f"C-{now:%Y%m%d}-{uuid.uuid4().hex[:10]}"
-        async with self._lock:
-            existing = self.open_calls.get(call_id) or await self.store.call(call_id)
-            if existing is not None:
-                return CallCreated(existing, False, [], None)
+        existing = self.open_calls.get(call_id)
+        if existing is not None:
+            return CallCreated(existing, False, [], None)
+        # Only a decision that moves a unit needs the lock; a plain new call commits concurrently with others
+        # (its call_id's uniqueness is the database's job), so a busy night does not queue behind one commit.
+        guard: AbstractAsyncContextManager[object] = self._lock if request.auto_assign else contextlib.nullcontext()
+        async with guard:
             zone_class = self.zones.classify(lat=request.lat, lon=request.lon)
             call = Call(
                 call_id=call_id,

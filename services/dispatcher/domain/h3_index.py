@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Collection, Hashable, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
@@ -126,7 +126,7 @@ class H3Index(Generic[E]):
     def __len__(self) -> int:
         return sum(self._sizes.values())
 
-    def warm(self, cell: int, rings: int = 2) -> None:
+    def warm(self, cell: int, rings: int = 3) -> None:
         """Precompute the geometry a search from this cell will need, off the query path."""
         for r in range(1, rings + 1):
             self._ring(cell, r)
@@ -153,14 +153,16 @@ class H3Index(Generic[E]):
         # like the great-circle angle and needs no trigonometry per entry.
         heap: list[tuple[float, int, E]] = []
         visited = 0
-        ring = [origin]
+        ring, ring_shapes = [origin], [self._shape(origin)]
         r = 0
         while True:
-            for cell in ring:
-                for cells in chosen:
-                    bucket = cells.get(cell)
-                    if bucket:
-                        self._scan(bucket.values(), query, k, accept, ranking, plain, heap)
+            for cell, shape in zip(ring, ring_shapes, strict=True):
+                buckets = [bucket for cells in chosen if (bucket := cells.get(cell))]
+                # A whole cell is skipped when even its nearest point cannot beat the k-th best held.
+                if not buckets or (len(heap) == k and self._beyond(query, (shape,), -heap[0][0], plain, ranking)):
+                    continue
+                for bucket in buckets:
+                    self._scan(bucket.values(), query, k, accept, ranking, plain, heap)
             visited += len(ring)
             next_ring, shapes = self._ring(origin, r + 1)
             if len(heap) == k and self._beyond(query, shapes, -heap[0][0], plain, ranking):
@@ -170,7 +172,7 @@ class H3Index(Generic[E]):
                 everything = (e for cells in chosen for bucket in cells.values() for e in bucket.values())
                 self._scan(everything, query, k, accept, ranking, plain, heap)
                 break
-            ring = next_ring
+            ring, ring_shapes = next_ring, shapes
             r += 1
         heap.sort(key=lambda t: (-t[0], -t[1]))
         found = []
@@ -207,7 +209,11 @@ class H3Index(Generic[E]):
 
     @staticmethod
     def _beyond(
-        query: tuple[float, float, float], shapes: list[_CellShape], worst: float, plain: bool, ranking: Ranking[E]
+        query: tuple[float, float, float],
+        shapes: Sequence[_CellShape],
+        worst: float,
+        plain: bool,
+        ranking: Ranking[E],
     ) -> bool:
         """True when nothing in or past these ring cells can score below `worst`, the k-th best held."""
         worst_angle = 2.0 * math.asin(min(1.0, math.sqrt(worst) / 2.0)) if plain else worst / ranking.min_weight

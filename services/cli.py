@@ -30,8 +30,8 @@ from shared.settings import Settings
 
 log = logging.getLogger("kuaijing")
 
-SERVICES = ("ingest", "dispatcher")
-"""Services `up` runs; analytics joins when its issue lands."""
+SERVICES = ("ingest", "dispatcher", "analytics")
+"""Every service `up` runs, each as its own process."""
 
 
 def _configure_logging(level: str) -> None:
@@ -163,6 +163,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from services.ingest.app import create_app
     elif args.service == "dispatcher":
         from services.dispatcher.app import create_app
+    elif args.service == "analytics":
+        from services.analytics.app import create_app
     else:
         raise KuaijingError(f"unknown service {args.service!r}")
     port = args.port or _service_port(settings, args.service)

@@ -48,12 +48,17 @@ _bearer = HTTPBearer(auto_error=False)
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def require_role(*allowed: Role) -> Callable[[Request, Credentials], Awaitable[Role]]:
-    """A FastAPI dependency admitting `allowed` roles and admin; 401 for no or unknown token, 403 for others."""
+def require_role(*allowed: Role, query_token: bool = False) -> Callable[[Request, Credentials], Awaitable[Role]]:
+    """A FastAPI dependency admitting `allowed` roles and admin; 401 for no or unknown token, 403 for others.
+
+    `query_token` also accepts `?token=` for pages a browser opens directly (a wall screen cannot send headers).
+    """
     admitted = frozenset((*allowed, Role.ADMIN))
 
     async def dependency(request: Request, credentials: Credentials) -> Role:
         tokens: dict[str, Role] = request.app.state.settings.tokens
+        if credentials is None and query_token and "token" in request.query_params:
+            credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=request.query_params["token"])
         if credentials is None:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     arrival_radius_m: float = Field(default=100.0, gt=0, description="GPS arrival: this close to the call")
     eta_circuity: float = Field(default=1.3, ge=1.0, description="road distance over great-circle distance")
     recommendations: int = Field(default=5, ge=1, le=50, description="units recommended with each new call")
+    analytics_group: str = Field(default="kuaijing-analytics", description="consumer group of analytics")
+    report_timezone: str = Field(default="Asia/Shanghai", description="where report days and weeks begin")
     log_level: str = "INFO"
 
     @field_validator("api_tokens")

@@ -181,3 +181,11 @@ async def crew(infra: Infra, dispatcher: RunningService) -> Fleet:
 
     await eventually(known, what="the dispatcher to learn the new units")
     return registered
+
+
+@pytest.fixture(scope="session")
+async def analytics(settings: Settings) -> AsyncIterator[RunningService]:
+    from services.analytics.app import create_app
+
+    async with RunningService(create_app(settings)) as service:
+        yield service

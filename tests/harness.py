@@ -76,3 +76,27 @@ class TopicTail:
 
     def keys_of(self, predicate: Callable[[dict[str, Any]], bool]) -> list[bytes | None]:
         return [key for key, value, _ in self.records if predicate(value)]
+
+
+async def group_caught_up(bootstrap: str, group: str, topic: Topic, timeout_s: float = 30.0) -> None:
+    """Wait until `group` has committed everything now on `topic`."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await probe.start()
+    try:
+        partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+        ends = await probe.end_offsets(partitions)
+    finally:
+        await probe.stop()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+
+        async def committed_all() -> bool:
+            offsets = await admin.list_consumer_group_offsets(group)
+            return all(offsets.get(tp) is not None and offsets[tp].offset >= end for tp, end in ends.items() if end)
+
+        await eventually(committed_all, timeout_s=timeout_s, what=f"group {group} to catch up on {topic.name}")
+    finally:
+        await admin.close()

@@ -1,0 +1,79 @@
+"""The analytics service's composition root: settings in, a FastAPI app out, resources owned by the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from services.analytics.adapters.store import AnalyticsStore
+from services.analytics.api import router
+from services.analytics.consumer import consume_call_events
+from shared.kafka import Producer, ensure_topics, make_consumer, started_producer
+from shared.postgres import apply_migrations, open_pool
+from shared.probes import Readiness, probes_router
+from shared.settings import Settings
+from shared.supervision import Supervisor
+from shared.topics import CALLS
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    registry = CollectorRegistry()
+    readiness = Readiness()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            pool = await stack.enter_async_context(open_pool(settings.database, max_size=8))
+            async with pool.acquire() as conn:
+                await apply_migrations(conn)
+            await ensure_topics(settings.kafka)
+            producer = await stack.enter_async_context(started_producer(settings.kafka, client_id="kuaijing-analytics"))
+            store = AnalyticsStore(pool)
+            supervisor = Supervisor()
+            stack.push_async_callback(supervisor.aclose)
+            supervisor.spawn("call-events", partial(_run_consumer, settings=settings, store=store, producer=producer))
+
+            async def kafka_ready() -> None:
+                await producer.client.fetch_all_metadata()
+
+            async def postgres_ready() -> None:
+                await pool.fetchval("SELECT 1")
+
+            readiness.register("kafka", kafka_ready)
+            readiness.register("postgres", postgres_ready)
+            app.state.store = store
+            log.info("analytics ready")
+            yield
+
+    app = FastAPI(
+        title="Kuaijing analytics",
+        version="0.1.0",
+        description="Response latency per patrol platform against the 1-3-5-15 promise.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.include_router(router)
+    app.include_router(probes_router(registry, readiness))
+    return app
+
+
+async def _run_consumer(*, settings: Settings, store: AnalyticsStore, producer: Producer) -> None:
+    consumer = make_consumer(settings.kafka, CALLS, group_id=settings.analytics_group, client_id="kuaijing-analytics")
+    await consumer.start()
+    try:
+        await consume_call_events(
+            consumer=consumer,
+            store=store,
+            producer=producer,
+            batch_size=settings.history_batch_size,
+            poll_ms=settings.consumer_poll_ms,
+        )
+    finally:
+        await consumer.stop()

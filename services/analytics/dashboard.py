@@ -1,0 +1,127 @@
+"""The command-centre dashboard (`GET /`): server-rendered HTML with inline SVG, refreshing itself.
+
+No script and no chart library: the page is drawn from the same figures the reports serve, so what the wall screen
+shows is what the CSV says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from html import escape
+
+from services.analytics.domain.latency import GroupFigures
+from shared.registry import ZONE_TARGET_S, ZoneClass
+
+P50_COLOUR = "#2b6cb0"
+P90_COLOUR = "#90cdf4"
+TARGET_COLOUR = "#c53030"
+COMPLIANCE_COLOUR = "#2f855a"
+
+_TARGET_LABELS = {
+    ZoneClass.KEY_AREA: "1 min key areas",
+    ZoneClass.CENTRAL_URBAN: "3 min central",
+    ZoneClass.OTHER_URBAN: "5 min urban",
+    ZoneClass.RURAL: "15 min rural",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Today:
+    calls: int
+    arrived: int
+    not_arrived: int
+    target_met_pct: float | None
+
+
+def _response_chart(groups: list[GroupFigures]) -> str:
+    width, left, row, top = 900, 160, 34, 40
+    arrived = [g for g in groups if g.response_s.p90 is not None]
+    scale_max = max([ZONE_TARGET_S[ZoneClass.RURAL] * 1.1, *(g.response_s.p90 or 0 for g in arrived)])
+    height = top + row * max(1, len(groups)) + 30
+
+    def x(seconds: float) -> float:
+        return left + (width - left - 20) * min(seconds, scale_max) / scale_max
+
+    parts = [f'<svg id="response-chart" width="{width}" height="{height}" role="img" aria-label="Response times">']
+    for zone, target in ZONE_TARGET_S.items():
+        parts.append(
+            f'<line x1="{x(target):.1f}" y1="{top - 10}" x2="{x(target):.1f}" y2="{height - 25}" '
+            f'stroke="{TARGET_COLOUR}" stroke-dasharray="4 3" stroke-width="1.5"/>'
+            f'<text x="{x(target) + 3:.1f}" y="{top - 14}" font-size="11" fill="{TARGET_COLOUR}">'
+            f"{escape(_TARGET_LABELS[zone])}</text>"
+        )
+    for i, group in enumerate(groups):
+        y = top + i * row
+        parts.append(f'<text x="{left - 8}" y="{y + 18}" font-size="13" text-anchor="end">{escape(group.key)}</text>')
+        p50, p90 = group.response_s.p50, group.response_s.p90
+        if p50 is None or p90 is None:
+            parts.append(f'<text x="{left + 4}" y="{y + 18}" font-size="12" fill="#718096">no arrivals</text>')
+            continue
+        parts.append(
+            f'<rect class="p50" x="{left}" y="{y + 4}" width="{x(p50) - left:.1f}" height="20" fill="{P50_COLOUR}"/>'
+            f'<rect class="p90" x="{x(p50):.1f}" y="{y + 4}" width="{max(0.0, x(p90) - x(p50)):.1f}" height="20" '
+            f'fill="{P90_COLOUR}"/>'
+            f'<text x="{x(p90) + 6:.1f}" y="{y + 18}" font-size="11">p50 {p50:.0f} s · p90 {p90:.0f} s · '
+            f"{group.calls} calls</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _compliance_chart(groups: list[GroupFigures]) -> str:
+    width, left, row = 900, 160, 30
+    by_key = {g.key: g for g in groups}
+    parts = [f'<svg id="compliance-chart" width="{width}" height="{row * len(ZoneClass) + 10}" role="img">']
+    for i, zone in enumerate(ZoneClass):
+        y = i * row
+        group = by_key.get(zone.value)
+        pct = None if group is None else group.target_met_pct
+        parts.append(f'<text x="{left - 8}" y="{y + 18}" font-size="13" text-anchor="end">{zone.value}</text>')
+        if pct is None:
+            parts.append(f'<text x="{left + 4}" y="{y + 18}" font-size="12" fill="#718096">no arrivals</text>')
+            continue
+        bar = (width - left - 80) * pct / 100.0
+        parts.append(
+            f'<rect x="{left}" y="{y + 4}" width="{bar:.1f}" height="20" fill="{COMPLIANCE_COLOUR}"/>'
+            f'<text x="{left + bar + 6:.1f}" y="{y + 18}" font-size="12">{pct:.1f}% within {ZONE_TARGET_S[zone]} s'
+            "</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_dashboard(
+    *,
+    by_platform: list[GroupFigures],
+    by_zone: list[GroupFigures],
+    today: Today,
+    generated_at: datetime,
+    refresh_s: int,
+) -> str:
+    met = "—" if today.target_met_pct is None else f"{today.target_met_pct:.1f}%"
+    return f"""<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8">
+<meta http-equiv="refresh" content="{refresh_s}">
+<title>快警 Kuaijing · response times</title>
+<style>
+body {{ font-family: system-ui, "Noto Sans CJK SC", sans-serif; margin: 24px; color: #1a202c; background: #fff; }}
+h1 {{ font-size: 22px; margin: 0 0 4px; }} h2 {{ font-size: 16px; margin: 24px 0 8px; }}
+.counts {{ display: flex; gap: 24px; }} .count {{ border: 1px solid #e2e8f0; padding: 8px 16px; border-radius: 6px; }}
+.count b {{ display: block; font-size: 26px; }} .meta {{ color: #718096; font-size: 12px; }}
+</style></head>
+<body>
+<h1>快警 Kuaijing — response to 110 calls</h1>
+<div class="meta">last 7 days · updated {generated_at:%Y-%m-%d %H:%M:%S %Z} · refreshes every {refresh_s} s</div>
+<h2>Today</h2>
+<div class="counts" id="today">
+<div class="count"><b>{today.calls}</b>calls</div>
+<div class="count"><b>{today.arrived}</b>reached</div>
+<div class="count"><b>{today.not_arrived}</b>not reached</div>
+<div class="count"><b>{met}</b>within target</div>
+</div>
+<h2>Response time per platform (p50 dark, p90 light) against the 1-3-5-15 targets</h2>
+{_response_chart(by_platform)}
+<h2>Calls reached within their zone's target</h2>
+{_compliance_chart(by_zone)}
+</body></html>"""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHES = ("ingest", "dispatcher")
+BENCHES = ("ingest", "dispatcher", "analytics")
 
 
 def main() -> None:

@@ -12,6 +12,8 @@ ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql p
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
 command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
+# The dashboard test renders the page in a real headless browser.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ "${1:-}" = "--bench" ]; then
   # The dispatcher benchmark's anchor: PostGIS KNN, from Debian's packages, for the installed PostgreSQL major.
   for bindir in /usr/lib/postgresql/*/bin; do

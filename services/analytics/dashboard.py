@@ -35,7 +35,7 @@ class Today:
 
 
 def _response_chart(groups: list[GroupFigures]) -> str:
-    width, left, row, top = 900, 160, 34, 40
+    width, left, row, top = 900, 160, 34, 52
     arrived = [g for g in groups if g.response_s.p90 is not None]
     scale_max = max([ZONE_TARGET_S[ZoneClass.RURAL] * 1.1, *(g.response_s.p90 or 0 for g in arrived)])
     height = top + row * max(1, len(groups)) + 30
@@ -44,11 +44,12 @@ def _response_chart(groups: list[GroupFigures]) -> str:
         return left + (width - left - 20) * min(seconds, scale_max) / scale_max
 
     parts = [f'<svg id="response-chart" width="{width}" height="{height}" role="img" aria-label="Response times">']
-    for zone, target in ZONE_TARGET_S.items():
+    for n, (zone, target) in enumerate(ZONE_TARGET_S.items()):
+        label_y = top - 14 - 12 * (n % 2)  # staggered: the 1- and 3-minute lines sit close together
         parts.append(
-            f'<line x1="{x(target):.1f}" y1="{top - 10}" x2="{x(target):.1f}" y2="{height - 25}" '
+            f'<line x1="{x(target):.1f}" y1="{label_y + 4}" x2="{x(target):.1f}" y2="{height - 25}" '
             f'stroke="{TARGET_COLOUR}" stroke-dasharray="4 3" stroke-width="1.5"/>'
-            f'<text x="{x(target) + 3:.1f}" y="{top - 14}" font-size="11" fill="{TARGET_COLOUR}">'
+            f'<text x="{x(target) + 3:.1f}" y="{label_y}" font-size="11" fill="{TARGET_COLOUR}">'
             f"{escape(_TARGET_LABELS[zone])}</text>"
         )
     for i, group in enumerate(groups):

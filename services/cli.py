@@ -130,11 +130,14 @@ def cmd_up(args: argparse.Namespace) -> int:
             if child.poll() is None:
                 log.info("stopping %s", service)
                 child.send_signal(signal.SIGTERM)
-        for child in children.values():
+        deadline = time.monotonic() + 25
+        for service, child in children.items():
             try:
-                child.wait(timeout=30)
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within 25 s; killing it", service)
                 child.kill()
+                child.wait()
         infra.stop()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -34,10 +33,16 @@ class Supervisor:
                 log.exception("%s failed (%s in a row); restarting in %.1f s", name, failures, delay)
                 await asyncio.sleep(delay)
 
-    async def aclose(self) -> None:
+    async def aclose(self, timeout_s: float = 10.0) -> None:
+        """Cancel every loop and wait for them to unwind, but never longer than `timeout_s`: a client stuck in a
+        broker call must not keep the process from exiting on SIGTERM."""
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=timeout_s)
+            for task in stuck:
+                log.warning("%s did not stop within %.0f s; leaving it", task.get_name(), timeout_s)
+            for task in self._tasks:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    log.warning("%s ended with %r", task.get_name(), task.exception())
         self._tasks.clear()

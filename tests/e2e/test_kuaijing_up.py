@@ -31,8 +31,10 @@ async def read_until(stream: asyncio.StreamReader, marker: str, timeout_s: float
                 return lines
 
 
+@pytest.mark.timeout(300)
 async def test_up_runs_the_system_on_embedded_defaults_and_stops_what_it_started(tmp_path: Path) -> None:
-    kafka_port, postgres_port, ingest_port, dispatcher_port = free_port(), free_port(), free_port(), free_port()
+    kafka_port, postgres_port = free_port(), free_port()
+    ingest_port, dispatcher_port, analytics_port = free_port(), free_port(), free_port()
     data_dir = tmp_path / "data"
     # PostgreSQL already running: `up` must reuse it and leave it running. Kafka is not: `up` starts and stops it.
     postgres = EmbeddedPostgres(data_dir, port=postgres_port)
@@ -45,6 +47,7 @@ async def test_up_runs_the_system_on_embedded_defaults_and_stops_what_it_started
         "KUAIJING_EMBEDDED_POSTGRES_PORT": str(postgres_port),
         "KUAIJING_INGEST_PORT": str(ingest_port),
         "KUAIJING_DISPATCHER_PORT": str(dispatcher_port),
+        "KUAIJING_ANALYTICS_PORT": str(analytics_port),
         "KUAIJING_LOG_LEVEL": "WARNING",
     }  # fmt: skip
     registry = tmp_path / "registry.json"
@@ -68,6 +71,7 @@ async def test_up_runs_the_system_on_embedded_defaults_and_stops_what_it_started
         assert any(line.startswith("postgres") and "ready" in line for line in lines)
         assert any(line.startswith("ingest") and f":{ingest_port}" in line for line in lines)
         assert any(line.startswith("dispatcher") and f":{dispatcher_port}" in line for line in lines)
+        assert any(line.startswith("analytics") and f":{analytics_port}" in line for line in lines)
         tokens = {line.split()[0]: line.split()[1] for line in lines if line.startswith("  ")}
         assert set(tokens) == {"terminal", "dispatcher", "viewer", "admin"}
 
@@ -109,6 +113,7 @@ async def test_up_runs_the_system_on_embedded_defaults_and_stops_what_it_started
         assert await asyncio.wait_for(up.wait(), timeout=60) == 0
         assert not port_open("127.0.0.1", ingest_port)
         assert not port_open("127.0.0.1", dispatcher_port)
+        assert not port_open("127.0.0.1", analytics_port)
         assert not port_open("127.0.0.1", kafka_port), "up started Kafka, so it must stop it"
         assert port_open("127.0.0.1", postgres_port), "up found PostgreSQL running, so it must leave it"
     finally:

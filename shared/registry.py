@@ -69,6 +69,8 @@ class Unit(_Item):
     kind: UnitKind
     callsign: Annotated[str, Field(min_length=1, max_length=32)]
     terminal_id: Annotated[str, Field(min_length=1, max_length=20)] | None = None
+    terminal_utc_offset_min: Annotated[int, Field(ge=-720, le=840)] = 480
+    """Zone of the terminal's clock in minutes east of UTC: JT/T 808 says GMT+8, some devices send UTC."""
 
     @field_validator("terminal_id")
     @classmethod
@@ -117,6 +119,7 @@ class UnitRef:
     platform_id: str
     kind: UnitKind
     terminal_id: str | None
+    terminal_utc_offset_min: int = 480
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,10 +21,15 @@ async def import_registry(conn: Connection, document: RegistryImport) -> dict[st
             )
         if document.units:
             await conn.executemany(
-                "INSERT INTO units (id, platform_id, kind, callsign, terminal_id) VALUES ($1, $2, $3, $4, $5) "
+                "INSERT INTO units (id, platform_id, kind, callsign, terminal_id, terminal_utc_offset_min) "
+                "VALUES ($1, $2, $3, $4, $5, $6) "
                 "ON CONFLICT (id) DO UPDATE SET platform_id = excluded.platform_id, kind = excluded.kind, "
-                "callsign = excluded.callsign, terminal_id = excluded.terminal_id, updated_at = now()",
-                [(u.id, u.platform_id, u.kind.value, u.callsign, u.terminal_id) for u in document.units],
+                "callsign = excluded.callsign, terminal_id = excluded.terminal_id, "
+                "terminal_utc_offset_min = excluded.terminal_utc_offset_min, updated_at = now()",
+                [
+                    (u.id, u.platform_id, u.kind.value, u.callsign, u.terminal_id, u.terminal_utc_offset_min)
+                    for u in document.units
+                ],
             )
         if document.zones:
             await conn.executemany(
@@ -45,8 +50,11 @@ async def load_unit_directory(conn: Connection) -> UnitDirectory:
     """Read revision and units in one snapshot so the revision names exactly what was read."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         revision = await registry_revision(conn)
-        rows = await conn.fetch("SELECT id, platform_id, kind, terminal_id FROM units")
+        rows = await conn.fetch("SELECT id, platform_id, kind, terminal_id, terminal_utc_offset_min FROM units")
     return UnitDirectory.of(
         revision,
-        [UnitRef(r["id"], r["platform_id"], UnitKind(r["kind"]), r["terminal_id"]) for r in rows],
+        [
+            UnitRef(r["id"], r["platform_id"], UnitKind(r["kind"]), r["terminal_id"], r["terminal_utc_offset_min"])
+            for r in rows
+        ],
     )

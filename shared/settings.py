@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     dispatcher_port: int = 8082
     analytics_port: int = 8083
     jt808_port: int = 6808
+    jt808_enabled: bool = True
+    jt808_idle_timeout_s: float = Field(default=180.0, gt=0, description="close a terminal silent this long")
     bind_host: str = "127.0.0.1"
 
     embedded_kafka_port: int = EMBEDDED_KAFKA_PORT

@@ -63,6 +63,7 @@ class UnitBody(BaseModel):
     kind: UnitKind
     callsign: Annotated[str, Field(min_length=1, max_length=32)]
     terminal_id: Annotated[str, Field(min_length=1, max_length=20)] | None = None
+    terminal_utc_offset_min: Annotated[int, Field(ge=-720, le=840)] = 480
 
 
 class ZoneBody(BaseModel):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from functools import partial
@@ -14,15 +15,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from services.ingest.adapters.history_store import HistoryStore
+from services.ingest.adapters.terminal_store import TerminalStore
 from services.ingest.api import router
 from services.ingest.consumer import consume_raw_telemetry
 from services.ingest.domain.telemetry import TelemetryRules
+from services.ingest.gateway import Jt808Gateway
 from services.ingest.history import write_history
 from services.ingest.intake import TelemetryIntake
 from services.ingest.metrics import IngestMetrics
 from shared.kafka import ensure_topics, make_consumer, started_producer
 from shared.postgres import apply_migrations, open_pool
 from shared.probes import Readiness, probes_router
+from shared.registry import UnitDirectory
 from shared.registry_cache import UnitDirectoryCache
 from shared.settings import Settings
 from shared.supervision import Supervisor
@@ -57,7 +61,13 @@ def create_app(settings: Settings) -> FastAPI:
             if settings.raw_consumer_enabled:
                 supervisor.spawn(
                     "raw-telemetry-consumer",
-                    partial(_run_raw_consumer, settings=settings, intake=intake, metrics=metrics),
+                    partial(
+                        _run_raw_consumer,
+                        settings=settings,
+                        intake=intake,
+                        metrics=metrics,
+                        directory=directory.current,
+                    ),
                 )
             if settings.history_writer_enabled:
                 supervisor.spawn(
@@ -76,6 +86,20 @@ def create_app(settings: Settings) -> FastAPI:
 
             async def postgres_ready() -> None:
                 await pool.fetchval("SELECT 1")
+
+            if settings.jt808_enabled:
+                gateway = Jt808Gateway(
+                    intake=intake,
+                    directory=directory.current,
+                    terminals=TerminalStore(pool),
+                    metrics=metrics,
+                    idle_timeout_s=settings.jt808_idle_timeout_s,
+                )
+                server = await asyncio.start_server(
+                    gateway.serve, settings.bind_host, settings.jt808_port, limit=1 << 20
+                )
+                stack.push_async_callback(_close_server, server, gateway)
+                log.info("JT/T 808 gateway listening on %s:%s", settings.bind_host, settings.jt808_port)
 
             readiness.register("kafka", kafka_ready)
             readiness.register("postgres", postgres_ready)
@@ -107,7 +131,13 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-async def _run_raw_consumer(*, settings: Settings, intake: TelemetryIntake, metrics: IngestMetrics) -> None:
+async def _run_raw_consumer(
+    *,
+    settings: Settings,
+    intake: TelemetryIntake,
+    metrics: IngestMetrics,
+    directory: Callable[[], UnitDirectory],
+) -> None:
     consumer = make_consumer(
         settings.kafka, TELEMETRY_RAW, group_id=settings.raw_group, client_id="kuaijing-ingest-raw"
     )
@@ -117,6 +147,7 @@ async def _run_raw_consumer(*, settings: Settings, intake: TelemetryIntake, metr
             group=settings.raw_group,
             consumer=consumer,
             intake=intake,
+            directory=directory,
             metrics=metrics,
             batch_size=settings.history_batch_size,
             poll_ms=settings.consumer_poll_ms,
@@ -144,6 +175,12 @@ async def _run_history_writer(
         )
     finally:
         await consumer.stop()
+
+
+async def _close_server(server: asyncio.Server, gateway: Jt808Gateway) -> None:
+    server.close()
+    await gateway.disconnect_all()
+    await server.wait_closed()
 
 
 def _redact(dsn: str) -> str:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
+from services.ingest.domain import jt808
 from services.ingest.domain.telemetry import RejectReason
 from services.ingest.intake import Candidate, TelemetryIntake, Undecodable
 from services.ingest.metrics import IngestMetrics
+from services.ingest.terminal_frames import LOCATION_MESSAGES, location_candidates, rejected
 from shared.codec import decode
 from shared.kafka import consumer_lag
+from shared.registry import UnitDirectory
 from shared.schemas import Source
 from shared.topics import JT808_CONTENT_TYPE
 
@@ -20,20 +24,36 @@ _MAX_IN_FLIGHT = 2
 _CONTENT_TYPE = "content-type"
 
 
-def _candidate(record: ConsumerRecord[bytes, bytes]) -> Candidate:
+def _candidates(record: ConsumerRecord[bytes, bytes], directory: UnitDirectory) -> list[Candidate]:
     payload = record.value or b""
     origin = f"{record.topic}/{record.partition}/{record.offset}"
-    value: object
     if record.headers and (_CONTENT_TYPE, JT808_CONTENT_TYPE) in record.headers:
-        value = Undecodable(
-            RejectReason.UNSUPPORTED_FORMAT, "JT/T 808 frames are not decoded by this ingest version yet"
-        )
-    else:
-        try:
-            value = decode(payload)
-        except ValueError as e:
-            value = Undecodable(RejectReason.INVALID_JSON, f"body: not JSON ({e})")
-    return Candidate(value=value, payload=payload, key=record.key, origin=origin)
+        return _frame_candidates(payload, directory, key=record.key or b"", origin=origin)
+    value: object
+    try:
+        value = decode(payload)
+    except ValueError as e:
+        value = Undecodable(RejectReason.INVALID_JSON, f"body: not JSON ({e})")
+    return [Candidate(value=value, payload=payload, key=record.key, origin=origin)]
+
+
+def _frame_candidates(payload: bytes, directory: UnitDirectory, *, key: bytes, origin: str) -> list[Candidate]:
+    """A frame relayed by another gateway: trusted as to who sent it, so no 0x0102 authentication here."""
+    wire = payload if payload[:1] == b"\x7e" else b"\x7e" + payload + b"\x7e"
+    try:
+        frame = jt808.parse_frame(wire)
+    except jt808.Jt808Error as e:
+        return [rejected(payload, RejectReason.INVALID_FRAME, f"jt808: {e}", key=key, origin=origin)]
+    unit = directory.by_terminal.get(frame.header.terminal_id)
+    if unit is None:
+        error = f"terminal_id: no unit has terminal {frame.header.terminal_id!r}"
+        return [rejected(payload, RejectReason.UNKNOWN_TERMINAL, error, key=key, origin=origin)]
+    if frame.header.subpackaged:
+        error = "jt808: subpackaged frames cannot be reassembled from single raw-topic records"
+        return [rejected(payload, RejectReason.UNSUPPORTED_FORMAT, error, key=key, origin=origin)]
+    if frame.header.message_id not in LOCATION_MESSAGES:
+        return []  # signalling (heartbeats, registrations, A/V attributes) carries no telemetry
+    return location_candidates(frame, wire, unit=unit, origin=origin)
 
 
 async def consume_raw_telemetry(
@@ -41,6 +61,7 @@ async def consume_raw_telemetry(
     group: str,
     consumer: AIOKafkaConsumer,
     intake: TelemetryIntake,
+    directory: Callable[[], UnitDirectory],
     metrics: IngestMetrics,
     batch_size: int,
     poll_ms: int,
@@ -52,7 +73,10 @@ async def consume_raw_telemetry(
         while True:
             batches = await consumer.getmany(timeout_ms=0 if in_flight else poll_ms, max_records=batch_size)
             if batches:
-                candidates = [_candidate(record) for records in batches.values() for record in records]
+                units = directory()
+                candidates = [
+                    c for records in batches.values() for record in records for c in _candidates(record, units)
+                ]
                 submission = await intake.enqueue(candidates, source=Source.KAFKA)
                 offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
                 in_flight.append((submission.acknowledged, offsets))

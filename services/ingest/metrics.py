@@ -46,6 +46,19 @@ class IngestMetrics:
             registry=self.registry,
         )
 
+        self.jt808_frames = Counter(
+            "kuaijing_jt808_frames_total",
+            "JT/T 808 frames received, by message id",
+            ["message"],
+            registry=self.registry,
+        )
+        self.jt808_skipped = Counter(
+            "kuaijing_jt808_unsupported_total",
+            "JT/T 808 messages of ids the gateway does not handle",
+            registry=self.registry,
+        )
+        self.jt808_sessions = Gauge("kuaijing_jt808_sessions", "Open terminal connections", registry=self.registry)
+
     def set_lag(self, group: str, lag_by_topic: dict[str, int]) -> None:
         for topic, lag in lag_by_topic.items():
             self.consumer_lag.labels(group, topic).set(lag)

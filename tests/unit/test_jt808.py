@@ -278,3 +278,62 @@ def test_encode_then_parse_round_trips(message_id: int, body: bytes, phone: str,
     assert whole.body == body
     assert whole.header.message_id == message_id
     assert whole.header.terminal_id == (phone.lstrip("0") or "0")
+
+
+@pytest.mark.parametrize(
+    "vector", [v for v in VECTORS if v["message_id"] in ("0x0200", "0x0704", "0x0100", "0x0102")], ids=ids
+)
+def test_terminal_bodies_round_trip_through_the_encoder(vector: dict[str, Any]) -> None:
+    frame = jt808.parse_frame(wire(vector))
+    wide = frame.header.is_2019
+    match frame.header.message_id:
+        case MessageId.LOCATION:
+            location = jt808.decode_location(frame.body)
+            if location.local_time is not None:
+                assert jt808.decode_location(jt808.encode_location(location)) == location
+        case MessageId.BATCH_LOCATION:
+            batch = jt808.decode_batch(frame.body)
+            assert jt808.decode_batch(jt808.encode_batch(batch.locations, location_type=batch.location_type)) == batch
+        case MessageId.REGISTER if len(frame.body) >= 37:
+            registration = jt808.decode_registration(frame.body, wide=wide)
+            assert (
+                jt808.decode_registration(jt808.encode_registration(registration, wide=wide), wide=wide) == registration
+            )
+        case MessageId.AUTHENTICATE:
+            auth = jt808.decode_authentication(frame.body, wide=wide)
+            assert jt808.decode_authentication(jt808.encode_authentication(auth, wide=wide), wide=wide) == auth
+
+
+@given(
+    lat=st.floats(-90, 90),
+    lon=st.floats(-180, 180),
+    altitude=st.integers(-1000, 9000),
+    speed=st.integers(0, 2000),
+    course=st.integers(0, 359),
+    status=st.integers(0, 2**32 - 1),
+    moment=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31)),
+)
+def test_any_location_round_trips(
+    lat: float, lon: float, altitude: int, speed: int, course: int, status: int, moment: datetime
+) -> None:
+    location = jt808.Location(
+        0,
+        status,
+        round(lat, 6),
+        round(lon, 6),
+        altitude,
+        speed / 10,
+        course,
+        moment.replace(microsecond=0),
+        {0x31: b"\x0c"},
+    )
+    decoded = jt808.decode_location(jt808.encode_location(location))
+    assert decoded.latitude == pytest.approx(location.latitude, abs=1e-6)
+    assert decoded.longitude == pytest.approx(location.longitude, abs=1e-6)
+    assert (decoded.altitude_m, decoded.speed_kmh, decoded.course, decoded.local_time) == (
+        altitude,
+        speed / 10,
+        course,
+        location.local_time,
+    )
+    assert decoded.satellites == 12

@@ -77,7 +77,8 @@ class DispatchStore:
 
     async def units(self) -> list[StoredUnit]:
         rows = await self._pool.fetch(
-            "SELECT u.id, u.platform_id, u.kind, u.callsign, u.terminal_id, s.status, s.since, s.call_id, "
+            "SELECT u.id, u.platform_id, u.kind, u.callsign, u.terminal_id, u.terminal_utc_offset_min, "
+            "s.status, s.since, s.call_id, "
             "p.ts, p.lat, p.lon, p.speed_kmh, p.heading_deg "
             "FROM units u LEFT JOIN unit_status s ON s.unit_id = u.id "
             "LEFT JOIN unit_latest_positions p ON p.unit_id = u.id"
@@ -90,6 +91,7 @@ class DispatchStore:
                     kind=UnitKind(r["kind"]),
                     callsign=r["callsign"],
                     terminal_id=r["terminal_id"],
+                    terminal_utc_offset_min=r["terminal_utc_offset_min"],
                 ),
                 status=UnitStatus(r["status"]) if r["status"] else UnitStatus.AVAILABLE,
                 status_since=r["since"],

@@ -32,6 +32,9 @@ class RejectReason(StrEnum):
     FUTURE_TIMESTAMP = "future_timestamp"
     UNKNOWN_UNIT = "unknown_unit"
     UNSUPPORTED_FORMAT = "unsupported_format"
+    INVALID_FRAME = "invalid_frame"
+    UNKNOWN_TERMINAL = "unknown_terminal"
+    UNAUTHENTICATED = "unauthenticated"
 
 
 class TelemetryRejected(Exception):  # noqa: N818 - a domain outcome, named for what happened

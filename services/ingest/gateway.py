@@ -1,0 +1,214 @@
+"""The JT/T 808 TCP gateway: terminals connect, register, authenticate and report; pings join the intake.
+
+One session per connection. Frames are handled in order and a location is acknowledged (0x8001) only after Kafka
+acknowledged its ping, so a terminal that loses the connection re-sends what was not confirmed (at least once), and
+a slow Kafka slows the reading of the socket: backpressure reaches the terminal through TCP. A session silent for
+longer than the heartbeat timeout is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from services.ingest.adapters.terminal_store import TerminalStore
+from services.ingest.domain import jt808
+from services.ingest.domain.jt808 import Frame, Jt808Error, MessageId, RegisterResult, Result
+from services.ingest.domain.telemetry import RejectReason
+from services.ingest.intake import Candidate, TelemetryIntake
+from services.ingest.metrics import IngestMetrics
+from services.ingest.terminal_frames import LOCATION_MESSAGES, location_candidates, rejected
+from shared.registry import UnitDirectory, UnitRef
+from shared.schemas import Source
+
+log = logging.getLogger(__name__)
+
+_READ_SIZE = 64 * 1024
+
+
+@dataclass
+class Session:
+    peer: str
+    unit: UnitRef | None = None
+    serial: int = 0
+    reassembler: jt808.Reassembler = field(default_factory=jt808.Reassembler)
+
+    def next_serial(self) -> int:
+        self.serial = (self.serial + 1) & 0xFFFF
+        return self.serial
+
+
+class Jt808Gateway:
+    def __init__(
+        self,
+        *,
+        intake: TelemetryIntake,
+        directory: Callable[[], UnitDirectory],
+        terminals: TerminalStore,
+        metrics: IngestMetrics,
+        idle_timeout_s: float,
+    ) -> None:
+        self._intake = intake
+        self._directory = directory
+        self._terminals = terminals
+        self._metrics = metrics
+        self._idle_timeout_s = idle_timeout_s
+        self.sessions = 0
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def disconnect_all(self) -> None:
+        """On shutdown: terminals reconnect to another replica and re-send what was not acknowledged."""
+        for writer in list(self._writers):
+            writer.close()
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = "{}:{}".format(*writer.get_extra_info("peername", ("?", 0))[:2])
+        session = Session(peer)
+        splitter = jt808.FrameSplitter()
+        self.sessions += 1
+        self._writers.add(writer)
+        self._metrics.jt808_sessions.set(self.sessions)
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self._idle_timeout_s):
+                        data = await reader.read(_READ_SIZE)
+                except TimeoutError:
+                    log.info("closing %s (%s): silent for %.0f s", peer, _who(session), self._idle_timeout_s)
+                    return
+                if not data:
+                    return
+                for wire in splitter.feed(data):
+                    replies = await self._handle(session, wire)
+                    if replies is None:
+                        return
+                    for reply in replies:
+                        writer.write(reply)
+                await writer.drain()
+        except (ConnectionError, OSError) as e:
+            log.info("connection %s (%s) lost: %s", peer, _who(session), e)
+        finally:
+            self.sessions -= 1
+            self._writers.discard(writer)
+            self._metrics.jt808_sessions.set(self.sessions)
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+
+    async def _handle(self, session: Session, wire: bytes) -> list[bytes] | None:
+        """Replies to send; None ends the session (logout)."""
+        try:
+            packet = jt808.parse_frame(wire)
+        except Jt808Error as e:
+            self._metrics.jt808_frames.labels("invalid").inc()
+            await self._reject(wire, RejectReason.INVALID_FRAME, f"jt808: {e}", session)
+            return []
+        header = packet.header
+        self._metrics.jt808_frames.labels(f"0x{header.message_id:04x}").inc()
+        frame = session.reassembler.add(packet)
+        if frame is None:  # a subpacket: each one is acknowledged (JT/T 1078 section 5.6.2)
+            return self._reply(session, packet, Result.SUCCESS)
+        match header.message_id:
+            case MessageId.REGISTER:
+                return await self._register(session, frame)
+            case MessageId.AUTHENTICATE:
+                return await self._authenticate(session, frame)
+            case MessageId.HEARTBEAT:
+                return self._reply(session, frame, Result.SUCCESS)
+            case MessageId.LOGOUT:
+                session.unit = None
+                return None
+            case MessageId.TERMINAL_RESPONSE:
+                return []
+            case _ if header.message_id in LOCATION_MESSAGES:
+                return await self._locations(session, frame, wire)
+            case MessageId.AV_ATTRIBUTES | MessageId.RESOURCE_LIST | MessageId.TRANSMISSION_STATUS:
+                return self._reply(session, frame, self._decodes(frame))
+            case _:
+                self._metrics.jt808_skipped.inc()
+                return self._reply(session, frame, Result.NOT_SUPPORTED)
+
+    def _decodes(self, frame: Frame) -> Result:
+        decoder = {
+            MessageId.AV_ATTRIBUTES: jt808.decode_av_attributes,
+            MessageId.RESOURCE_LIST: jt808.decode_resource_list,
+            MessageId.TRANSMISSION_STATUS: jt808.decode_transmission_status,
+        }[MessageId(frame.header.message_id)]
+        try:
+            log.debug("%s: %s", frame.header.terminal_id, decoder(frame.body))
+        except Jt808Error:
+            return Result.MESSAGE_ERROR
+        return Result.SUCCESS
+
+    async def _register(self, session: Session, frame: Frame) -> list[bytes]:
+        header = frame.header
+        try:
+            jt808.decode_registration(frame.body, wide=header.is_2019)
+        except Jt808Error as e:
+            log.info("bad registration from %s: %s", session.peer, e)
+            return self._send(
+                session,
+                frame,
+                MessageId.REGISTER_RESPONSE,
+                jt808.encode_register_response(header.serial, RegisterResult.TERMINAL_UNKNOWN, None),
+            )
+        unit = self._directory().by_terminal.get(header.terminal_id)
+        if unit is None:
+            log.info("registration refused: terminal %s is not in the registry", header.terminal_id)
+            body = jt808.encode_register_response(header.serial, RegisterResult.TERMINAL_UNKNOWN, None)
+        else:
+            code = await self._terminals.register(header.terminal_id)
+            body = jt808.encode_register_response(header.serial, RegisterResult.SUCCESS, code)
+            log.info("terminal %s registered as unit %s", header.terminal_id, unit.unit_id)
+        return self._send(session, frame, MessageId.REGISTER_RESPONSE, body)
+
+    async def _authenticate(self, session: Session, frame: Frame) -> list[bytes]:
+        header = frame.header
+        try:
+            auth = jt808.decode_authentication(frame.body, wide=header.is_2019)
+        except Jt808Error:
+            return self._reply(session, frame, Result.MESSAGE_ERROR)
+        unit = self._directory().by_terminal.get(header.terminal_id)
+        if unit is None or not await self._terminals.authenticates(header.terminal_id, auth.auth_code):
+            log.info("authentication failed for terminal %s from %s", header.terminal_id, session.peer)
+            session.unit = None
+            return self._reply(session, frame, Result.FAILURE)
+        session.unit = unit
+        return self._reply(session, frame, Result.SUCCESS)
+
+    async def _locations(self, session: Session, frame: Frame, wire: bytes) -> list[bytes]:
+        unit = session.unit
+        if unit is None or unit.terminal_id != frame.header.terminal_id:
+            error = f"terminal {frame.header.terminal_id} reported before authenticating (0x0102)"
+            await self._reject(wire, RejectReason.UNAUTHENTICATED, error, session)
+            return self._reply(session, frame, Result.FAILURE)
+        candidates = location_candidates(frame, wire, unit=unit, origin=f"jt808/{session.peer}")
+        rejections = await self._intake.submit(candidates, source=Source.JT808)
+        return self._reply(session, frame, Result.MESSAGE_ERROR if rejections else Result.SUCCESS)
+
+    async def _reject(self, wire: bytes, reason: RejectReason, error: str, session: Session) -> None:
+        key = b"" if session.unit is None else session.unit.unit_id.encode()
+        candidate: Candidate = rejected(wire, reason, error, key=key, origin=f"jt808/{session.peer}")
+        await self._intake.submit([candidate], source=Source.JT808)
+
+    def _reply(self, session: Session, frame: Frame, result: Result) -> list[bytes]:
+        body = jt808.encode_general_response(frame.header.serial, frame.header.message_id, result)
+        return self._send(session, frame, MessageId.PLATFORM_RESPONSE, body)
+
+    @staticmethod
+    def _send(session: Session, frame: Frame, message_id: int, body: bytes) -> list[bytes]:
+        """Replies mirror the terminal's header version and number, with the platform's own serials."""
+        return jt808.encode_frames(
+            message_id,
+            body,
+            phone=frame.header.phone,
+            serial=session.next_serial(),
+            protocol_version=frame.header.protocol_version,
+        )
+
+
+def _who(session: Session) -> str:
+    return "unauthenticated" if session.unit is None else f"unit {session.unit.unit_id}"

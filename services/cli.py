@@ -105,7 +105,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         }
         for service in SERVICES:
             children[service] = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", "serve", service], env=env, start_new_session=True
+                [sys.executable, "-m", "services.cli", "serve", service], env=env
             )
         for service in SERVICES:
             _wait_ready(service, _service_port(settings, service), children[service], settings.bind_host)

@@ -71,6 +71,8 @@ def settings(infra: Infra) -> Settings:
         consumer_poll_ms=100,
         registry_poll_s=0.2,
         history_writer_enabled=False,
+        jt808_port=free_port(),
+        jt808_idle_timeout_s=5.0,
     )
 
 
@@ -128,15 +130,22 @@ async def client(ingest: RunningService) -> AsyncIterator[httpx.AsyncClient]:
 class Fleet:
     platform_id: str
     unit_ids: list[str]
+    terminal_ids: list[str]
 
 
-async def register_fleet(database: str, units: int = 3) -> Fleet:
+async def register_fleet(database: str, units: int = 3, *, terminals: bool = False) -> Fleet:
     tag = uuid.uuid4().hex[:8]
     platform = Platform(
         id=f"P-{tag}", name=f"Test platform {tag}", kind=PlatformKind.FAST_RESPONSE, lat=27.24, lon=111.47
     )
     unit_list = [
-        Unit(id=f"U-{tag}-{i}", platform_id=platform.id, kind=UnitKind.PATROL_CAR, callsign=f"{i:04d}")
+        Unit(
+            id=f"U-{tag}-{i}",
+            platform_id=platform.id,
+            kind=UnitKind.PATROL_CAR,
+            callsign=f"{i:04d}",
+            terminal_id=f"1{int(tag, 16) % 10**9:09d}{i}" if terminals else None,
+        )
         for i in range(units)
     ]
     conn = await connect(database)
@@ -144,7 +153,11 @@ async def register_fleet(database: str, units: int = 3) -> Fleet:
         await import_registry(conn, RegistryImport(platforms=[platform], units=unit_list))
     finally:
         await conn.close()
-    return Fleet(platform_id=platform.id, unit_ids=[u.id for u in unit_list])
+    return Fleet(
+        platform_id=platform.id,
+        unit_ids=[u.id for u in unit_list],
+        terminal_ids=[u.terminal_id or "" for u in unit_list],
+    )
 
 
 @pytest.fixture

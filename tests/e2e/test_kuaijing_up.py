@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +13,7 @@ import httpx
 import orjson
 import pytest
 
+from shared.embedded.kafka import EmbeddedKafka
 from shared.embedded.postgres import EmbeddedPostgres
 from shared.embedded.process import port_open
 from tests.harness import free_port
@@ -48,6 +50,7 @@ async def test_up_runs_the_system_on_embedded_defaults_and_stops_what_it_started
         "KUAIJING_INGEST_PORT": str(ingest_port),
         "KUAIJING_DISPATCHER_PORT": str(dispatcher_port),
         "KUAIJING_ANALYTICS_PORT": str(analytics_port),
+        "KUAIJING_JT808_PORT": str(free_port()),
         "KUAIJING_LOG_LEVEL": "WARNING",
     }  # fmt: skip
     registry = tmp_path / "registry.json"
@@ -61,8 +64,9 @@ async def test_up_runs_the_system_on_embedded_defaults_and_stops_what_it_started
             }
         )
     )
+    # Its own process group, so that even a hung run leaves no service behind (see the finally clause).
     up = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", "up", env=env, stdout=asyncio.subprocess.PIPE
+        sys.executable, "-m", "services.cli", "up", env=env, stdout=asyncio.subprocess.PIPE, start_new_session=True
     )
     try:
         assert up.stdout is not None
@@ -78,7 +82,7 @@ async def test_up_runs_the_system_on_embedded_defaults_and_stops_what_it_started
         importer = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "services.cli", "registry", "import", str(registry), env=env
         )
-        assert await importer.wait() == 0
+        assert await asyncio.wait_for(importer.wait(), timeout=60) == 0
         ping = {
             "kind": "position",
             "unit_id": "SY-05-2095",
@@ -118,6 +122,7 @@ async def test_up_runs_the_system_on_embedded_defaults_and_stops_what_it_started
         assert port_open("127.0.0.1", postgres_port), "up found PostgreSQL running, so it must leave it"
     finally:
         if up.returncode is None:
-            up.kill()
+            os.killpg(up.pid, signal.SIGKILL)
             await up.wait()
+            EmbeddedKafka(data_dir, port=kafka_port).stop()
         postgres.stop()

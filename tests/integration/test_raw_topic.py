@@ -61,9 +61,9 @@ async def test_bad_raw_records_are_dead_lettered_with_their_origin_and_the_good_
         await positions.collect(lambda v: v["unit_id"] == unit, 1)
         assert set(deadletter.keys_of(lambda v: unit in v["payload"] or _b64_has(v, marker))) == {marker}
     by_reason = {letter["reason"]: letter for letter in letters}
-    assert set(by_reason) == {"invalid_json", "unsupported_format", "out_of_range"}
-    assert by_reason["unsupported_format"]["payload_encoding"] == "base64"
-    assert base64.b64decode(by_reason["unsupported_format"]["payload"]) == frame + marker
+    assert set(by_reason) == {"invalid_json", "invalid_frame", "out_of_range"}
+    assert by_reason["invalid_frame"]["payload_encoding"] == "base64"
+    assert base64.b64decode(by_reason["invalid_frame"]["payload"]) == frame + marker
     assert all(letter["source"] == "kafka" for letter in letters)
     assert all(letter["origin"].startswith(f"{TELEMETRY_RAW.name}/") for letter in letters)
 

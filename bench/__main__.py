@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHES = ("ingest", "dispatcher", "analytics")
+BENCHES = ("ingest", "dispatcher", "analytics", "jt808")
 
 
 def main() -> None:

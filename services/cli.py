@@ -104,9 +104,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             "KUAIJING_DATABASE_URL": settings.database,
         }
         for service in SERVICES:
-            children[service] = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", "serve", service], env=env
-            )
+            children[service] = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", service], env=env)
         for service in SERVICES:
             _wait_ready(service, _service_port(settings, service), children[service], settings.bind_host)
         if not env_tokens:

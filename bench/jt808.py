@@ -1,0 +1,166 @@
+"""JT/T 808: frames decoded per second in process, and location frames per second from 1,000 concurrent TCP
+terminals through the gateway into Kafka.
+
+Anchors measured in the same run: for decoding, the JSON path a ping takes over HTTP (orjson + pydantic validation
+of the same ping); end to end, a bare AIOKafkaProducer sending the same number of pings to the same broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from datetime import UTC, datetime, timedelta
+
+import orjson
+from pydantic import TypeAdapter
+
+from bench.environment import bench_infra, free_port, service
+from bench.ingest import bare_producer, make_pings
+from services.ingest.domain import jt808
+from services.ingest.domain.jt808 import MessageId
+from shared.postgres import connect
+from shared.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind
+from shared.registry_store import import_registry
+from shared.schemas import Ping
+from shared.topics import POSITIONS
+
+TERMINALS = 1_000
+WINDOW = 16
+"""Location frames a terminal keeps unacknowledged (blind-area catch-up sends back to back)."""
+
+
+def location_frame(phone: str, serial: int, ts: datetime, rng: random.Random) -> bytes:
+    status = jt808.ACC_ON | jt808.POSITIONED | jt808.GPS_USED | jt808.BEIDOU_USED
+    local = ts.astimezone(jt808.GMT8).replace(tzinfo=None, microsecond=0)
+    location = jt808.Location(
+        0,
+        status,
+        27.2 + rng.random() * 0.1,
+        111.4 + rng.random() * 0.1,
+        60,
+        42.5,
+        rng.randrange(360),
+        local,
+        {0x01: b"\x00\x00\x10\x00", 0x30: b"\x1c", 0x31: b"\x0e"},
+    )
+    [frame] = jt808.encode_frames(MessageId.LOCATION, jt808.encode_location(location), phone=phone, serial=serial)
+    return frame
+
+
+def decode_rates(count: int) -> tuple[float, float]:
+    rng = random.Random(1)
+    now = datetime.now(UTC)
+    frames = [location_frame(f"13{i:09d}", i, now, rng) for i in range(count)]
+    started = time.perf_counter()
+    for frame in frames:
+        parsed = jt808.parse_frame(frame)
+        jt808.position_ping(jt808.decode_location(parsed.body), unit_id="U")
+    decoded = count / (time.perf_counter() - started)
+    pings = make_pings(count, ["U"])
+    adapter: TypeAdapter[object] = TypeAdapter(Ping)
+    started = time.perf_counter()
+    for ping in pings:
+        adapter.validate_python(orjson.loads(ping))
+    return decoded, count / (time.perf_counter() - started)
+
+
+async def register_terminals(database: str) -> list[str]:
+    phones = [f"1390{i:07d}" for i in range(TERMINALS)]
+    platform = Platform(id="BENCH", name="Bench", kind=PlatformKind.PATROL, lat=27.2, lon=111.4)
+    units = [
+        Unit(id=f"T-{i:05d}", platform_id="BENCH", kind=UnitKind.PATROL_CAR, callsign=str(i), terminal_id=phone)
+        for i, phone in enumerate(phones)
+    ]
+    conn = await connect(database)
+    try:
+        await import_registry(conn, RegistryImport(platforms=[platform], units=units))
+    finally:
+        await conn.close()
+    return phones
+
+
+async def terminal(port: int, phone: str, frames: int, started: asyncio.Event) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    splitter = jt808.FrameSplitter()
+    inbox: list[bytes] = []
+
+    async def answer() -> jt808.Frame:
+        while not inbox:
+            data = await reader.read(65536)
+            if not data:
+                raise ConnectionError("gateway closed the connection")
+            inbox.extend(splitter.feed(data))
+        return jt808.parse_frame(inbox.pop(0))
+
+    registration = jt808.Registration(43, 501, "KJ", "BENCH", "T", 1, "湘E00000")
+    [frame] = jt808.encode_frames(
+        MessageId.REGISTER, jt808.encode_registration(registration, wide=False), phone=phone, serial=0
+    )
+    writer.write(frame)
+    code = (await answer()).body[3:].decode()
+    [frame] = jt808.encode_frames(MessageId.AUTHENTICATE, code.encode(), phone=phone, serial=1)
+    writer.write(frame)
+    await answer()
+    rng = random.Random(phone)
+    base = datetime.now(UTC) - timedelta(hours=1)
+    reports = [location_frame(phone, 2 + serial, base + timedelta(seconds=serial), rng) for serial in range(frames)]
+    await started.wait()  # frames are encoded before the clock starts: the load generator shares the cores
+    acknowledged = 0
+    in_flight = 0
+    for report in reports:
+        writer.write(report)
+        in_flight += 1
+        if in_flight >= WINDOW:
+            await writer.drain()
+            reply = await answer()
+            acknowledged += jt808.decode_general_response(reply.body).result == 0
+            in_flight -= 1
+    await writer.drain()
+    while in_flight:
+        reply = await answer()
+        acknowledged += jt808.decode_general_response(reply.body).result == 0
+        in_flight -= 1
+    writer.close()
+    return acknowledged
+
+
+async def end_to_end(port: int, phones: list[str], per_terminal: int) -> float:
+    started = asyncio.Event()
+    clients = [asyncio.create_task(terminal(port, phone, per_terminal, started)) for phone in phones]
+    await asyncio.sleep(12)  # every terminal connects, registers, authenticates and encodes its reports first
+    began = time.perf_counter()
+    started.set()
+    acknowledged = sum(await asyncio.gather(*clients))
+    elapsed = time.perf_counter() - began
+    if acknowledged != len(phones) * per_terminal:
+        raise RuntimeError(f"{acknowledged} of {len(phones) * per_terminal} locations acknowledged")
+    return acknowledged / elapsed
+
+
+def run(*, quick: bool) -> None:
+    decode_count = 20_000 if quick else 200_000
+    per_terminal = 5 if quick else 40
+    decoded, json_rate = decode_rates(decode_count)
+    with bench_infra() as infra:
+        phones = asyncio.run(register_terminals(infra.database))
+        port = free_port()
+        env = {
+            "KUAIJING_JT808_PORT": str(port),
+            "KUAIJING_API_TOKENS": "admin:bench",
+            "KUAIJING_RAW_CONSUMER_ENABLED": "false",
+            "KUAIJING_HISTORY_WRITER_ENABLED": "false",
+        }
+        with service(infra, "ingest", free_port(), **env):
+            rate = asyncio.run(end_to_end(port, phones, per_terminal))
+        total = len(phones) * per_terminal
+        anchor = asyncio.run(bare_producer(infra.kafka, POSITIONS.name, make_pings(total, ["T-00000"])))
+    print()
+    print(
+        f"decode 0x0200 frame + ping, one core:   {decoded:>10,.0f} frames/s   "
+        f"(anchor: JSON ping orjson + pydantic {json_rate:,.0f}/s, ratio {decoded / json_rate:.2f})"
+    )
+    print(
+        f"gateway end to end, {len(phones):,} TCP terminals: {rate:>10,.0f} locations/s "
+        f"(anchor: bare AIOKafkaProducer {anchor:,.0f}/s, ratio {rate / anchor:.2f}; {total:,} locations)"
+    )

@@ -107,6 +107,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             children[service] = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", service], env=env)
         for service in SERVICES:
             _wait_ready(service, _service_port(settings, service), children[service], settings.bind_host)
+        if args.simulate:
+            children["simulation"] = subprocess.Popen([sys.executable, "-m", "services.cli", "simulate"], env=env)
+            print("simulation running: a city of 33 platforms and 231 vehicles around Shaoyang", flush=True)
         if not env_tokens:
             print("api tokens (KUAIJING_API_TOKENS, generated for this run):", flush=True)
             for entry in os.environ["KUAIJING_API_TOKENS"].split(","):
@@ -114,10 +117,15 @@ def cmd_up(args: argparse.Namespace) -> int:
                 print(f"  {role:<10} {token}", flush=True)
         print("kuaijing is up; Ctrl-C stops everything", flush=True)
         while not stopping:
-            for service, child in children.items():
-                if child.poll() is not None:
-                    log.error("%s exited with code %s; stopping", service, child.returncode)
-                    stopping = True
+            for service, child in list(children.items()):
+                if child.poll() is None:
+                    continue
+                if service == "simulation":
+                    log.warning("the simulation exited with code %s; the services keep running", child.returncode)
+                    del children[service]
+                    continue
+                log.error("%s exited with code %s; stopping", service, child.returncode)
+                stopping = True
             time.sleep(0.2)
         return 0
     except KuaijingError as e:
@@ -153,6 +161,35 @@ def _wait_ready(service: str, port: int, child: subprocess.Popen[bytes], host: s
             pass
         time.sleep(0.2)
     raise KuaijingError(f"{service} not ready on {url} after {timeout_s} s")
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from services.simulator.runner import Simulation
+
+    settings = Settings()
+    _configure_logging(settings.log_level)
+    tokens = {role.value: token for token, role in settings.tokens.items()}
+    missing = {"terminal", "dispatcher", "admin"} - set(tokens)
+    if missing:
+        raise KuaijingError(f"the simulation needs KUAIJING_API_TOKENS for {', '.join(sorted(missing))}")
+    host = settings.bind_host
+    simulation = Simulation(
+        ingest_url=f"http://{host}:{settings.ingest_port}",
+        dispatcher_url=f"http://{host}:{settings.dispatcher_port}",
+        tokens=tokens,
+        call_every_s=args.call_every,
+        seed=args.seed,
+    )
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await simulation.run(stop)
+
+    asyncio.run(run())
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -247,7 +284,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = commands.add_parser("up", help="start the whole system in the foreground; Ctrl-C stops it")
+    up.add_argument(
+        "--no-simulation",
+        dest="simulate",
+        action="store_false",
+        help="do not drive the simulated city (default: drive it)",
+    )
     up.set_defaults(func=cmd_up)
+
+    simulate = commands.add_parser(
+        "simulate", help="drive a simulated city (vehicles, 110 calls, arrivals) against running services"
+    )
+    simulate.add_argument("--call-every", type=float, default=20.0, metavar="S", help="mean seconds between calls")
+    simulate.add_argument("--seed", type=int, help="replay the same night")
+    simulate.set_defaults(func=cmd_simulate)
 
     serve = commands.add_parser("serve", help="run one service in the foreground")
     serve.add_argument("service", choices=SERVICES)

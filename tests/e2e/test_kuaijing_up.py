@@ -58,9 +58,9 @@ async def test_up_runs_the_system_on_embedded_defaults_and_stops_what_it_started
         orjson.dumps(
             {
                 "platforms": [
-                    {"id": "SY-05", "name": "Shaoyang 5", "kind": "fast_response", "lat": 27.2, "lon": 111.4}
+                    {"id": "E2E", "name": "End to end", "kind": "fast_response", "lat": 27.2, "lon": 111.4}
                 ],
-                "units": [{"id": "SY-05-2095", "platform_id": "SY-05", "kind": "patrol_car", "callsign": "2095"}],
+                "units": [{"id": "E2E-2095", "platform_id": "E2E", "kind": "patrol_car", "callsign": "2095"}],
             }
         )
     )
@@ -76,6 +76,7 @@ async def test_up_runs_the_system_on_embedded_defaults_and_stops_what_it_started
         assert any(line.startswith("ingest") and f":{ingest_port}" in line for line in lines)
         assert any(line.startswith("dispatcher") and f":{dispatcher_port}" in line for line in lines)
         assert any(line.startswith("analytics") and f":{analytics_port}" in line for line in lines)
+        assert any(line.startswith("simulation running") for line in lines)
         tokens = {line.split()[0]: line.split()[1] for line in lines if line.startswith("  ")}
         assert set(tokens) == {"terminal", "dispatcher", "viewer", "admin"}
 
@@ -85,7 +86,7 @@ async def test_up_runs_the_system_on_embedded_defaults_and_stops_what_it_started
         assert await asyncio.wait_for(importer.wait(), timeout=60) == 0
         ping = {
             "kind": "position",
-            "unit_id": "SY-05-2095",
+            "unit_id": "E2E-2095",
             "ts": datetime.now(UTC).isoformat(),
             "lat": 27.2,
             "lon": 111.4,
@@ -106,12 +107,22 @@ async def test_up_runs_the_system_on_embedded_defaults_and_stops_what_it_started
             headers = {"Authorization": f"Bearer {tokens['viewer']}"}
 
             async def on_the_map() -> bool:
-                response = await client.get("/v1/nearest", params={"lat": 27.2, "lon": 111.4}, headers=headers)
-                return [u["unit_id"] for u in response.json()["units"]] == ["SY-05-2095"]
+                response = await client.get(
+                    "/v1/nearest", params={"lat": 27.2, "lon": 111.4, "platform_id": "E2E"}, headers=headers
+                )
+                return [u["unit_id"] for u in response.json()["units"]] == ["E2E-2095"]
 
             while not await on_the_map():
                 assert asyncio.get_running_loop().time() < deadline + 15, "unit never reached the live map"
                 await asyncio.sleep(0.3)
+
+            async def simulated_city_online() -> int:
+                units = (await client.get("/v1/units", headers=headers)).json()
+                return sum(1 for u in units if u["id"].startswith("SY-") and u["online"])
+
+            while await simulated_city_online() < 231:
+                assert asyncio.get_running_loop().time() < deadline + 45, "the simulated city never came online"
+                await asyncio.sleep(0.5)
 
         up.terminate()
         assert await asyncio.wait_for(up.wait(), timeout=60) == 0

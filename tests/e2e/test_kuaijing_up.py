@@ -57,9 +57,7 @@ async def test_up_runs_the_system_on_embedded_defaults_and_stops_what_it_started
     registry.write_bytes(
         orjson.dumps(
             {
-                "platforms": [
-                    {"id": "E2E", "name": "End to end", "kind": "fast_response", "lat": 27.2, "lon": 111.4}
-                ],
+                "platforms": [{"id": "E2E", "name": "End to end", "kind": "fast_response", "lat": 27.2, "lon": 111.4}],
                 "units": [{"id": "E2E-2095", "platform_id": "E2E", "kind": "patrol_car", "callsign": "2095"}],
             }
         )

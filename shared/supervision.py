@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
 
 _BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+_HEALTHY_S = 60.0
 
 
 class Supervisor:
@@ -22,12 +24,15 @@ class Supervisor:
     async def _supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         failures = 0
         while True:
+            started = time.monotonic()
             try:
                 await loop()
                 return
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if time.monotonic() - started > _HEALTHY_S:
+                    failures = 0  # it ran well for a while: this is a new failure, not the same one again
                 delay = _BACKOFF_S[min(failures, len(_BACKOFF_S) - 1)]
                 failures += 1
                 log.exception("%s failed (%s in a row); restarting in %.1f s", name, failures, delay)

@@ -140,7 +140,7 @@ async def end_to_end(port: int, phones: list[str], per_terminal: int) -> float:
 
 def run(*, quick: bool) -> None:
     decode_count = 20_000 if quick else 200_000
-    per_terminal = 5 if quick else 40
+    per_terminal = 5 if quick else 100
     decoded, json_rate = decode_rates(decode_count)
     with bench_infra() as infra:
         phones = asyncio.run(register_terminals(infra.database))

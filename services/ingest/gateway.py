@@ -92,8 +92,8 @@ class Jt808Gateway:
                 if not data:
                     return
                 replies = await self._handle_chunk(session, splitter.feed(data))
-                for reply in replies or ():
-                    writer.write(reply)
+                if replies:
+                    writer.write(b"".join(replies))
                 await writer.drain()
                 if replies is None:
                     return

@@ -641,6 +641,8 @@ def position_ping(location: Location, *, unit_id: str, clock: timezone = GMT8) -
 
 def video_pings(location: Location, *, unit_id: str, clock: timezone = GMT8) -> Iterator[dict[str, object]]:
     """Video pings for channels the JT/T 1078 items flag: signal lost -> `offline`, occluded -> `fault`."""
+    if 0x15 not in location.extras and 0x16 not in location.extras:
+        return
     ts = location.time_utc(clock)
     if ts is None:
         return

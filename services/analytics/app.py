@@ -13,9 +13,9 @@ from prometheus_client import CollectorRegistry
 from services.analytics.adapters.store import AnalyticsStore
 from services.analytics.api import router
 from services.analytics.consumer import consume_call_events
-from shared.kafka import Producer, ensure_topics, make_consumer, started_producer
-from shared.postgres import apply_migrations, open_pool
+from shared.kafka import Producer, make_consumer
 from shared.probes import Readiness, probes_router
+from shared.service_resources import open_service_resources, register_readiness
 from shared.settings import Settings
 from shared.supervision import Supervisor
 from shared.topics import CALLS
@@ -30,24 +30,14 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            pool = await stack.enter_async_context(open_pool(settings.database, max_size=8))
-            async with pool.acquire() as conn:
-                await apply_migrations(conn)
-            await ensure_topics(settings.kafka)
-            producer = await stack.enter_async_context(started_producer(settings.kafka, client_id="kuaijing-analytics"))
+            resources = await open_service_resources(stack, settings, client_id="kuaijing-analytics", pool_size=8)
+            pool, producer = resources.pool, resources.producer
             store = AnalyticsStore(pool)
             supervisor = Supervisor()
             stack.push_async_callback(supervisor.aclose)
             supervisor.spawn("call-events", partial(_run_consumer, settings=settings, store=store, producer=producer))
 
-            async def kafka_ready() -> None:
-                await producer.client.fetch_all_metadata()
-
-            async def postgres_ready() -> None:
-                await pool.fetchval("SELECT 1")
-
-            readiness.register("kafka", kafka_ready)
-            readiness.register("postgres", postgres_ready)
+            register_readiness(readiness, resources)
             app.state.store = store
             log.info("analytics ready")
             yield

@@ -29,10 +29,9 @@ from services.dispatcher.domain.zones import InvalidZone
 from services.dispatcher.events import EventHub
 from services.dispatcher.metrics import DispatcherMetrics
 from services.dispatcher.service import DispatchRules, DispatchService, NotFoundError
-from shared.kafka import ensure_topics, started_producer
-from shared.postgres import apply_migrations, open_pool
 from shared.probes import Readiness, probes_router
 from shared.registry_store import registry_revision
+from shared.service_resources import open_service_resources, register_readiness
 from shared.settings import Settings
 from shared.supervision import Supervisor
 from shared.topics import POSITIONS, UNIT_STATUS
@@ -47,13 +46,8 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            pool = await stack.enter_async_context(open_pool(settings.database, max_size=10))
-            async with pool.acquire() as conn:
-                await apply_migrations(conn)
-            await ensure_topics(settings.kafka)
-            producer = await stack.enter_async_context(
-                started_producer(settings.kafka, client_id="kuaijing-dispatcher")
-            )
+            resources = await open_service_resources(stack, settings, client_id="kuaijing-dispatcher", pool_size=10)
+            pool, producer = resources.pool, resources.producer
             relay = OutboxRelay(pool, producer)
             service = DispatchService(
                 store=DispatchStore(pool),
@@ -104,14 +98,7 @@ def create_app(settings: Settings) -> FastAPI:
             await asyncio.wait_for(caught_up.wait(), timeout=120)
             log.info("live map ready in %.1f s", (datetime.now(UTC) - started).total_seconds())
 
-            async def kafka_ready() -> None:
-                await producer.client.fetch_all_metadata()
-
-            async def postgres_ready() -> None:
-                await pool.fetchval("SELECT 1")
-
-            readiness.register("kafka", kafka_ready)
-            readiness.register("postgres", postgres_ready)
+            register_readiness(readiness, resources)
             app.state.service = service
             yield
             log.info("dispatcher stopping")

@@ -23,11 +23,11 @@ from services.ingest.gateway import Jt808Gateway
 from services.ingest.history import write_history
 from services.ingest.intake import TelemetryIntake
 from services.ingest.metrics import IngestMetrics
-from shared.kafka import ensure_topics, make_consumer, started_producer
-from shared.postgres import apply_migrations, open_pool
+from shared.kafka import make_consumer
 from shared.probes import Readiness, probes_router
 from shared.registry import UnitDirectory
 from shared.registry_cache import UnitDirectoryCache
+from shared.service_resources import open_service_resources, register_readiness
 from shared.settings import Settings
 from shared.supervision import Supervisor
 from shared.topics import POSITIONS, TELEMETRY_RAW, VIDEO
@@ -42,11 +42,8 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            pool = await stack.enter_async_context(open_pool(settings.database, max_size=8))
-            async with pool.acquire() as conn:
-                await apply_migrations(conn)
-            await ensure_topics(settings.kafka)
-            producer = await stack.enter_async_context(started_producer(settings.kafka, client_id="kuaijing-ingest"))
+            resources = await open_service_resources(stack, settings, client_id="kuaijing-ingest", pool_size=8)
+            pool, producer = resources.pool, resources.producer
             directory = UnitDirectoryCache(pool)
             await directory.refresh()
             intake = TelemetryIntake(
@@ -81,12 +78,6 @@ def create_app(settings: Settings) -> FastAPI:
                     ),
                 )
 
-            async def kafka_ready() -> None:
-                await producer.client.fetch_all_metadata()
-
-            async def postgres_ready() -> None:
-                await pool.fetchval("SELECT 1")
-
             if settings.jt808_enabled:
                 gateway = Jt808Gateway(
                     intake=intake,
@@ -101,8 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
                 stack.push_async_callback(_close_server, server, gateway)
                 log.info("JT/T 808 gateway listening on %s:%s", settings.bind_host, settings.jt808_port)
 
-            readiness.register("kafka", kafka_ready)
-            readiness.register("postgres", postgres_ready)
+            register_readiness(readiness, resources)
             app.state.intake = intake
             app.state.directory = directory
             log.info("ingest ready: Kafka %s, PostgreSQL %s", settings.kafka, _redact(settings.database))

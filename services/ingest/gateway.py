@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
 from services.ingest.adapters.terminal_store import TerminalStore
@@ -99,6 +100,9 @@ class Jt808Gateway:
                     return
         except (ConnectionError, OSError) as e:
             log.info("connection %s (%s) lost: %s", peer, _who(session), e)
+        except KafkaError as e:
+            # Nothing unacknowledged was answered with 0x8001, so the terminal re-sends it after reconnecting.
+            log.warning("closing %s (%s): Kafka did not acknowledge (%s)", peer, _who(session), e)
         finally:
             self.sessions -= 1
             self._writers.discard(writer)

@@ -20,7 +20,7 @@ from shared.codec import encode, encode_obj
 from shared.deadletter import dead_letter
 from shared.kafka import Producer
 from shared.registry import UnitDirectory
-from shared.schemas import PositionRecord, Source
+from shared.schemas import Source
 from shared.topics import DEADLETTER, POSITIONS, VIDEO
 
 log = logging.getLogger(__name__)
@@ -95,14 +95,16 @@ class TelemetryIntake:
             try:
                 if isinstance(candidate.value, Undecodable):
                     raise TelemetryRejected(candidate.value.reason, candidate.value.error)
-                record = accept_ping(candidate.value, directory=directory, source=source, now=now, rules=self._rules)
+                accepted = accept_ping(candidate.value, directory=directory, source=source, now=now, rules=self._rules)
             except TelemetryRejected as rejected:
                 rejections.append(Rejection(index, rejected.reason, rejected.error))
                 sends.append(await self._dead_letter(candidate, rejected, source=source, now=now))
                 continue
-            topic = POSITIONS if isinstance(record, PositionRecord) else VIDEO
-            accepted_kinds[record.kind] = accepted_kinds.get(record.kind, 0) + 1
-            sends.append(await self._producer.send(topic.name, encode(record), key=record.unit_id.encode()))
+            topic = POSITIONS if accepted.kind == "position" else VIDEO
+            accepted_kinds[accepted.kind] = accepted_kinds.get(accepted.kind, 0) + 1
+            sends.append(
+                await self._producer.send(topic.name, encode_obj(accepted.value), key=accepted.unit_id.encode())
+            )
         acknowledged = asyncio.ensure_future(
             self._acknowledge(
                 sends, started=started, accepted_kinds=accepted_kinds, rejections=rejections, source=source

@@ -30,7 +30,13 @@ def video(**overrides: Any) -> dict[str, Any]:
 
 
 def accept(obj: object) -> PositionRecord | VideoRecord:
-    return accept_ping(obj, directory=DIRECTORY, source=Source.HTTP, now=NOW)
+    """The accepted value, checked against the topic's record model (what consumers validate it with)."""
+    accepted = accept_ping(obj, directory=DIRECTORY, source=Source.HTTP, now=NOW)
+    model = PositionRecord if accepted.kind == "position" else VideoRecord
+    record = model.model_validate(accepted.value)
+    assert record.unit_id == accepted.unit_id
+    assert set(accepted.value) == set(model.model_fields), "the value carries exactly the record's fields"
+    return record
 
 
 def rejection(obj: object) -> TelemetryRejected:
@@ -85,6 +91,7 @@ def test_a_ping_without_fix_is_accepted_and_marked() -> None:
 def test_vendor_fields_are_dropped_not_rejected() -> None:
     record = accept(position(vendor_temperature=41))
     assert "vendor_temperature" not in record.model_dump()
+    assert record.crs == "WGS84"
 
 
 def test_a_late_ping_is_accepted() -> None:

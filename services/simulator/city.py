@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -123,6 +124,22 @@ class Vehicle:
         self.lat, self.lon = offset(self.lat, self.lon, north_m=north / norm * travel, east_m=east / norm * travel)
         self.heading = math.degrees(math.atan2(east, north)) % 360
         self.speed_kmh = travel / dt_s * 3.6 if dt_s else 0.0
+
+    def position_ping(self, ts: datetime, *, satellites: int) -> dict[str, object]:
+        """What the vehicle's terminal reports, in the contract's shape (heading in [0, 360), even when rounded)."""
+        return {
+            "kind": "position",
+            "unit_id": self.unit_id,
+            "ts": ts.isoformat(),
+            "lat": self.lat,
+            "lon": self.lon,
+            "speed_kmh": round(self.speed_kmh, 1),
+            "heading_deg": round(self.heading, 1) % 360,
+            "gnss": "BDS+GPS",
+            "satellites": satellites,
+            "hdop": 0.9,
+            "seq": self.seq,
+        }
 
     def arrived(self, radius_m: float = 30.0) -> bool:
         return self.target is not None and great_circle_m(self.lat, self.lon, *self.target) <= radius_m

@@ -92,21 +92,7 @@ class Simulation:
         for vehicle in self.vehicles.values():
             vehicle.step(self._tick_s, self._rng)
             vehicle.seq += 1
-            pings.append(
-                {
-                    "kind": "position",
-                    "unit_id": vehicle.unit_id,
-                    "ts": now.isoformat(),
-                    "lat": vehicle.lat,
-                    "lon": vehicle.lon,
-                    "speed_kmh": round(vehicle.speed_kmh, 1),
-                    "heading_deg": round(vehicle.heading, 1),
-                    "gnss": "BDS+GPS",
-                    "satellites": self._rng.randint(9, 18),
-                    "hdop": 0.9,
-                    "seq": vehicle.seq,
-                }
-            )
+            pings.append(vehicle.position_ping(now, satellites=self._rng.randint(9, 18)))
             if vehicle.seq % 15 == 1:
                 pings.append(
                     {
@@ -126,7 +112,10 @@ class Simulation:
         try:
             response = await self._ingest.post("/v1/telemetry", json=pings)
             if response.status_code == 202:
-                self.pings_sent += response.json()["accepted"]
+                answer = response.json()
+                self.pings_sent += answer["accepted"]
+                for rejection in answer["rejected"][:3]:
+                    log.warning("ingest rejected a simulated ping: %s", rejection["error"])
         except httpx.HTTPError as e:
             log.warning("telemetry post failed: %s", e)
         await self._advance_responders(now)

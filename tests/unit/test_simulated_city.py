@@ -1,9 +1,11 @@
 import random
+from datetime import UTC, datetime
 
 from services.dispatcher.domain.zones import ZoneDefinition, ZoneMap, validate_geometry
 from services.simulator.city import CENTRE, Task, call_location, city_registry, vehicles_of
 from shared.geo import great_circle_m
 from shared.registry import UnitKind, ZoneClass
+from shared.schemas import PositionPing
 
 
 def test_the_city_has_33_platforms_of_seven_vehicles_with_distinct_terminals() -> None:
@@ -58,3 +60,18 @@ def test_most_calls_come_from_the_city() -> None:
     distances = [great_circle_m(*CENTRE, *call_location(rng)) for _ in range(2_000)]
     assert sum(d < 10_600 for d in distances) > 1_600
     assert max(distances) < 16_500
+
+
+def test_every_ping_a_vehicle_reports_is_valid_even_heading_due_north() -> None:
+    rng = random.Random(5)
+    vehicles = vehicles_of(city_registry(rng=rng), rng)
+    now = datetime.now(UTC)
+    vehicles[0].heading = 359.97  # rounds to 360.0, which the contract's range excludes
+    for _ in range(50):
+        for vehicle in vehicles:
+            vehicle.step(2.0, rng)
+            PositionPing.model_validate(vehicle.position_ping(now, satellites=12))
+        vehicles[0].heading = 359.97
+    ping = vehicles[0].position_ping(now, satellites=12)
+    assert ping["heading_deg"] == 0.0
+    PositionPing.model_validate(ping)

@@ -117,32 +117,31 @@ class Jt808Gateway:
         replies: list[bytes] = []
         batch: list[tuple[Frame, list[Candidate]]] = []
         for wire in wires:
-            located = self._authenticated_locations(session, wire)
-            if located is not None:
-                batch.append(located)
+            try:
+                packet = jt808.parse_frame(wire)
+            except Jt808Error as e:
+                self._metrics.jt808_frames.labels("invalid").inc()
+                await self._reject(wire, RejectReason.INVALID_FRAME, f"jt808: {e}", session)
+                continue
+            header = packet.header
+            self._count(header.message_id)
+            unit = session.unit
+            if (
+                unit is not None
+                and header.message_id in LOCATION_MESSAGES
+                and not header.subpackaged
+                and header.terminal_id == unit.terminal_id
+            ):
+                origin = f"jt808/{session.peer}"
+                batch.append((packet, location_candidates(packet, wire, unit=unit, origin=origin)))
                 continue
             replies += await self._flush(session, batch)
             batch = []
-            handled = await self._handle(session, wire)
+            handled = await self._handle(session, packet, wire)
             if handled is None:
                 return replies
             replies += handled
         return replies + await self._flush(session, batch)
-
-    def _authenticated_locations(self, session: Session, wire: bytes) -> tuple[Frame, list[Candidate]] | None:
-        """The fast path: an unsubpackaged location frame of the authenticated terminal, as its candidates."""
-        unit = session.unit
-        if unit is None:
-            return None
-        try:
-            frame = jt808.parse_frame(wire)
-        except Jt808Error:
-            return None
-        header = frame.header
-        if header.message_id not in LOCATION_MESSAGES or header.subpackaged or header.terminal_id != unit.terminal_id:
-            return None
-        self._count(header.message_id)
-        return frame, location_candidates(frame, wire, unit=unit, origin=f"jt808/{session.peer}")
 
     async def _flush(self, session: Session, batch: list[tuple[Frame, list[Candidate]]]) -> list[bytes]:
         if not batch:
@@ -156,16 +155,9 @@ class Jt808Gateway:
             start += len(candidates)
         return replies
 
-    async def _handle(self, session: Session, wire: bytes) -> list[bytes] | None:
-        """Replies to send; None ends the session (logout)."""
-        try:
-            packet = jt808.parse_frame(wire)
-        except Jt808Error as e:
-            self._metrics.jt808_frames.labels("invalid").inc()
-            await self._reject(wire, RejectReason.INVALID_FRAME, f"jt808: {e}", session)
-            return []
+    async def _handle(self, session: Session, packet: Frame, wire: bytes) -> list[bytes] | None:
+        """Replies to one frame off the fast path; None ends the session (logout)."""
         header = packet.header
-        self._count(header.message_id)
         frame = session.reassembler.add(packet)
         if frame is None:  # a subpacket: each one is acknowledged (JT/T 1078 section 5.6.2)
             return self._reply(session, packet, Result.SUCCESS)

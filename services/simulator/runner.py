@@ -79,12 +79,24 @@ class Simulation:
         )
         response.raise_for_status()
         self.vehicles = {v.unit_id: v for v in vehicles_of(registry, self._rng)}
+        await self._await_ingest_knows(next(iter(self.vehicles.values())))
         log.info(
             "simulated city: %s platforms, %s vehicles, %s zones around Shaoyang",
             len(registry.platforms),
             len(registry.units),
             len(registry.zones),
         )
+
+    async def _await_ingest_knows(self, vehicle: Vehicle, timeout_s: float = 15.0) -> None:
+        """Ingest follows the registry within a poll interval; report only once it knows the fleet."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            ping = vehicle.position_ping(datetime.now(UTC), satellites=12)
+            response = await self._ingest.post("/v1/telemetry", json=ping)
+            if response.status_code == 202 and response.json()["accepted"] == 1:
+                return
+            await asyncio.sleep(0.25)
+        log.warning("ingest did not learn the simulated fleet within %.0f s; reporting anyway", timeout_s)
 
     async def _tick(self) -> None:
         now = datetime.now(UTC)

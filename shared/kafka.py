@@ -73,6 +73,19 @@ async def started_producer(bootstrap: str, *, client_id: str = "kuaijing") -> As
         await producer.stop()
 
 
+@asynccontextmanager
+async def started_consumer(
+    bootstrap: str, *topics: Topic, group_id: str, client_id: str = "kuaijing"
+) -> AsyncIterator[AIOKafkaConsumer]:
+    """A group consumer from `make_consumer`, started, and stopped however the block ends."""
+    consumer = make_consumer(bootstrap, *topics, group_id=group_id, client_id=client_id)
+    await consumer.start()
+    try:
+        yield consumer
+    finally:
+        await consumer.stop()
+
+
 async def ensure_topics(bootstrap: str, topics: Iterable[Topic] = ALL_TOPICS) -> list[str]:
     """Create the contract's topics that do not exist yet; returns the names it created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="kuaijing-admin")

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from services.analytics.adapters.store import AnalyticsStore
 from services.analytics.api import router
 from services.analytics.consumer import consume_call_events
-from shared.kafka import Producer, make_consumer
+from shared.kafka import Producer, started_consumer
 from shared.probes import Readiness, probes_router
 from shared.service_resources import open_service_resources, register_readiness
 from shared.settings import Settings
@@ -55,9 +55,9 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 async def _run_consumer(*, settings: Settings, store: AnalyticsStore, producer: Producer) -> None:
-    consumer = make_consumer(settings.kafka, CALLS, group_id=settings.analytics_group, client_id="kuaijing-analytics")
-    await consumer.start()
-    try:
+    async with started_consumer(
+        settings.kafka, CALLS, group_id=settings.analytics_group, client_id="kuaijing-analytics"
+    ) as consumer:
         await consume_call_events(
             consumer=consumer,
             store=store,
@@ -65,5 +65,3 @@ async def _run_consumer(*, settings: Settings, store: AnalyticsStore, producer: 
             batch_size=settings.history_batch_size,
             poll_ms=settings.consumer_poll_ms,
         )
-    finally:
-        await consumer.stop()

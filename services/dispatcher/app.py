@@ -9,7 +9,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
 
-import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -30,7 +29,6 @@ from services.dispatcher.events import EventHub
 from services.dispatcher.metrics import DispatcherMetrics
 from services.dispatcher.service import DispatchRules, DispatchService, NotFoundError
 from shared.probes import Readiness, probes_router
-from shared.registry_store import registry_revision
 from shared.service_resources import open_service_resources, register_readiness
 from shared.settings import Settings
 from shared.supervision import Supervisor
@@ -93,7 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
             supervisor.spawn(
                 "unit-status-tail", partial(follow_statuses, consumer=statuses, service=service, poll_ms=200)
             )
-            supervisor.spawn("registry-follow", partial(_follow_registry, service, pool, settings.registry_poll_s))
+            supervisor.spawn("registry-follow", partial(_follow_registry, service, settings.registry_poll_s))
             supervisor.spawn("gauges", partial(_gauges, service, metrics))
             await asyncio.wait_for(caught_up.wait(), timeout=120)
             log.info("live map ready in %.1f s", (datetime.now(UTC) - started).total_seconds())
@@ -135,14 +133,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidZone, handler(422))
 
 
-async def _follow_registry(service: DispatchService, pool: asyncpg.Pool, poll_s: float) -> None:
-    """Registry writes made elsewhere (the import command, another replica) reach the live map too."""
-    seen = await registry_revision(pool)
+async def _follow_registry(service: DispatchService, poll_s: float) -> None:
+    """Registry writes made elsewhere (the import command, another replica) reach the live map too; writes made
+    through this service's REST have already been loaded and are not loaded twice."""
     while True:
         await asyncio.sleep(poll_s)
-        revision = await registry_revision(pool)
-        if revision != seen:
-            seen = revision
+        if await service.store.registry_revision() != service.registry_revision:
             await service.reload_registry()
 
 

@@ -110,6 +110,8 @@ class DispatchService:
         self.live_map = LiveMap()
         self.zones = ZoneMap()
         self.open_calls: dict[str, Call] = {}
+        self.registry_revision = 0
+        """The registry revision the live map and zones reflect."""
         self._lock = asyncio.Lock()
 
     # state
@@ -136,6 +138,8 @@ class DispatchService:
         )
 
     async def reload_registry(self) -> None:
+        # Read the revision first: a change landing during the load moves it again, so the next poll reloads.
+        revision = await self.store.registry_revision()
         stored = await self.store.units()
         zones = ZoneMap(await self.store.zone_definitions())
         async with self._lock:
@@ -154,6 +158,7 @@ class DispatchService:
             self.live_map.remove_units_not_in(s.unit.id for s in stored)
             self.live_map.reindex_for_fleet()
             self.zones = zones
+            self.registry_revision = revision
 
     async def import_registry(self, document: RegistryImport) -> dict[str, int]:
         counts = await self.store.import_registry(document)

@@ -23,7 +23,7 @@ from services.ingest.gateway import Jt808Gateway
 from services.ingest.history import write_history
 from services.ingest.intake import TelemetryIntake
 from services.ingest.metrics import IngestMetrics
-from shared.kafka import make_consumer
+from shared.kafka import started_consumer
 from shared.probes import Readiness, probes_router
 from shared.registry import UnitDirectory
 from shared.registry_cache import UnitDirectoryCache
@@ -128,11 +128,9 @@ async def _run_raw_consumer(
     metrics: IngestMetrics,
     directory: Callable[[], UnitDirectory],
 ) -> None:
-    consumer = make_consumer(
+    async with started_consumer(
         settings.kafka, TELEMETRY_RAW, group_id=settings.raw_group, client_id="kuaijing-ingest-raw"
-    )
-    await consumer.start()
-    try:
+    ) as consumer:
         await consume_raw_telemetry(
             group=settings.raw_group,
             consumer=consumer,
@@ -142,18 +140,14 @@ async def _run_raw_consumer(
             batch_size=settings.history_batch_size,
             poll_ms=settings.consumer_poll_ms,
         )
-    finally:
-        await consumer.stop()
 
 
 async def _run_history_writer(
     *, settings: Settings, store: HistoryStore, producer: AIOKafkaProducer, metrics: IngestMetrics
 ) -> None:
-    consumer = make_consumer(
+    async with started_consumer(
         settings.kafka, POSITIONS, VIDEO, group_id=settings.history_group, client_id="kuaijing-history"
-    )
-    await consumer.start()
-    try:
+    ) as consumer:
         await write_history(
             group=settings.history_group,
             consumer=consumer,
@@ -163,8 +157,6 @@ async def _run_history_writer(
             batch_size=settings.history_batch_size,
             poll_ms=settings.consumer_poll_ms,
         )
-    finally:
-        await consumer.stop()
 
 
 async def _close_server(server: asyncio.Server, gateway: Jt808Gateway) -> None:

@@ -16,7 +16,7 @@ from services.dispatcher.domain.zones import ZoneDefinition
 from shared.codec import encode
 from shared.postgres import Connection
 from shared.registry import Platform, RegistryImport, Unit, UnitKind, Zone, ZoneClass
-from shared.registry_store import import_registry
+from shared.registry_store import import_registry, registry_revision
 from shared.schemas import CallEventKind, CallEventMessage, EventSource, UnitStatus, UnitStatusEvent
 from shared.topics import CALLS, UNIT_STATUS
 
@@ -56,6 +56,9 @@ class DispatchStore:
     async def import_registry(self, document: RegistryImport) -> dict[str, int]:
         async with self._pool.acquire() as conn:
             return await import_registry(conn, document)
+
+    async def registry_revision(self) -> int:
+        return await registry_revision(self._pool)
 
     async def platforms(self, platform_id: str | None = None) -> list[Platform]:
         rows = await self._pool.fetch(

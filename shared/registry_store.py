@@ -5,12 +5,26 @@ from __future__ import annotations
 import asyncpg
 import orjson
 
+from shared.errors import KuaijingError
 from shared.postgres import Connection
 from shared.registry import RegistryImport, UnitDirectory, UnitKind, UnitRef
 
 
+class RegistryConflict(KuaijingError):  # noqa: N818 - answered as 409 "conflict"
+    """The database refused a registry write: it contradicts what is already registered."""
+
+
 async def import_registry(conn: Connection, document: RegistryImport) -> dict[str, int]:
-    """Upsert everything in one transaction, platforms first so units can refer to them."""
+    """Upsert everything in one transaction, platforms first so units can refer to them; a document the database
+    refuses (a unit of an unknown platform, a terminal already on another unit) raises `RegistryConflict`."""
+    try:
+        return await _import(conn, document)
+    except asyncpg.IntegrityConstraintViolationError as e:
+        detail = f" ({e.detail})" if getattr(e, "detail", None) else ""
+        raise RegistryConflict(f"registry: {e.message}{detail}") from e
+
+
+async def _import(conn: Connection, document: RegistryImport) -> dict[str, int]:
     async with conn.transaction():
         if document.platforms:
             await conn.executemany(

@@ -29,6 +29,7 @@ from services.dispatcher.events import EventHub
 from services.dispatcher.metrics import DispatcherMetrics
 from services.dispatcher.service import DispatchRules, DispatchService, NotFoundError
 from shared.probes import Readiness, probes_router
+from shared.registry_store import RegistryConflict
 from shared.service_resources import open_service_resources, register_readiness
 from shared.settings import Settings
 from shared.supervision import Supervisor
@@ -131,6 +132,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DispatchConflict, handler(409))
     app.add_exception_handler(DispatchInvalid, handler(422))
     app.add_exception_handler(InvalidZone, handler(422))
+    app.add_exception_handler(RegistryConflict, handler(409))
 
 
 async def _follow_registry(service: DispatchService, poll_s: float) -> None:

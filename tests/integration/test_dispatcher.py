@@ -28,10 +28,18 @@ async def report(
     settings: Settings, fleet: Fleet, unit_id: str, lat: float, lon: float, *, ts: datetime | None = None
 ) -> None:
     record = {
-        "v": 1, "kind": "position", "unit_id": unit_id, "ts": (ts or datetime.now(UTC)).isoformat(), "lat": lat,
-        "lon": lon, "fix": True, "platform_id": fleet.platform_id, "h3": h3_cell(lat, lon), "source": "kafka",
+        "v": 1,
+        "kind": "position",
+        "unit_id": unit_id,
+        "ts": (ts or datetime.now(UTC)).isoformat(),
+        "lat": lat,
+        "lon": lon,
+        "fix": True,
+        "platform_id": fleet.platform_id,
+        "h3": h3_cell(lat, lon),
+        "source": "kafka",
         "received_at": datetime.now(UTC).isoformat(),
-    }  # fmt: skip
+    }
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all")
     await producer.start()
     try:
@@ -223,6 +231,12 @@ async def test_the_registry_over_rest_and_zones_setting_the_target(dispatcher: R
         )
         assert unit.status_code == 200, unit.text
         assert unit.json()["terminal_id"] == "13912345678"
+        taken = await admin.put(
+            f"/v1/units/T-{tag}",
+            json={"platform_id": f"P-{tag}", "kind": "motorcycle", "callsign": "89", "terminal_id": "13912345678"},
+        )
+        assert taken.status_code == 409, taken.text
+        assert "terminal_id" in taken.json()["detail"]["error"]
         missing = await admin.put(
             f"/v1/units/V-{tag}", json={"platform_id": "nowhere", "kind": "motorcycle", "callsign": "1"}
         )

@@ -76,3 +76,14 @@ def test_registry_import_explains_a_bad_file(settings: Settings, tmp_path: Path)
     missing = run_cli(settings, "registry", "import", str(tmp_path / "nope.json"))
     assert missing.returncode == 1
     assert "cannot read" in missing.stderr
+
+
+def test_registry_import_explains_what_the_database_refuses(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "orphan.json"
+    path.write_text(
+        '{"units": [{"id": "orphan", "platform_id": "no-such-platform", "kind": "motorcycle", "callsign": "1"}]}'
+    )
+    result = run_cli(settings, "registry", "import", str(path))
+    assert result.returncode == 1
+    assert "no-such-platform" in result.stderr
+    assert "Traceback" not in result.stderr

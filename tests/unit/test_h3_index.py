@@ -22,6 +22,7 @@ class Entry:
     lon: float
     busy: bool
     xyz: tuple[float, float, float]
+    position_epoch: float = 0.0
 
 
 def build(

@@ -1,14 +1,18 @@
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from services.dispatcher.domain.eta import CircuityEta
 from services.dispatcher.domain.h3_index import ByDistance
 from services.dispatcher.domain.live_map import LiveMap, Position, UnitFilter, resolution_for
 from services.dispatcher.domain.zones import InvalidZone, ZoneDefinition, ZoneMap, validate_geometry
 from services.dispatcher.service import EtaRanking
+from shared.geo import great_circle_m
 from shared.registry import UnitKind, ZoneClass
 from shared.schemas import UnitStatus
 
@@ -123,3 +127,34 @@ def test_self_intersecting_zones_are_refused() -> None:
     with pytest.raises(InvalidZone, match="invalid polygon"):
         validate_geometry(bow_tie)
     validate_geometry(square(0, 0, 1))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), moves=st.integers(0, 600))
+def test_after_any_churn_of_moves_statuses_and_departures_nearest_equals_brute_force(seed: int, moves: int) -> None:
+    # Buckets keep coordinates packed beside their entries and swap the last one in on removal: every path that moves
+    # an entry (same cell, new cell, new status layer, unit leaving the registry) must leave the index exact.
+    rng = random.Random(seed)
+    live = LiveMap(resolution=9)
+    ids = [f"u{i}" for i in range(60)]
+    for unit_id in ids:
+        live.upsert_unit(unit_id=unit_id, platform_id="P1", kind=UnitKind.PATROL_CAR, callsign="0", terminal_id=None)
+    for step in range(moves):
+        unit_id = rng.choice(ids)
+        ts = NOW - timedelta(seconds=rng.choice([0, 0, 0, 300])) + timedelta(milliseconds=step)
+        if rng.random() < 0.7:
+            near = live.units[unit_id].position or Position(ts, 27.24, 111.47)
+            lat, lon = near.lat + rng.uniform(-0.003, 0.003), near.lon + rng.uniform(-0.003, 0.003)
+            live.apply_position(unit_id, Position(ts, lat, lon))
+        else:
+            live.apply_status(unit_id, rng.choice(list(UnitStatus)), None, ts)
+    live.remove_units_not_in(ids[: rng.randrange(1, 61)])
+    for _ in range(5):
+        q_lat, q_lon = 27.24 + rng.uniform(-0.02, 0.02), 111.47 + rng.uniform(-0.02, 0.02)
+        found = live.nearest(lat=q_lat, lon=q_lon, k=5, now=NOW, unit_filter=UnitFilter(), ranking=ByDistance())
+        expected = sorted(
+            great_circle_m(q_lat, q_lon, u.position.lat, u.position.lon)
+            for u in live.units.values()
+            if u.position is not None and u.status is UnitStatus.AVAILABLE and u.online(NOW, 120.0)
+        )[:5]
+        assert [f.distance_m for f in found] == pytest.approx(expected, abs=1e-6)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
+from array import array
+from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
@@ -25,7 +26,10 @@ import h3.api.basic_int as h3i
 from shared.geo import EARTH_RADIUS_M
 
 _EPSILON_RAD = 1e-12
-"""Slack on every lower bound so that floating-point rounding can never prune the true answer."""
+_EPSILON_COS = 1e-14
+"""Slack on every lower bound (as an angle, and on its cosine) so that rounding can never prune the true answer."""
+_MAX_PRUNING_ANGLE = 2.5
+"""Beyond this worst angle plus a cell's circumradius the cosine test stops being monotonic, so nothing is pruned."""
 
 
 def unit_vector(lat: float, lon: float) -> tuple[float, float, float]:
@@ -41,10 +45,13 @@ def angle_between(a: tuple[float, float, float], b: tuple[float, float, float]) 
 
 
 class Located(Protocol):
-    """What the index needs of an entry: its unit vector."""
+    """What the index needs of an entry: its unit vector and when that position was taken (seconds since the epoch)."""
 
     @property
     def xyz(self) -> tuple[float, float, float]: ...
+
+    @property
+    def position_epoch(self) -> float: ...
 
 
 E = TypeVar("E", bound=Located)
@@ -78,9 +85,64 @@ class ByDistance:
 
 
 @dataclass(frozen=True, slots=True)
-class _CellShape:
-    centre: tuple[float, float, float]
-    circumradius: float
+class _Ring:
+    """The cells at one grid distance from an origin, with their geometry for the pruning test `_Search.beyond`.
+
+    `geometry` holds five numbers per cell (centre x, y, z, cosine and sine of the circumradius) in one contiguous
+    array: a walk reads a few dozen cells per query, and scattered float objects would cost a cache miss each.
+    """
+
+    cells: tuple[int, ...]
+    geometry: array[float]
+
+
+class _Bucket(Generic[E]):
+    """The entries of one cell, with their unit vectors and position times packed in one array beside them.
+
+    A scan reads four numbers per entry from contiguous memory and touches an entry only when it could make the
+    answer; boxed floats scattered over the heap would cost a cache miss each, and misses are most of a walk's time.
+    """
+
+    __slots__ = ("_slots", "coords", "entries", "keys")
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.entries: list[E] = []
+        self.coords = array("d")
+        self._slots: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def put(self, key: str, entry: E) -> bool:
+        """Place or refresh the entry; True when it is new here."""
+        x, y, z = entry.xyz
+        slot = self._slots.get(key)
+        if slot is None:
+            self._slots[key] = len(self.entries)
+            self.keys.append(key)
+            self.entries.append(entry)
+            self.coords.extend((x, y, z, entry.position_epoch))
+            return True
+        self.entries[slot] = entry
+        at = 4 * slot
+        coords = self.coords
+        coords[at], coords[at + 1], coords[at + 2], coords[at + 3] = x, y, z, entry.position_epoch
+        return False
+
+    def pop(self, key: str) -> bool:
+        """Take the entry out (the last one moves into its slot); True when it was here."""
+        slot = self._slots.pop(key, None)
+        if slot is None:
+            return False
+        last = len(self.entries) - 1
+        if slot != last:
+            moved = self.keys[slot] = self.keys[last]
+            self.entries[slot] = self.entries[last]
+            self.coords[4 * slot : 4 * slot + 4] = self.coords[4 * last :]
+            self._slots[moved] = slot
+        del self.keys[last], self.entries[last], self.coords[4 * last :]
+        return True
 
 
 Layer = Hashable
@@ -92,10 +154,10 @@ class H3Index(Generic[E]):
     """Entries bucketed by the H3 cell of their position at one resolution, in layers."""
 
     resolution: int
-    layers: dict[Layer, dict[int, dict[str, E]]] = field(default_factory=dict)
+    layers: dict[Layer, dict[int, _Bucket[E]]] = field(default_factory=dict)
     _sizes: dict[Layer, int] = field(default_factory=dict)
-    _shapes: dict[int, _CellShape] = field(default_factory=dict)
-    _rings: dict[tuple[int, int], tuple[list[int], list[_CellShape]]] = field(default_factory=dict)
+    _shapes: dict[int, tuple[float, float, float, float, float]] = field(default_factory=dict)
+    _rings: dict[int, list[_Ring]] = field(default_factory=dict)
 
     _CACHE_LIMIT = 400_000
 
@@ -104,21 +166,21 @@ class H3Index(Generic[E]):
         return cell
 
     def add(self, key: str, entry: E, cell: int, layer: Layer = None) -> None:
+        """Place the entry in the cell, or refresh its coordinates there; call again whenever the position changes."""
         cells = self.layers.setdefault(layer, {})
         bucket = cells.get(cell)
         if bucket is None:
-            bucket = cells[cell] = {}
+            bucket = cells[cell] = _Bucket()
             self.warm(cell)
-        if key not in bucket:
+        if bucket.put(key, entry):
             self._sizes[layer] = self._sizes.get(layer, 0) + 1
-        bucket[key] = entry
 
     def remove(self, key: str, cell: int, layer: Layer = None) -> None:
         cells = self.layers.get(layer)
         if cells is None:
             return
         bucket = cells.get(cell)
-        if bucket is not None and bucket.pop(key, None) is not None:
+        if bucket is not None and bucket.pop(key):
             self._sizes[layer] -= 1
             if not bucket:
                 del cells[cell]
@@ -127,9 +189,15 @@ class H3Index(Generic[E]):
         return sum(self._sizes.values())
 
     def warm(self, cell: int, rings: int = 3) -> None:
-        """Precompute the geometry a search from this cell will need, off the query path."""
-        for r in range(1, rings + 1):
-            self._ring(cell, r)
+        """Precompute, off the query path, the geometry a search from this cell or a neighbour will need.
+
+        Calls come from anywhere near units, including cells that hold none; a cold origin costs a few hundred
+        microseconds of H3 calls, which would otherwise land on the unlucky query.
+        """
+        for origin in h3i.grid_disk(cell, 1):
+            planned = self._rings.get(origin)
+            if planned is None or len(planned) <= rings:
+                self._ring(origin, rings)
 
     def nearest(
         self,
@@ -140,109 +208,149 @@ class H3Index(Generic[E]):
         accept: Callable[[E], bool] | None = None,
         ranking: Ranking[E],
         layers: Collection[Layer] | None = None,
+        fresh_since: float = -math.inf,
     ) -> list[Found[E]]:
-        """The k best entries of `layers` (all by default) passing `accept`, best first; exact, not approximate."""
-        chosen = [self.layers[name] for name in (self.layers if layers is None else layers) if name in self.layers]
-        population = sum(self._sizes.get(name, 0) for name in (self.layers if layers is None else layers))
+        """The k best entries of `layers` (all by default) positioned at or after `fresh_since` and passing `accept`,
+        best first; exact, not approximate."""
+        names = self.layers.keys() if layers is None else layers
+        chosen = [self.layers[name] for name in names if name in self.layers]
+        population = sum(self._sizes.get(name, 0) for name in names)
         if k <= 0 or population == 0:
             return []
         query = unit_vector(lat, lon)
         origin = self.cell_of(lat, lon)
-        plain = isinstance(ranking, ByDistance)
-        # Max-heap (negated keys) of the k best so far. Plain distance ranks by squared chord, which orders exactly
-        # like the great-circle angle and needs no trigonometry per entry.
-        heap: list[tuple[float, int, E]] = []
+        search = _Search(query, k, fresh_since, accept, ranking)
         visited = 0
-        ring, ring_shapes = [origin], [self._shape(origin)]
+        ring = self._ring(origin, 0)
         r = 0
         while True:
-            for cell, shape in zip(ring, ring_shapes, strict=True):
-                buckets = [bucket for cells in chosen if (bucket := cells.get(cell))]
-                # A whole cell is skipped when even its nearest point cannot beat the k-th best held.
-                if not buckets or (len(heap) == k and self._beyond(query, (shape,), -heap[0][0], plain, ranking)):
-                    continue
-                for bucket in buckets:
-                    self._scan(bucket.values(), query, k, accept, ranking, plain, heap)
-            visited += len(ring)
-            next_ring, shapes = self._ring(origin, r + 1)
-            if len(heap) == k and self._beyond(query, shapes, -heap[0][0], plain, ranking):
+            geometry = ring.geometry
+            for i, cell in enumerate(ring.cells):
+                for cells in chosen:
+                    bucket = cells.get(cell)
+                    # A whole cell is skipped when even its nearest point cannot beat the k-th best held.
+                    if bucket is not None and not search.beyond(geometry, 5 * i, 5 * i + 5):
+                        search.scan(bucket)
+            visited += len(ring.cells)
+            next_ring = self._ring(origin, r + 1)
+            if search.beyond(next_ring.geometry, 0, len(next_ring.geometry)):
                 break
-            if visited + len(next_ring) > population:
-                heap = []
-                everything = (e for cells in chosen for bucket in cells.values() for e in bucket.values())
-                self._scan(everything, query, k, accept, ranking, plain, heap)
+            if visited + len(next_ring.cells) > population:
+                search = _Search(query, k, fresh_since, accept, ranking)
+                for cells in chosen:
+                    for bucket in cells.values():
+                        search.scan(bucket)
                 break
-            ring, ring_shapes = next_ring, shapes
+            ring = next_ring
             r += 1
-        heap.sort(key=lambda t: (-t[0], -t[1]))
-        found = []
-        for _, _, entry in heap:
-            distance_m = angle_between(query, entry.xyz) * EARTH_RADIUS_M
-            found.append(Found(entry, distance_m, distance_m * ranking.weight(entry)))
-        return found
+        return search.found()
 
-    @staticmethod
-    def _scan(
-        entries: Iterable[E],
-        query: tuple[float, float, float],
-        k: int,
-        accept: Callable[[E], bool] | None,
-        ranking: Ranking[E],
-        plain: bool,
-        heap: list[tuple[float, int, E]],
-    ) -> None:
-        qx, qy, qz = query
-        asin, sqrt = math.asin, math.sqrt
-        push, replace = heapq.heappush, heapq.heapreplace
-        for entry in entries:
-            if accept is not None and not accept(entry):
-                continue
-            x, y, z = entry.xyz
-            dx, dy, dz = x - qx, y - qy, z - qz
-            key = dx * dx + dy * dy + dz * dz
-            if not plain:
-                key = 2.0 * asin(min(1.0, sqrt(key) / 2.0)) * ranking.weight(entry)
-            if len(heap) < k:
-                push(heap, (-key, id(entry), entry))
-            elif key < -heap[0][0]:
-                replace(heap, (-key, id(entry), entry))
-
-    @staticmethod
-    def _beyond(
-        query: tuple[float, float, float],
-        shapes: Sequence[_CellShape],
-        worst: float,
-        plain: bool,
-        ranking: Ranking[E],
-    ) -> bool:
-        """True when nothing in or past these ring cells can score below `worst`, the k-th best held."""
-        worst_angle = 2.0 * math.asin(min(1.0, math.sqrt(worst) / 2.0)) if plain else worst / ranking.min_weight
-        worst_angle += _EPSILON_RAD
-        qx, qy, qz = query
-        asin, sqrt = math.asin, math.sqrt
-        for shape in shapes:
-            cx, cy, cz = shape.centre
-            dx, dy, dz = cx - qx, cy - qy, cz - qz
-            if 2.0 * asin(min(1.0, sqrt(dx * dx + dy * dy + dz * dz) / 2.0)) - shape.circumradius < worst_angle:
-                return False
-        return True
-
-    def _ring(self, origin: int, r: int) -> tuple[list[int], list[_CellShape]]:
-        key = (origin, r)
-        ring = self._rings.get(key)
-        if ring is None:
+    def _ring(self, origin: int, r: int) -> _Ring:
+        """Ring r around origin, computing it (and the rings inside it) on first use."""
+        rings = self._rings.get(origin)
+        if rings is None:
             if len(self._rings) >= self._CACHE_LIMIT:
                 self._rings.clear()
-            cells = list(h3i.grid_ring(origin, r))
-            ring = self._rings[key] = (cells, [self._shape(cell) for cell in cells])
-        return ring
+            rings = self._rings[origin] = []
+        while len(rings) <= r:
+            cells = tuple(h3i.grid_ring(origin, len(rings)))
+            rings.append(_Ring(cells, array("d", (v for cell in cells for v in self._shape(cell)))))
+        return rings[r]
 
-    def _shape(self, cell: int) -> _CellShape:
+    def _shape(self, cell: int) -> tuple[float, float, float, float, float]:
         shape = self._shapes.get(cell)
         if shape is None:
             if len(self._shapes) >= self._CACHE_LIMIT:
                 self._shapes.clear()
             centre = unit_vector(*h3i.cell_to_latlng(cell))
             radius = max(angle_between(centre, unit_vector(lat, lon)) for lat, lon in h3i.cell_to_boundary(cell))
-            shape = self._shapes[cell] = _CellShape(centre, radius)
+            shape = self._shapes[cell] = (*centre, math.cos(radius), math.sin(radius))
         return shape
+
+
+class _Search(Generic[E]):
+    """The k best held so far during one query, as a max-heap on negated keys.
+
+    Plain distance ranks by squared chord, which orders exactly like the great-circle angle and needs no
+    trigonometry per entry; other rankings use angle times weight. An entry's distance is checked against the k-th
+    best before `accept` is asked, since most entries a walk meets are too far to matter.
+    """
+
+    __slots__ = ("_bound_for", "_cos_w", "_sin_w", "accept", "heap", "k", "plain", "query", "ranking", "since")
+
+    def __init__(self, query: tuple[float, float, float], k: int, since: float, accept: Callable[[E], bool] | None,
+                 ranking: Ranking[E]) -> None:  # fmt: skip
+        self.query = query
+        self.k = k
+        self.since = since
+        self.accept = accept
+        self.ranking = ranking
+        self.plain = isinstance(ranking, ByDistance)
+        self.heap: list[tuple[float, int, float, E]] = []
+        self._bound_for = math.nan
+        self._cos_w = self._sin_w = 0.0
+
+    def scan(self, bucket: _Bucket[E]) -> None:
+        qx, qy, qz = self.query
+        heap, k, since, accept, plain = self.heap, self.k, self.since, self.accept, self.plain
+        weight, min_weight = self.ranking.weight, self.ranking.min_weight
+        asin, sqrt = math.asin, math.sqrt
+        worst = -heap[0][0] if len(heap) == k else math.inf
+        entries = bucket.entries
+        column = iter(bucket.coords)
+        for slot, (x, y, z, epoch) in enumerate(zip(column, column, column, column, strict=True)):
+            dx, dy, dz = x - qx, y - qy, z - qz
+            key = chord2 = dx * dx + dy * dy + dz * dz
+            if plain:
+                if key >= worst or epoch < since:
+                    continue
+                entry = entries[slot]
+            else:
+                key = 2.0 * asin(min(1.0, sqrt(chord2) / 2.0))
+                if key * min_weight >= worst or epoch < since:
+                    continue
+                entry = entries[slot]
+                key *= weight(entry)
+                if key >= worst:
+                    continue
+            if accept is not None and not accept(entry):
+                continue
+            if len(heap) < k:
+                heapq.heappush(heap, (-key, id(entry), chord2, entry))
+                if len(heap) == k:
+                    worst = -heap[0][0]
+            else:
+                heapq.heapreplace(heap, (-key, id(entry), chord2, entry))
+                worst = -heap[0][0]
+
+    def beyond(self, geometry: array[float], start: int, stop: int) -> bool:
+        """True when nothing in or past the cells of geometry[start:stop] can score below the k-th best held.
+
+        A cell's points are all at least angle(query, centre) - circumradius away, so the cell is beyond a worst angle
+        W when angle(query, centre) >= W + R, that is when query . centre <= cos(W + R) = cos W cos R - sin W sin R.
+        """
+        heap = self.heap
+        if len(heap) < self.k:
+            return False
+        worst = -heap[0][0]
+        if worst != self._bound_for:
+            angle = 2.0 * math.asin(min(1.0, math.sqrt(worst) / 2.0)) if self.plain else worst / self.ranking.min_weight
+            angle += _EPSILON_RAD
+            if angle > _MAX_PRUNING_ANGLE:
+                return False
+            self._bound_for, self._cos_w, self._sin_w = worst, math.cos(angle), math.sin(angle)
+        cos_w, sin_w = self._cos_w, self._sin_w
+        qx, qy, qz = self.query
+        column = iter(geometry[start:stop])
+        for cx, cy, cz, cos_r, sin_r in zip(column, column, column, column, column, strict=True):
+            if qx * cx + qy * cy + qz * cz > cos_w * cos_r - sin_w * sin_r - _EPSILON_COS:
+                return False
+        return True
+
+    def found(self) -> list[Found[E]]:
+        ordered = sorted(self.heap, key=lambda t: (-t[0], -t[1]))
+        found = []
+        for _, _, chord2, entry in ordered:
+            distance_m = 2.0 * math.asin(min(1.0, math.sqrt(chord2) / 2.0)) * EARTH_RADIUS_M
+            found.append(Found(entry, distance_m, distance_m * self.ranking.weight(entry)))
+        return found

@@ -105,14 +105,13 @@ class LiveMap:
         if epoch <= unit.position_epoch:
             return False
         cell = self._index.cell_of(position.lat, position.lon)
-        if cell != unit.cell:
-            if unit.cell is not None:
-                self._index.remove(unit_id, unit.cell, unit.status)
-            self._index.add(unit_id, unit, cell, unit.status)
-            unit.cell = cell
+        if unit.cell is not None and cell != unit.cell:
+            self._index.remove(unit_id, unit.cell, unit.status)
         unit.position = position
         unit.position_epoch = epoch
         unit.xyz = unit_vector(position.lat, position.lon)
+        self._index.add(unit_id, unit, cell, unit.status)
+        unit.cell = cell
         return True
 
     def apply_status(self, unit_id: str, status: UnitStatus, call_id: str | None, ts: datetime) -> bool:
@@ -136,15 +135,17 @@ class LiveMap:
         unit_filter: UnitFilter,
         ranking: Ranking[UnitState],
     ) -> list[Found[UnitState]]:
-        min_epoch = now.timestamp() - unit_filter.max_age_s
         kind, platform_id = unit_filter.kind, unit_filter.platform_id
 
         def accept(unit: UnitState) -> bool:
-            return (
-                unit.position_epoch >= min_epoch
-                and (kind is None or unit.kind is kind)
-                and (platform_id is None or unit.platform_id == platform_id)
-            )
+            return (kind is None or unit.kind is kind) and (platform_id is None or unit.platform_id == platform_id)
 
-        layers = None if unit_filter.status is None else (unit_filter.status,)
-        return self._index.nearest(lat, lon, k, accept=accept, ranking=ranking, layers=layers)
+        return self._index.nearest(
+            lat,
+            lon,
+            k,
+            accept=None if kind is None and platform_id is None else accept,
+            ranking=ranking,
+            layers=None if unit_filter.status is None else (unit_filter.status,),
+            fresh_since=now.timestamp() - unit_filter.max_age_s,
+        )

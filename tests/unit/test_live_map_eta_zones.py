@@ -78,7 +78,7 @@ def test_ordering_by_eta_can_prefer_a_faster_unit_that_is_farther() -> None:
 
 def test_the_fleet_size_chooses_the_cell_resolution() -> None:
     assert resolution_for(1_000) == 7
-    assert resolution_for(100_000) == 9
+    assert resolution_for(100_000) == 8
     live = LiveMap()
     live.upsert_unit(unit_id="u", platform_id="p", kind=UnitKind.PATROL_CAR, callsign="1", terminal_id=None)
     live.apply_position("u", Position(NOW, 27.24, 111.46))

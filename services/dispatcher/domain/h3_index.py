@@ -19,7 +19,7 @@ import math
 from array import array
 from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 import h3.api.basic_int as h3i
 
@@ -58,8 +58,7 @@ E = TypeVar("E", bound=Located)
 E_contra = TypeVar("E_contra", contravariant=True)
 
 
-@dataclass(frozen=True, slots=True)
-class Found(Generic[E]):
+class Found(NamedTuple, Generic[E]):
     entry: E
     distance_m: float
     score: float
@@ -94,6 +93,9 @@ class _Ring:
 
     cells: tuple[int, ...]
     geometry: array[float]
+    inner: float
+    """The least angle from the origin's centre to any point of the ring: with the query's own angle from that centre
+    subtracted, a bound for the whole ring at the price of one comparison."""
 
 
 class _Bucket(Generic[E]):
@@ -220,29 +222,37 @@ class H3Index(Generic[E]):
         query = unit_vector(lat, lon)
         origin = self.cell_of(lat, lon)
         search = _Search(query, k, fresh_since, accept, ranking)
-        visited = 0
         ring = self._ring(origin, 0)
-        r = 0
+        offset = angle_between(query, (ring.geometry[0], ring.geometry[1], ring.geometry[2]))
+        visited = r = 0
         while True:
+            if r > 0 and search.beyond_angle(ring.inner - offset):
+                break
+            # The walk stops after a ring whose every cell lies beyond the k-th best held; until one cell of this
+            # ring is found not to, empty cells are tested too.
+            every_cell_beyond = r > 0
             geometry = ring.geometry
-            for i, cell in enumerate(ring.cells):
+            for at, cell in enumerate(ring.cells):
                 for cells in chosen:
                     bucket = cells.get(cell)
-                    # A whole cell is skipped when even its nearest point cannot beat the k-th best held.
-                    if bucket is not None and not search.beyond(geometry, 5 * i, 5 * i + 5):
+                    if bucket is None and not every_cell_beyond:
+                        continue
+                    if search.beyond(geometry, 5 * at):
+                        break
+                    every_cell_beyond = False
+                    if bucket is not None:
                         search.scan(bucket)
-            visited += len(ring.cells)
-            next_ring = self._ring(origin, r + 1)
-            if search.beyond(next_ring.geometry, 0, len(next_ring.geometry)):
+            if every_cell_beyond:
                 break
-            if visited + len(next_ring.cells) > population:
+            visited += len(ring.cells)
+            r += 1
+            ring = self._ring(origin, r)
+            if visited + len(ring.cells) > population:
                 search = _Search(query, k, fresh_since, accept, ranking)
                 for cells in chosen:
                     for bucket in cells.values():
                         search.scan(bucket)
                 break
-            ring = next_ring
-            r += 1
         return search.found()
 
     def _ring(self, origin: int, r: int) -> _Ring:
@@ -252,9 +262,12 @@ class H3Index(Generic[E]):
             if len(self._rings) >= self._CACHE_LIMIT:
                 self._rings.clear()
             rings = self._rings[origin] = []
+        centre = self._shape(origin)[:3]
         while len(rings) <= r:
             cells = tuple(h3i.grid_ring(origin, len(rings)))
-            rings.append(_Ring(cells, array("d", (v for cell in cells for v in self._shape(cell)))))
+            shapes = [self._shape(cell) for cell in cells]
+            inner = min(angle_between(centre, (x, y, z)) - math.atan2(sin_r, cos_r) for x, y, z, cos_r, sin_r in shapes)
+            rings.append(_Ring(cells, array("d", (v for shape in shapes for v in shape)), inner))
         return rings[r]
 
     def _shape(self, cell: int) -> tuple[float, float, float, float, float]:
@@ -276,7 +289,19 @@ class _Search(Generic[E]):
     best before `accept` is asked, since most entries a walk meets are too far to matter.
     """
 
-    __slots__ = ("_bound_for", "_cos_w", "_sin_w", "accept", "heap", "k", "plain", "query", "ranking", "since")
+    __slots__ = (
+        "_bound_for",
+        "_cos_w",
+        "_sin_w",
+        "_worst_angle",
+        "accept",
+        "heap",
+        "k",
+        "plain",
+        "query",
+        "ranking",
+        "since",
+    )
 
     def __init__(self, query: tuple[float, float, float], k: int, since: float, accept: Callable[[E], bool] | None,
                  ranking: Ranking[E]) -> None:  # fmt: skip
@@ -288,47 +313,75 @@ class _Search(Generic[E]):
         self.plain = isinstance(ranking, ByDistance)
         self.heap: list[tuple[float, int, float, E]] = []
         self._bound_for = math.nan
-        self._cos_w = self._sin_w = 0.0
+        self._worst_angle = self._cos_w = self._sin_w = 0.0
 
     def scan(self, bucket: _Bucket[E]) -> None:
+        """Offer every fresh entry of the bucket; an entry is read only once its distance could make the answer."""
         qx, qy, qz = self.query
-        heap, k, since, accept, plain = self.heap, self.k, self.since, self.accept, self.plain
-        weight, min_weight = self.ranking.weight, self.ranking.min_weight
-        asin, sqrt = math.asin, math.sqrt
-        worst = -heap[0][0] if len(heap) == k else math.inf
+        since, accept = self.since, self.accept
+        worst = self._worst()
         entries = bucket.entries
         column = iter(bucket.coords)
+        if self.plain:  # the common case, with the heap kept inline
+            heap, k = self.heap, self.k
+            for slot, (x, y, z, epoch) in enumerate(zip(column, column, column, column, strict=True)):
+                dx, dy, dz = x - qx, y - qy, z - qz
+                chord2 = dx * dx + dy * dy + dz * dz
+                if chord2 < worst and epoch >= since:
+                    entry = entries[slot]
+                    if accept is None or accept(entry):
+                        if len(heap) < k:
+                            heapq.heappush(heap, (-chord2, id(entry), chord2, entry))
+                            if len(heap) == k:
+                                worst = -heap[0][0]
+                        else:
+                            heapq.heapreplace(heap, (-chord2, id(entry), chord2, entry))
+                            worst = -heap[0][0]
+            return
+        weight, min_weight = self.ranking.weight, self.ranking.min_weight
         for slot, (x, y, z, epoch) in enumerate(zip(column, column, column, column, strict=True)):
             dx, dy, dz = x - qx, y - qy, z - qz
-            key = chord2 = dx * dx + dy * dy + dz * dz
-            if plain:
-                if key >= worst or epoch < since:
-                    continue
+            chord2 = dx * dx + dy * dy + dz * dz
+            angle = 2.0 * math.asin(min(1.0, math.sqrt(chord2) / 2.0))
+            if angle * min_weight < worst and epoch >= since:
                 entry = entries[slot]
-            else:
-                key = 2.0 * asin(min(1.0, sqrt(chord2) / 2.0))
-                if key * min_weight >= worst or epoch < since:
-                    continue
-                entry = entries[slot]
-                key *= weight(entry)
-                if key >= worst:
-                    continue
-            if accept is not None and not accept(entry):
-                continue
-            if len(heap) < k:
-                heapq.heappush(heap, (-key, id(entry), chord2, entry))
-                if len(heap) == k:
-                    worst = -heap[0][0]
-            else:
-                heapq.heapreplace(heap, (-key, id(entry), chord2, entry))
-                worst = -heap[0][0]
+                key = angle * weight(entry)
+                if key < worst and (accept is None or accept(entry)):
+                    worst = self._keep(key, chord2, entry)
 
-    def beyond(self, geometry: array[float], start: int, stop: int) -> bool:
-        """True when nothing in or past the cells of geometry[start:stop] can score below the k-th best held.
+    def _worst(self) -> float:
+        """The k-th best key held, or infinity while fewer than k are held."""
+        return -self.heap[0][0] if len(self.heap) == self.k else math.inf
+
+    def _keep(self, key: float, chord2: float, entry: E) -> float:
+        """Hold the entry among the k best (the caller knows it beats the k-th); returns the new k-th best key."""
+        if len(self.heap) < self.k:
+            heapq.heappush(self.heap, (-key, id(entry), chord2, entry))
+        else:
+            heapq.heapreplace(self.heap, (-key, id(entry), chord2, entry))
+        return self._worst()
+
+    def beyond(self, geometry: array[float], at: int) -> bool:
+        """True when nothing in the cell whose geometry starts at `at` (or past it) can beat the k-th best held.
 
         A cell's points are all at least angle(query, centre) - circumradius away, so the cell is beyond a worst angle
         W when angle(query, centre) >= W + R, that is when query . centre <= cos(W + R) = cos W cos R - sin W sin R.
+        Everything past a ring of such cells is beyond too: a geodesic to it crosses one of them.
         """
+        if not self._bound():
+            return False
+        qx, qy, qz = self.query
+        g = geometry
+        return qx * g[at] + qy * g[at + 1] + qz * g[at + 2] <= (
+            self._cos_w * g[at + 3] - self._sin_w * g[at + 4] - _EPSILON_COS
+        )
+
+    def beyond_angle(self, least_angle: float) -> bool:
+        """True when nothing at least `least_angle` away can beat the k-th best held."""
+        return self._bound() and least_angle >= self._worst_angle
+
+    def _bound(self) -> bool:
+        """Bring the worst angle W (and its cosine and sine) up to date with the heap; False while nothing prunes."""
         heap = self.heap
         if len(heap) < self.k:
             return False
@@ -336,19 +389,12 @@ class _Search(Generic[E]):
         if worst != self._bound_for:
             angle = 2.0 * math.asin(min(1.0, math.sqrt(worst) / 2.0)) if self.plain else worst / self.ranking.min_weight
             angle += _EPSILON_RAD
-            if angle > _MAX_PRUNING_ANGLE:
-                return False
-            self._bound_for, self._cos_w, self._sin_w = worst, math.cos(angle), math.sin(angle)
-        cos_w, sin_w = self._cos_w, self._sin_w
-        qx, qy, qz = self.query
-        column = iter(geometry[start:stop])
-        for cx, cy, cz, cos_r, sin_r in zip(column, column, column, column, column, strict=True):
-            if qx * cx + qy * cy + qz * cz > cos_w * cos_r - sin_w * sin_r - _EPSILON_COS:
-                return False
-        return True
+            self._bound_for, self._worst_angle = worst, angle
+            self._cos_w, self._sin_w = math.cos(angle), math.sin(angle)
+        return self._worst_angle <= _MAX_PRUNING_ANGLE
 
     def found(self) -> list[Found[E]]:
-        ordered = sorted(self.heap, key=lambda t: (-t[0], -t[1]))
+        ordered = sorted(self.heap, reverse=True)  # ascending key; ids are unique, so entries are never compared
         found = []
         for _, _, chord2, entry in ordered:
             distance_m = 2.0 * math.asin(min(1.0, math.sqrt(chord2) / 2.0)) * EARTH_RADIUS_M

@@ -18,8 +18,9 @@ _NEVER = float("-inf")
 
 
 def resolution_for(units: int) -> int:
-    """Coarser cells for sparse fleets: measured fastest at 7 up to about 10,000 units and at 9 for 100,000."""
-    return 7 if units <= 30_000 else 9
+    """Coarser cells for sparse fleets: over a 50 km city, measured fastest at 7 up to about 20,000 units and at 8
+    from 30,000 to 100,000 (`bench/dispatcher.py`)."""
+    return 7 if units <= 20_000 else 8
 
 
 @dataclass(frozen=True, slots=True)

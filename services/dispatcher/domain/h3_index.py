@@ -214,9 +214,12 @@ class H3Index(Generic[E]):
     ) -> list[Found[E]]:
         """The k best entries of `layers` (all by default) positioned at or after `fresh_since` and passing `accept`,
         best first; exact, not approximate."""
-        names = self.layers.keys() if layers is None else layers
-        chosen = [self.layers[name] for name in names if name in self.layers]
-        population = sum(self._sizes.get(name, 0) for name in names)
+        chosen, population = [], 0
+        for name in self.layers if layers is None else layers:
+            cells = self.layers.get(name)
+            if cells:
+                chosen.append(cells)
+                population += self._sizes[name]
         if k <= 0 or population == 0:
             return []
         query = unit_vector(lat, lon)
@@ -323,20 +326,26 @@ class _Search(Generic[E]):
         entries = bucket.entries
         column = iter(bucket.coords)
         if self.plain:  # the common case, with the heap kept inline
+            # A dot product (chord^2 = 2 - 2 q.p) screens out the far entries in fewer operations; the survivors are
+            # then ranked by the exact squared chord, so the screen's rounding (loosened by a margin) changes nothing.
             heap, k = self.heap, self.k
+            least_dot = 1.0 - worst / 2.0 - _EPSILON_COS
             for slot, (x, y, z, epoch) in enumerate(zip(column, column, column, column, strict=True)):
-                dx, dy, dz = x - qx, y - qy, z - qz
-                chord2 = dx * dx + dy * dy + dz * dz
-                if chord2 < worst and epoch >= since:
+                if x * qx + y * qy + z * qz > least_dot and epoch >= since:
+                    dx, dy, dz = x - qx, y - qy, z - qz
+                    chord2 = dx * dx + dy * dy + dz * dz
+                    if chord2 >= worst:
+                        continue
                     entry = entries[slot]
                     if accept is None or accept(entry):
                         if len(heap) < k:
                             heapq.heappush(heap, (-chord2, id(entry), chord2, entry))
-                            if len(heap) == k:
-                                worst = -heap[0][0]
+                            if len(heap) < k:
+                                continue
                         else:
                             heapq.heapreplace(heap, (-chord2, id(entry), chord2, entry))
-                            worst = -heap[0][0]
+                        worst = -heap[0][0]
+                        least_dot = 1.0 - worst / 2.0 - _EPSILON_COS
             return
         weight, min_weight = self.ranking.weight, self.ranking.min_weight
         for slot, (x, y, z, epoch) in enumerate(zip(column, column, column, column, strict=True)):

@@ -93,11 +93,11 @@ def create_app(settings: Settings) -> FastAPI:
                 "unit-status-tail", partial(follow_statuses, consumer=statuses, service=service, poll_ms=200)
             )
             supervisor.spawn("registry-follow", partial(_follow_registry, service, settings.registry_poll_s))
-            supervisor.spawn("gauges", partial(_gauges, service, metrics))
             await asyncio.wait_for(caught_up.wait(), timeout=120)
             log.info("live map ready in %.1f s", (datetime.now(UTC) - started).total_seconds())
 
             register_readiness(readiness, resources)
+            _observe(service, metrics)
             app.state.service = service
             yield
             log.info("dispatcher stopping")
@@ -144,13 +144,14 @@ async def _follow_registry(service: DispatchService, poll_s: float) -> None:
             await service.reload_registry()
 
 
-async def _gauges(service: DispatchService, metrics: DispatcherMetrics) -> None:
-    while True:
+def _observe(service: DispatchService, metrics: DispatcherMetrics) -> None:
+    """Gauges read when scraped: counting a large fleet on a timer would stall the event loop between scrapes."""
+
+    def online() -> int:
         now = service.clock()
-        units = list(service.live_map.units.values())
-        online = sum(1 for u in units if service.online(u, now))
-        metrics.units.labels("online").set(online)
-        metrics.units.labels("offline").set(len(units) - online)
-        metrics.open_calls.set(len(service.open_calls))
-        metrics.sse_subscribers.set(service.hub.subscribers)
-        await asyncio.sleep(5)
+        return sum(1 for unit in service.live_map.units.values() if service.online(unit, now))
+
+    metrics.units.labels("online").set_function(online)
+    metrics.units.labels("offline").set_function(lambda: len(service.live_map.units) - online())
+    metrics.open_calls.set_function(lambda: len(service.open_calls))
+    metrics.sse_subscribers.set_function(lambda: service.hub.subscribers)

@@ -79,6 +79,10 @@ async def test_a_position_produced_to_the_topic_moves_the_unit_and_makes_it_reco
     assert found["unit_id"] == unit
     assert found["distance_m"] == pytest.approx(111.19, abs=0.1)
     assert found["eta_s"] > 0
+    async with httpx.AsyncClient(base_url=dispatcher.url) as client:
+        metrics = (await client.get("/metrics")).text
+    online = next(line for line in metrics.splitlines() if line.startswith('kuaijing_dispatcher_units{state="online"}'))
+    assert float(online.split()[-1]) >= 1
 
 
 async def test_a_call_created_over_rest_lands_on_the_topic_once_even_when_repeated(

@@ -37,7 +37,7 @@ GROUP BY platform_id
 
 
 def facts(first: int, count: int, start: datetime, rng: random.Random) -> list[tuple[object, ...]]:
-    rows = []
+    rows: list[tuple[object, ...]] = []
     span = 30 * 24 * 3600
     zones = list(TARGETS)
     for i in range(first, first + count):

@@ -23,6 +23,7 @@ from services.ingest.gateway import Jt808Gateway
 from services.ingest.history import write_history
 from services.ingest.intake import TelemetryIntake
 from services.ingest.metrics import IngestMetrics
+from shared.batch_publisher import batch_publisher
 from shared.kafka import started_consumer
 from shared.probes import Readiness, probes_router
 from shared.registry import UnitDirectory
@@ -46,8 +47,9 @@ def create_app(settings: Settings) -> FastAPI:
             pool, producer = resources.pool, resources.producer
             directory = UnitDirectoryCache(pool)
             await directory.refresh()
+            publisher = await stack.enter_async_context(batch_publisher(producer))
             intake = TelemetryIntake(
-                producer=producer,
+                producer=publisher,
                 directory=directory.current,
                 metrics=metrics,
                 rules=TelemetryRules(max_future_skew=timedelta(seconds=settings.max_future_skew_s)),

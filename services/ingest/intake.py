@@ -122,7 +122,7 @@ class TelemetryIntake:
         source: Source,
     ) -> None:
         if sends:
-            await asyncio.gather(*sends)
+            await asyncio.gather(*set(sends))  # records batched together share one future
             self._metrics.produce_seconds.labels(source.value).observe(time.perf_counter() - started)
         for kind, count in accepted_kinds.items():
             self._metrics.accepted.labels(kind, source.value).inc(count)

@@ -18,7 +18,6 @@ import httpx
 import orjson
 from pydantic import ValidationError
 
-from shared.auth import generate_api_tokens
 from shared.embedded.kafka import EmbeddedKafka
 from shared.embedded.postgres import EmbeddedPostgres
 from shared.errors import KuaijingError
@@ -26,6 +25,7 @@ from shared.kafka import ensure_topics
 from shared.postgres import connect, migrate
 from shared.registry import RegistryImport
 from shared.registry_store import import_registry
+from shared.roles import generate_api_tokens
 from shared.settings import Settings
 
 log = logging.getLogger("kuaijing")

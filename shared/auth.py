@@ -1,48 +1,14 @@
-"""Bearer-token auth of contract section 7: tokens map to roles, routes name the roles they admit."""
+"""Bearer-token auth of contract section 7 over FastAPI: routes name the roles (`shared/roles.py`) they admit."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Awaitable, Callable
-from enum import StrEnum
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from shared.errors import ConfigurationError
-
-
-class Role(StrEnum):
-    TERMINAL = "terminal"
-    DISPATCHER = "dispatcher"
-    VIEWER = "viewer"
-    ADMIN = "admin"
-
-
-def parse_api_tokens(spec: str) -> dict[str, Role]:
-    """Parse `role:token,role:token`; a token names exactly one role."""
-    tokens: dict[str, Role] = {}
-    for raw in spec.split(","):
-        entry = raw.strip()
-        if not entry:
-            continue
-        role_name, sep, token = entry.partition(":")
-        if not sep or not token:
-            raise ConfigurationError(f"KUAIJING_API_TOKENS entry {entry!r} is not role:token")
-        try:
-            role = Role(role_name.strip())
-        except ValueError as e:
-            known = ", ".join(r.value for r in Role)
-            raise ConfigurationError(f"KUAIJING_API_TOKENS: unknown role {role_name!r} (known: {known})") from e
-        tokens[token.strip()] = role
-    return tokens
-
-
-def generate_api_tokens() -> str:
-    """One fresh token per role, in the `KUAIJING_API_TOKENS` format."""
-    return ",".join(f"{role.value}:{secrets.token_urlsafe(18)}" for role in Role)
-
+from shared.roles import Role
 
 _bearer = HTTPBearer(auto_error=False)
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]

@@ -17,7 +17,7 @@ from services.dispatcher.domain.live_map import UnitFilter, UnitState
 from services.dispatcher.domain.zones import validate_geometry
 from services.dispatcher.events import is_closing
 from services.dispatcher.service import DispatchService, NewCall, NotFoundError, Order, Recommendation
-from shared.auth import Role, require_role
+from shared.auth import require_role
 from shared.registry import (
     MultiPolygon,
     Platform,
@@ -29,6 +29,7 @@ from shared.registry import (
     Zone,
     ZoneClass,
 )
+from shared.roles import Role
 from shared.schemas import CallEventMessage, Latitude, Longitude, UnitStatus
 
 router = APIRouter()

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
+from typing import Protocol
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
@@ -63,32 +64,49 @@ async def assign_from(
     return partitions
 
 
+class PositionSink(Protocol):
+    async def on_position(self, record: PositionRecord) -> None: ...
+
+
 async def follow_positions(
     *,
     consumer: AIOKafkaConsumer,
     partitions: list[TopicPartition],
-    service: DispatchService,
+    service: PositionSink,
     producer: Producer,
     caught_up: asyncio.Event,
     batch_size: int,
     poll_ms: int,
 ) -> None:
+    """Apply the tail to the live map. If applying a record fails (recording a GPS arrival needs PostgreSQL), every
+    partition is rewound to its first record not yet applied before the error ends the loop, so the restarted loop
+    reads them again instead of skipping the rest of the fetched batch; applying a record twice changes nothing."""
     ends = await consumer.end_offsets(partitions)
     while True:
         batches = await consumer.getmany(timeout_ms=poll_ms, max_records=batch_size)
-        for records in batches.values():
-            for record in records:
-                try:
-                    position = PositionRecord.model_validate_json(record.value or b"")
-                except ValidationError as e:
-                    await _reject(
-                        producer, record.value or b"", str(e), f"{record.topic}/{record.partition}/{record.offset}"
-                    )
-                    continue
-                await service.on_position(position)
+        applied: dict[TopicPartition, int] = {}
+        try:
+            for tp, records in batches.items():
+                for record in records:
+                    await _apply_position(record, service, producer)
+                    applied[tp] = record.offset + 1
+        except Exception:
+            for tp, records in batches.items():
+                if records:
+                    consumer.seek(tp, applied.get(tp, records[0].offset))
+            raise
         if not caught_up.is_set() and all([await consumer.position(tp) >= ends[tp] for tp in partitions]):
             caught_up.set()
             log.info("positions tail caught up")
+
+
+async def _apply_position(record: ConsumerRecord[bytes, bytes], service: PositionSink, producer: Producer) -> None:
+    try:
+        position = PositionRecord.model_validate_json(record.value or b"")
+    except ValidationError as e:
+        await _reject(producer, record.value or b"", str(e), f"{record.topic}/{record.partition}/{record.offset}")
+        return
+    await service.on_position(position)
 
 
 async def follow_statuses(*, consumer: AIOKafkaConsumer, service: DispatchService, poll_ms: int) -> None:

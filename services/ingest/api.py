@@ -10,8 +10,9 @@ from pydantic import BaseModel
 
 from services.ingest.domain.telemetry import RejectReason
 from services.ingest.intake import Candidate, TelemetryIntake, Undecodable
-from shared.auth import Role, require_role
+from shared.auth import require_role
 from shared.codec import decode
+from shared.roles import Role
 from shared.schemas import Source
 
 router = APIRouter(tags=["telemetry"])

@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 
+from services.dispatcher.consumer import follow_positions, tail_consumer
 from shared.geo import h3_cell
+from shared.kafka import ensure_topics, started_producer
+from shared.schemas import PositionRecord
 from shared.settings import Settings
-from shared.topics import CALLS, POSITIONS, UNIT_STATUS
+from shared.topics import CALLS, POSITIONS, UNIT_STATUS, Topic
 from tests.conftest import TOKENS, Fleet, RunningService, console
 from tests.harness import TopicTail, eventually
 
@@ -320,3 +324,54 @@ async def test_the_event_stream_carries_statuses_and_calls(dispatcher: RunningSe
     assert ("status", {"unit_id": unit, "status": "off_duty", "call_id": None}) in [
         (k, {key: v[key] for key in ("unit_id", "status", "call_id")}) for k, v in seen if k == "status"
     ]
+
+
+async def test_the_positions_tail_rereads_what_a_failure_left_unapplied(settings: Settings) -> None:
+    # Recording a GPS arrival can fail (PostgreSQL down) halfway through a fetched batch; the restarted tail must
+    # apply the rest of that batch, not skip to the next fetch.
+    topic = Topic(f"test.positions-tail.{uuid.uuid4().hex[:8]}", "unit_id", None, partitions=2)
+    await ensure_topics(settings.kafka, [topic])
+    sent = []
+    async with started_producer(settings.kafka) as producer:
+        for i in range(12):
+            unit_id, ts = f"TAIL-{i % 4}", datetime.now(UTC) + timedelta(seconds=i)
+            record = {"v": 1, "kind": "position", "unit_id": unit_id, "ts": ts.isoformat(), "lat": SITE[0],
+                      "lon": SITE[1], "fix": True, "platform_id": "P", "h3": h3_cell(*SITE), "source": "kafka",
+                      "received_at": ts.isoformat()}  # fmt: skip
+            await (await producer.send(topic.name, orjson.dumps(record), key=unit_id.encode()))
+            sent.append((unit_id, ts))
+
+        class FailsOnce:
+            def __init__(self) -> None:
+                self.applied: set[tuple[str, datetime]] = set()
+                self.calls = 0
+
+            async def on_position(self, record: PositionRecord) -> None:
+                self.calls += 1
+                if self.calls == 3:
+                    raise ConnectionError("PostgreSQL is down")
+                self.applied.add((record.unit_id, record.ts))
+
+        sink = FailsOnce()
+        consumer = tail_consumer(settings.kafka)
+        await consumer.start()
+        try:
+            partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            tail = partial(follow_positions, consumer=consumer, partitions=partitions, service=sink,
+                           producer=producer, caught_up=asyncio.Event(), batch_size=100, poll_ms=100)  # fmt: skip
+            with pytest.raises(ConnectionError):
+                await tail()
+            restarted = asyncio.create_task(tail())
+
+            async def all_applied() -> bool | None:
+                return len(sink.applied) == len(sent) or None
+
+            try:
+                await eventually(all_applied, what="every position applied")
+            finally:
+                restarted.cancel()
+        finally:
+            await consumer.stop()
+    assert sink.applied == set(sent)

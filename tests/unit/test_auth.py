@@ -1,7 +1,7 @@
 import pytest
 
-from shared.auth import Role, generate_api_tokens, parse_api_tokens
 from shared.errors import ConfigurationError
+from shared.roles import Role, generate_api_tokens, parse_api_tokens
 
 
 def test_tokens_map_to_roles() -> None:

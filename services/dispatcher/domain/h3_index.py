@@ -8,7 +8,7 @@ across the antimeridian because it only uses adjacency and the triangle inequali
 checks it against brute force. Distances are angles on the unit sphere from chord lengths (well conditioned for
 short distances), times the contract's Earth radius.
 
-The same per-cell bound skips a crowded cell that cannot beat the k-th best, and when every cell of a ring passes it
+The same per-cell bound skips an occupied cell that cannot beat the k-th best; when every cell of a ring passes it
 the walk stops; a whole ring is first tried with one cheaper, looser bound. When the walk would visit more cells
 than there are entries (a query far from every unit), scanning every entry directly is cheaper and still exact.
 The layout is for speed in CPython: half of a walk's time was cache misses on scattered objects, hence the packed

@@ -1,0 +1,33 @@
+"""The benchmarks still run end to end (their figures are checked by people reading them, not here).
+
+The dispatcher benchmark is left out: its PostGIS anchor needs the packages `make bench` installs on top of the
+test set-up.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.timeout(600)
+def test_the_quick_benchmarks_run_and_report_every_figure() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "ingest", "jt808", "analytics", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=540,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for figure in ("HTTP POST /v1/telemetry", "kuaijing.telemetry.raw consumer", "decode 0x0200 frame",
+                   "gateway end to end", "report / anchor"):  # fmt: skip
+        assert figure in done.stdout, (figure, done.stdout[-3000:])

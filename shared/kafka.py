@@ -106,6 +106,7 @@ async def ensure_topics(bootstrap: str, topics: Iterable[Topic] = ALL_TOPICS) ->
         if created:
             await _wait_for_topics(admin, created)
             log.info("created Kafka topics %s", ", ".join(created))
+        await _wait_for_group_coordinator(admin)
         return created
     except KafkaError as e:
         raise InfrastructureError(f"cannot create topics on {bootstrap}: {e}") from e
@@ -120,6 +121,20 @@ async def _wait_for_topics(admin: AIOKafkaAdminClient, names: list[str], timeout
             return
         await asyncio.sleep(0.1)
     raise InfrastructureError(f"topics {names} did not appear within {timeout_s} s")
+
+
+async def _wait_for_group_coordinator(admin: AIOKafkaAdminClient, timeout_s: float = 30.0) -> None:
+    """A fresh broker creates its offsets topic on the first coordinator lookup and answers "not available" until
+    it exists; waiting here spares every service's first group join a burst of aiokafka errors in the log."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            await admin.find_coordinator("kuaijing")
+            return
+        except KafkaError:
+            if asyncio.get_running_loop().time() >= deadline:
+                raise
+            await asyncio.sleep(0.2)
 
 
 async def describe_cluster(bootstrap: str, timeout_s: float = 10.0) -> dict[str, object]:

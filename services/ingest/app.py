@@ -19,7 +19,7 @@ from services.ingest.adapters.terminal_store import TerminalStore
 from services.ingest.api import router
 from services.ingest.consumer import consume_raw_telemetry
 from services.ingest.domain.telemetry import TelemetryRules
-from services.ingest.gateway import Jt808Gateway
+from services.ingest.gateway import Jt808Gateway, allow_many_connections
 from services.ingest.history import write_history
 from services.ingest.intake import TelemetryIntake
 from services.ingest.metrics import IngestMetrics
@@ -88,6 +88,7 @@ def create_app(settings: Settings) -> FastAPI:
                     metrics=metrics,
                     idle_timeout_s=settings.jt808_idle_timeout_s,
                 )
+                allow_many_connections()
                 server = await asyncio.start_server(
                     gateway.serve, settings.bind_host, settings.jt808_port, limit=1 << 20
                 )

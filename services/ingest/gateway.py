@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -30,6 +31,23 @@ from shared.schemas import Source
 log = logging.getLogger(__name__)
 
 _READ_SIZE = 64 * 1024
+
+
+def allow_many_connections() -> int:
+    """Raise this process's soft limit on open files to its hard limit: each terminal holds a socket, and the usual
+    soft default of 1,024 would refuse the thousand-and-first. Returns the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as e:
+            log.warning("open files limit stays at %s (%s): at most that many terminals at once", soft, e)
+            return soft
+        if wanted != soft:
+            log.info("open files limit raised from %s to %s for terminal connections", soft, wanted)
+        return wanted
+    return soft
 
 
 @dataclass

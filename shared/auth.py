@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from shared.roles import Role
+from shared.roles import Role, role_of
 
 _bearer = HTTPBearer(auto_error=False)
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
@@ -31,7 +31,7 @@ def require_role(*allowed: Role, query_token: bool = False) -> Callable[[Request
                 detail={"field": "Authorization", "error": "missing bearer token"},
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        role = tokens.get(credentials.credentials)
+        role = role_of(tokens, credentials.credentials)
         if role is None:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,

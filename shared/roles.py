@@ -38,3 +38,14 @@ def parse_api_tokens(spec: str) -> dict[str, Role]:
 def generate_api_tokens() -> str:
     """One fresh token per role, in the `KUAIJING_API_TOKENS` format."""
     return ",".join(f"{role.value}:{secrets.token_urlsafe(18)}" for role in Role)
+
+
+def role_of(tokens: dict[str, Role], presented: str) -> Role | None:
+    """The role of a presented token, compared with every configured token in constant time, so response timing
+    does not reveal how much of a guess was right."""
+    guess = presented.encode()
+    role = None
+    for token, candidate in tokens.items():
+        if secrets.compare_digest(token.encode(), guess):
+            role = candidate
+    return role

@@ -1,7 +1,7 @@
 import pytest
 
 from shared.errors import ConfigurationError
-from shared.roles import Role, generate_api_tokens, parse_api_tokens
+from shared.roles import Role, generate_api_tokens, parse_api_tokens, role_of
 
 
 def test_tokens_map_to_roles() -> None:
@@ -22,3 +22,11 @@ def test_generated_tokens_cover_every_role_with_distinct_tokens() -> None:
     tokens = parse_api_tokens(generate_api_tokens())
     assert sorted(tokens.values()) == sorted(Role)
     assert len(tokens) == len(Role)
+
+
+def test_a_presented_token_finds_its_role_and_nothing_else_does() -> None:
+    tokens = parse_api_tokens("dispatcher:abc123,viewer:xyz789")
+    assert role_of(tokens, "abc123") is Role.DISPATCHER
+    assert role_of(tokens, "xyz789") is Role.VIEWER
+    for guess in ("abc12", "abc1234", "", "ABC123", "令牌"):
+        assert role_of(tokens, guess) is None

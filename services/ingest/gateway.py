@@ -37,17 +37,15 @@ def allow_many_connections() -> int:
     """Raise this process's soft limit on open files to its hard limit: each terminal holds a socket, and the usual
     soft default of 1,024 would refuse the thousand-and-first. Returns the limit now in force."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-        except (ValueError, OSError) as e:
-            log.warning("open files limit stays at %s (%s): at most that many terminals at once", soft, e)
-            return soft
-        if wanted != soft:
-            log.info("open files limit raised from %s to %s for terminal connections", soft, wanted)
-        return wanted
-    return soft
+    if hard == resource.RLIM_INFINITY or soft >= hard:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as e:
+        log.warning("open files limit stays at %s (%s): at most that many terminals at once", soft, e)
+        return soft
+    log.info("open files limit raised from %s to %s for terminal connections", soft, hard)
+    return hard
 
 
 @dataclass

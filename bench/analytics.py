@@ -18,7 +18,7 @@ import asyncpg
 
 from bench.environment import bench_infra
 from services.analytics.adapters.store import AnalyticsStore, GroupBy
-from shared.postgres import open_pool
+from shared.infra.postgres import open_pool
 
 PLATFORMS = 33  # Shaoyang's count of fast-response platforms
 TARGETS = {"key_area": 60, "central_urban": 180, "other_urban": 300, "rural": 900}

@@ -26,9 +26,9 @@ import numpy as np
 from bench.environment import BenchInfra, bench_infra, free_port, service
 from services.dispatcher.domain.h3_index import ByDistance
 from services.dispatcher.domain.live_map import LiveMap, Position, UnitFilter
-from shared.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind
-from shared.registry_store import import_registry
-from shared.schemas import UnitStatus
+from shared.contract.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind
+from shared.contract.schemas import UnitStatus
+from shared.infra.registry_store import import_registry
 
 CENTRE = (27.24, 111.47)
 SPREAD_DEG = 0.25  # a 55 km x 50 km city region

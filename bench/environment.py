@@ -16,10 +16,10 @@ from pathlib import Path
 
 import httpx
 
-from shared.embedded.kafka import EmbeddedKafka
-from shared.embedded.postgres import EmbeddedPostgres
-from shared.kafka import ensure_topics
-from shared.postgres import migrate
+from shared.infra.embedded.kafka import EmbeddedKafka
+from shared.infra.embedded.postgres import EmbeddedPostgres
+from shared.infra.kafka import ensure_topics
+from shared.infra.postgres import migrate
 
 
 def free_port() -> int:

@@ -19,10 +19,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from bench.environment import BenchInfra, bench_infra, free_port, service
-from shared.postgres import connect
-from shared.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind
-from shared.registry_store import import_registry
-from shared.topics import POSITIONS, TELEMETRY_RAW
+from shared.contract.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind
+from shared.contract.topics import POSITIONS, TELEMETRY_RAW
+from shared.infra.postgres import connect
+from shared.infra.registry_store import import_registry
 
 UNITS = 1_000
 BATCH = 500

@@ -46,4 +46,4 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   echo "$want" > "$stamp"
 fi
 
-.venv/bin/python -c "from shared.embedded.kafka import ensure_jars; ensure_jars()"
+.venv/bin/python -c "from shared.infra.embedded.kafka import ensure_jars; ensure_jars()"

@@ -18,14 +18,14 @@ import httpx
 import orjson
 from pydantic import ValidationError
 
-from shared.embedded.kafka import EmbeddedKafka
-from shared.embedded.postgres import EmbeddedPostgres
+from shared.contract.registry import RegistryImport
+from shared.contract.roles import generate_api_tokens
 from shared.errors import KuaijingError
-from shared.kafka import ensure_topics
-from shared.postgres import connect, migrate
-from shared.registry import RegistryImport
-from shared.registry_store import import_registry
-from shared.roles import generate_api_tokens
+from shared.infra.embedded.kafka import EmbeddedKafka
+from shared.infra.embedded.postgres import EmbeddedPostgres
+from shared.infra.kafka import ensure_topics
+from shared.infra.postgres import connect, migrate
+from shared.infra.registry_store import import_registry
 from shared.settings import Settings
 
 log = logging.getLogger("kuaijing")

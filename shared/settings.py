@@ -8,8 +8,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.contract.roles import Role, parse_api_tokens
 from shared.errors import ConfigurationError
-from shared.roles import Role, parse_api_tokens
 
 EMBEDDED_KAFKA_PORT = 9092
 EMBEDDED_POSTGRES_PORT = 55432

@@ -19,13 +19,13 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from shared.embedded.kafka import EmbeddedKafka
-from shared.embedded.postgres import EmbeddedPostgres
+from shared.contract.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind
 from shared.errors import KuaijingError
-from shared.kafka import ensure_topics
-from shared.postgres import connect, migrate
-from shared.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind
-from shared.registry_store import import_registry
+from shared.infra.embedded.kafka import EmbeddedKafka
+from shared.infra.embedded.postgres import EmbeddedPostgres
+from shared.infra.kafka import ensure_topics
+from shared.infra.postgres import connect, migrate
+from shared.infra.registry_store import import_registry
 from shared.settings import Settings
 from tests.harness import eventually, free_port
 

@@ -12,16 +12,38 @@ from typing import Any, TypeVar
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from shared.topics import Topic
+from shared.contract.topics import Topic
 
 T = TypeVar("T")
 
 
+_handed_out: set[int] = set()
+"""Ports this test process was given: never handed out twice, so a port taken later cannot collide with one
+reserved earlier (the embedded Kafka's controller listens on its broker port + 1)."""
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+
+
+def free_port_pair() -> int:
+    """A port whose successor is free too, both reserved: the embedded Kafka's broker and controller ports."""
+    while True:
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        if port + 1 not in _handed_out:
+            _handed_out.add(port + 1)
+            return port
 
 
 async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout_s: float = 20.0, what: str = "") -> T:

@@ -17,8 +17,8 @@ from pydantic import AwareDatetime, BaseModel
 from services.analytics.adapters.store import AnalyticsStore, GroupBy
 from services.analytics.dashboard import Today, render_dashboard
 from services.analytics.domain.latency import GroupFigures, Spread
-from shared.auth import require_role
-from shared.roles import Role
+from shared.contract.roles import Role
+from shared.web.auth import require_role
 
 router = APIRouter()
 Reader = Depends(require_role(Role.VIEWER, Role.DISPATCHER))

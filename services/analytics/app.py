@@ -13,12 +13,12 @@ from prometheus_client import CollectorRegistry
 from services.analytics.adapters.store import AnalyticsStore
 from services.analytics.api import router
 from services.analytics.consumer import consume_call_events
-from shared.kafka import Producer, started_consumer
-from shared.probes import Readiness, probes_router
-from shared.service_resources import open_service_resources, register_readiness
+from shared.contract.topics import CALLS
+from shared.infra.kafka import Producer, started_consumer
+from shared.infra.supervision import Supervisor
 from shared.settings import Settings
-from shared.supervision import Supervisor
-from shared.topics import CALLS
+from shared.web.probes import Readiness, probes_router
+from shared.web.service import open_service_resources, register_readiness
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 
 from services.analytics.adapters.store import AnalyticsStore
-from shared.codec import encode
-from shared.deadletter import dead_letter
-from shared.kafka import Producer
-from shared.schemas import CallEventMessage, Source
-from shared.topics import DEADLETTER
+from shared.contract.codec import encode
+from shared.contract.deadletter import dead_letter
+from shared.contract.schemas import CallEventMessage, Source
+from shared.contract.topics import DEADLETTER
+from shared.infra.kafka import Producer
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from html import escape
 
 from services.analytics.domain.latency import GroupFigures
-from shared.registry import ZONE_TARGET_S, ZoneClass
+from shared.contract.registry import ZONE_TARGET_S, ZoneClass
 
 P50_COLOUR = "#2b6cb0"
 P90_COLOUR = "#90cdf4"

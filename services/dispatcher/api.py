@@ -17,8 +17,7 @@ from services.dispatcher.domain.live_map import UnitFilter, UnitState
 from services.dispatcher.domain.zones import validate_geometry
 from services.dispatcher.events import is_closing
 from services.dispatcher.service import DispatchService, NewCall, NotFoundError, Order, Recommendation
-from shared.auth import require_role
-from shared.registry import (
+from shared.contract.registry import (
     MultiPolygon,
     Platform,
     PlatformKind,
@@ -29,8 +28,9 @@ from shared.registry import (
     Zone,
     ZoneClass,
 )
-from shared.roles import Role
-from shared.schemas import CallEventMessage, Latitude, Longitude, UnitStatus
+from shared.contract.roles import Role
+from shared.contract.schemas import CallEventMessage, Latitude, Longitude, UnitStatus
+from shared.web.auth import require_role
 
 router = APIRouter()
 

@@ -28,12 +28,12 @@ from services.dispatcher.domain.zones import InvalidZone
 from services.dispatcher.events import EventHub
 from services.dispatcher.metrics import DispatcherMetrics
 from services.dispatcher.service import DispatchRules, DispatchService, NotFoundError
-from shared.probes import Readiness, probes_router
-from shared.registry_store import RegistryConflict
-from shared.service_resources import open_service_resources, register_readiness
+from shared.contract.topics import POSITIONS, UNIT_STATUS
+from shared.infra.registry_store import RegistryConflict
+from shared.infra.supervision import Supervisor
 from shared.settings import Settings
-from shared.supervision import Supervisor
-from shared.topics import POSITIONS, UNIT_STATUS
+from shared.web.probes import Readiness, probes_router
+from shared.web.service import open_service_resources, register_readiness
 
 log = logging.getLogger(__name__)
 

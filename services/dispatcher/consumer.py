@@ -18,11 +18,11 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from services.dispatcher.service import DispatchService
-from shared.codec import encode
-from shared.deadletter import dead_letter
-from shared.kafka import Producer
-from shared.schemas import PositionRecord, Source, UnitStatusEvent
-from shared.topics import DEADLETTER, POSITIONS, Topic
+from shared.contract.codec import encode
+from shared.contract.deadletter import dead_letter
+from shared.contract.schemas import PositionRecord, Source, UnitStatusEvent
+from shared.contract.topics import DEADLETTER, POSITIONS, Topic
+from shared.infra.kafka import Producer
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from services.dispatcher.domain.h3_index import ByDistance, Found
 from services.dispatcher.domain.live_map import LiveMap, Position, UnitFilter, UnitState
 from services.dispatcher.domain.zones import ZoneMap
 from services.dispatcher.events import EventHub
-from shared.registry import RegistryImport, UnitKind, ZoneClass
-from shared.schemas import CallEventKind, EventSource, PositionRecord, UnitStatus, UnitStatusEvent
+from shared.contract.registry import RegistryImport, UnitKind, ZoneClass
+from shared.contract.schemas import CallEventKind, EventSource, PositionRecord, UnitStatus, UnitStatusEvent
 
 log = logging.getLogger(__name__)
 

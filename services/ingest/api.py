@@ -10,10 +10,10 @@ from pydantic import BaseModel
 
 from services.ingest.domain.telemetry import RejectReason
 from services.ingest.intake import Candidate, TelemetryIntake, Undecodable
-from shared.auth import require_role
-from shared.codec import decode
-from shared.roles import Role
-from shared.schemas import Source
+from shared.contract.codec import decode
+from shared.contract.roles import Role
+from shared.contract.schemas import Source
+from shared.web.auth import require_role
 
 router = APIRouter(tags=["telemetry"])
 

@@ -14,7 +14,9 @@ from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from services.ingest.adapters.batch_publisher import batch_publisher
 from services.ingest.adapters.history_store import HistoryStore
+from services.ingest.adapters.registry_cache import UnitDirectoryCache
 from services.ingest.adapters.terminal_store import TerminalStore
 from services.ingest.api import router
 from services.ingest.consumer import consume_raw_telemetry
@@ -23,15 +25,13 @@ from services.ingest.gateway import Jt808Gateway, allow_many_connections
 from services.ingest.history import write_history
 from services.ingest.intake import TelemetryIntake
 from services.ingest.metrics import IngestMetrics
-from shared.batch_publisher import batch_publisher
-from shared.kafka import started_consumer
-from shared.probes import Readiness, probes_router
-from shared.registry import UnitDirectory
-from shared.registry_cache import UnitDirectoryCache
-from shared.service_resources import open_service_resources, register_readiness
+from shared.contract.registry import UnitDirectory
+from shared.contract.topics import POSITIONS, TELEMETRY_RAW, VIDEO
+from shared.infra.kafka import started_consumer
+from shared.infra.supervision import Supervisor
 from shared.settings import Settings
-from shared.supervision import Supervisor
-from shared.topics import POSITIONS, TELEMETRY_RAW, VIDEO
+from shared.web.probes import Readiness, probes_router
+from shared.web.service import open_service_resources, register_readiness
 
 log = logging.getLogger(__name__)
 

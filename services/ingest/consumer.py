@@ -14,11 +14,11 @@ from services.ingest.domain.telemetry import RejectReason
 from services.ingest.intake import Candidate, TelemetryIntake, Undecodable
 from services.ingest.metrics import IngestMetrics
 from services.ingest.terminal_frames import LOCATION_MESSAGES, location_candidates, rejected
-from shared.codec import decode
-from shared.kafka import consumer_lag
-from shared.registry import UnitDirectory
-from shared.schemas import Source
-from shared.topics import JT808_CONTENT_TYPE
+from shared.contract.codec import decode
+from shared.contract.registry import UnitDirectory
+from shared.contract.schemas import Source
+from shared.contract.topics import JT808_CONTENT_TYPE
+from shared.infra.kafka import consumer_lag
 
 _MAX_IN_FLIGHT = 2
 _CONTENT_TYPE = "content-type"

@@ -25,8 +25,8 @@ from services.ingest.domain.telemetry import RejectReason
 from services.ingest.intake import Candidate, TelemetryIntake
 from services.ingest.metrics import IngestMetrics
 from services.ingest.terminal_frames import LOCATION_MESSAGES, location_candidates, rejected
-from shared.registry import UnitDirectory, UnitRef
-from shared.schemas import Source
+from shared.contract.registry import UnitDirectory, UnitRef
+from shared.contract.schemas import Source
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from pydantic import ValidationError
 from services.ingest.adapters.history_store import HistoryStore
 from services.ingest.domain.telemetry import RejectReason
 from services.ingest.metrics import IngestMetrics
-from shared.codec import encode
-from shared.deadletter import dead_letter
-from shared.kafka import Producer, consumer_lag
-from shared.schemas import PositionRecord, Source, VideoRecord
-from shared.topics import DEADLETTER, POSITIONS, VIDEO
+from shared.contract.codec import encode
+from shared.contract.deadletter import dead_letter
+from shared.contract.schemas import PositionRecord, Source, VideoRecord
+from shared.contract.topics import DEADLETTER, POSITIONS, VIDEO
+from shared.infra.kafka import Producer, consumer_lag
 
 log = logging.getLogger(__name__)
 

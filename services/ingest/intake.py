@@ -16,12 +16,12 @@ from typing import Any
 
 from services.ingest.domain.telemetry import RejectReason, TelemetryRejected, TelemetryRules, accept_ping
 from services.ingest.metrics import IngestMetrics
-from shared.codec import encode, encode_obj
-from shared.deadletter import dead_letter
-from shared.kafka import Producer
-from shared.registry import UnitDirectory
-from shared.schemas import Source
-from shared.topics import DEADLETTER, POSITIONS, VIDEO
+from shared.contract.codec import encode, encode_obj
+from shared.contract.deadletter import dead_letter
+from shared.contract.registry import UnitDirectory
+from shared.contract.schemas import Source
+from shared.contract.topics import DEADLETTER, POSITIONS, VIDEO
+from shared.infra.kafka import Producer
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from services.ingest.domain import jt808
 from services.ingest.domain.jt808 import Frame, Jt808Error, MessageId
 from services.ingest.domain.telemetry import RejectReason
 from services.ingest.intake import Candidate, Undecodable
-from shared.registry import UnitRef
+from shared.contract.registry import UnitRef
 
 LOCATION_MESSAGES = frozenset({MessageId.LOCATION, MessageId.BATCH_LOCATION})
 

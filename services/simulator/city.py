@@ -13,8 +13,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from shared.contract.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind, Zone, ZoneClass
 from shared.geo import great_circle_m
-from shared.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind, Zone, ZoneClass
 
 CENTRE = (27.2418, 111.4672)
 """Shaoyang, Hunan: the city centre the simulation is laid out around."""

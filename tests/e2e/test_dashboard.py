@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from services.analytics.dashboard import P50_COLOUR, TARGET_COLOUR
-from shared.schemas import CallEventKind, CallEventMessage, EventSource
+from shared.contract.schemas import CallEventKind, CallEventMessage, EventSource
 from shared.settings import Settings
 from tests.conftest import TOKENS, RunningService
 from tests.harness import eventually

@@ -13,10 +13,10 @@ import httpx
 import orjson
 import pytest
 
-from shared.embedded.kafka import EmbeddedKafka
-from shared.embedded.postgres import EmbeddedPostgres
-from shared.embedded.process import port_open
-from tests.harness import free_port
+from shared.infra.embedded.kafka import EmbeddedKafka
+from shared.infra.embedded.postgres import EmbeddedPostgres
+from shared.infra.embedded.process import port_open
+from tests.harness import free_port, free_port_pair
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +35,7 @@ async def read_until(stream: asyncio.StreamReader, marker: str, timeout_s: float
 
 @pytest.mark.timeout(300)
 async def test_up_runs_the_system_on_embedded_defaults_and_stops_what_it_started(tmp_path: Path) -> None:
-    kafka_port, postgres_port = free_port(), free_port()
+    kafka_port, postgres_port = free_port_pair(), free_port()
     ingest_port, dispatcher_port, analytics_port = free_port(), free_port(), free_port()
     data_dir = tmp_path / "data"
     # PostgreSQL already running: `up` must reuse it and leave it running. Kafka is not: `up` starts and stops it.

@@ -14,10 +14,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from services.analytics.domain.latency import Event, call_facts, figures
-from shared.codec import encode
-from shared.schemas import CallEventKind, CallEventMessage, EventSource
+from shared.contract.codec import encode
+from shared.contract.schemas import CallEventKind, CallEventMessage, EventSource
+from shared.contract.topics import CALLS
 from shared.settings import Settings
-from shared.topics import CALLS
 from tests.conftest import RunningService, console
 from tests.harness import eventually, group_caught_up
 

@@ -11,10 +11,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import ProducerClosed
 
-from shared.batch_publisher import BatchPublisher, batch_publisher
-from shared.kafka import ensure_topics, started_producer
+from services.ingest.adapters.batch_publisher import BatchPublisher, batch_publisher
+from shared.contract.topics import Topic
+from shared.infra.kafka import ensure_topics, started_producer
 from shared.settings import Settings
-from shared.topics import Topic
 
 pytestmark = pytest.mark.integration
 

@@ -14,11 +14,11 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from services.dispatcher.consumer import follow_positions, tail_consumer
+from shared.contract.schemas import PositionRecord
+from shared.contract.topics import CALLS, POSITIONS, UNIT_STATUS, Topic
 from shared.geo import h3_cell
-from shared.kafka import ensure_topics, started_producer
-from shared.schemas import PositionRecord
+from shared.infra.kafka import ensure_topics, started_producer
 from shared.settings import Settings
-from shared.topics import CALLS, POSITIONS, UNIT_STATUS, Topic
 from tests.conftest import TOKENS, Fleet, RunningService, console
 from tests.harness import TopicTail, eventually
 

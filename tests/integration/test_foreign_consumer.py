@@ -12,8 +12,8 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from shared.contract.topics import POSITIONS
 from shared.settings import Settings
-from shared.topics import POSITIONS
 from tests.conftest import Fleet
 
 pytestmark = pytest.mark.integration

@@ -18,11 +18,11 @@ from aiokafka import AIOKafkaProducer
 from services.ingest.adapters.history_store import HistoryStore
 from services.ingest.history import write_history
 from services.ingest.metrics import IngestMetrics
+from shared.contract.topics import POSITIONS, VIDEO
 from shared.geo import h3_cell
-from shared.kafka import make_consumer, started_producer
-from shared.postgres import open_pool
+from shared.infra.kafka import make_consumer, started_producer
+from shared.infra.postgres import open_pool
 from shared.settings import Settings
-from shared.topics import POSITIONS, VIDEO
 from tests.conftest import Fleet, Infra, register_fleet
 from tests.harness import eventually, free_port
 

@@ -10,8 +10,8 @@ import httpx
 import orjson
 import pytest
 
+from shared.contract.topics import DEADLETTER, POSITIONS, VIDEO
 from shared.settings import Settings
-from shared.topics import DEADLETTER, POSITIONS, VIDEO
 from tests.conftest import TOKENS, Fleet, RunningService
 from tests.harness import TopicTail, eventually
 

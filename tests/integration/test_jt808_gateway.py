@@ -12,8 +12,8 @@ from aiokafka import AIOKafkaProducer
 
 from services.ingest.domain import jt808
 from services.ingest.domain.jt808 import MessageId, RegisterResult, Result
+from shared.contract.topics import DEADLETTER, JT808_CONTENT_TYPE, POSITIONS, TELEMETRY_RAW, VIDEO
 from shared.settings import Settings
-from shared.topics import DEADLETTER, JT808_CONTENT_TYPE, POSITIONS, TELEMETRY_RAW, VIDEO
 from tests.conftest import Fleet, RunningService
 from tests.harness import TopicTail, eventually
 

@@ -12,7 +12,7 @@ import asyncpg
 import orjson
 import pytest
 
-from shared.postgres import Migration, apply_migrations, bundled_migrations
+from shared.infra.postgres import Migration, apply_migrations, bundled_migrations
 from shared.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from shared.contract.topics import DEADLETTER, JT808_CONTENT_TYPE, POSITIONS, TELEMETRY_RAW
 from shared.settings import Settings
-from shared.topics import DEADLETTER, JT808_CONTENT_TYPE, POSITIONS, TELEMETRY_RAW
 from tests.conftest import Fleet, RunningService
 from tests.harness import TopicTail
 

@@ -1,7 +1,7 @@
 import pytest
 
+from shared.contract.roles import Role, generate_api_tokens, parse_api_tokens, role_of
 from shared.errors import ConfigurationError
-from shared.roles import Role, generate_api_tokens, parse_api_tokens, role_of
 
 
 def test_tokens_map_to_roles() -> None:

@@ -16,8 +16,8 @@ from services.dispatcher.domain.calls import (
     gps_arrival,
 )
 from services.dispatcher.domain.live_map import Position, UnitState
-from shared.registry import UnitKind, ZoneClass
-from shared.schemas import CallEventKind, EventSource, UnitStatus
+from shared.contract.registry import UnitKind, ZoneClass
+from shared.contract.schemas import CallEventKind, EventSource, UnitStatus
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 

@@ -1,8 +1,8 @@
 import base64
 from datetime import UTC, datetime
 
-from shared.deadletter import DEADLETTER_PAYLOAD_LIMIT, dead_letter
-from shared.schemas import Source
+from shared.contract.deadletter import DEADLETTER_PAYLOAD_LIMIT, dead_letter
+from shared.contract.schemas import Source
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 

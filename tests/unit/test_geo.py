@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.gcj02 import gcj02_to_wgs84, outside_china, wgs84_to_gcj02
+from services.ingest.domain.gcj02 import gcj02_to_wgs84, outside_china, wgs84_to_gcj02
 from shared.geo import EARTH_RADIUS_M, great_circle_m, h3_cell
 
 # Published WGS-84 / GCJ-02 pairs from googollee/eviltransform's test suite (python/test.py: shanghai, shenzhen,

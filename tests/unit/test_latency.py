@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.analytics.domain.latency import UNASSIGNED, Event, call_facts, figures, percentile
-from shared.schemas import CallEventKind
+from shared.contract.schemas import CallEventKind
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 CREATED, ASSIGNED, ON_SCENE, CLOSED = (

@@ -12,9 +12,9 @@ from services.dispatcher.domain.h3_index import ByDistance
 from services.dispatcher.domain.live_map import LiveMap, Position, UnitFilter, resolution_for
 from services.dispatcher.domain.zones import InvalidZone, ZoneDefinition, ZoneMap, validate_geometry
 from services.dispatcher.service import EtaRanking
+from shared.contract.registry import UnitKind, ZoneClass
+from shared.contract.schemas import UnitStatus
 from shared.geo import great_circle_m
-from shared.registry import UnitKind, ZoneClass
-from shared.schemas import UnitStatus
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 

@@ -1,8 +1,8 @@
 import pytest
 from pydantic import ValidationError
 
-from shared.postgres import bundled_migrations
-from shared.registry import RegistryImport, Unit, ZoneClass, normalise_terminal_id
+from shared.contract.registry import RegistryImport, Unit, ZoneClass, normalise_terminal_id
+from shared.infra.postgres import bundled_migrations
 
 
 def test_terminal_ids_from_2013_and_2019_headers_name_the_same_terminal() -> None:

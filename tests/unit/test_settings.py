@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from shared.roles import Role
+from shared.contract.roles import Role
 from shared.settings import Settings
 
 

@@ -3,9 +3,9 @@ from datetime import UTC, datetime
 
 from services.dispatcher.domain.zones import ZoneDefinition, ZoneMap, validate_geometry
 from services.simulator.city import CENTRE, Task, call_location, city_registry, vehicles_of
+from shared.contract.registry import UnitKind, ZoneClass
+from shared.contract.schemas import PositionPing
 from shared.geo import great_circle_m
-from shared.registry import UnitKind, ZoneClass
-from shared.schemas import PositionPing
 
 
 def test_the_city_has_33_platforms_of_seven_vehicles_with_distinct_terminals() -> None:

@@ -1,6 +1,6 @@
 import asyncio
 
-from shared.supervision import Supervisor
+from shared.infra.supervision import Supervisor
 
 
 async def test_a_failing_loop_is_restarted_and_a_stuck_one_does_not_block_shutdown() -> None:

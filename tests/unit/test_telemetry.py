@@ -3,11 +3,11 @@ from typing import Any
 
 import pytest
 
+from services.ingest.domain.gcj02 import wgs84_to_gcj02
 from services.ingest.domain.telemetry import RejectReason, TelemetryRejected, TelemetryRules, accept_ping
-from shared.gcj02 import wgs84_to_gcj02
+from shared.contract.registry import UnitDirectory, UnitKind, UnitRef
+from shared.contract.schemas import Gnss, PositionRecord, Source, VideoRecord, VideoState
 from shared.geo import great_circle_m, h3_cell
-from shared.registry import UnitDirectory, UnitKind, UnitRef
-from shared.schemas import Gnss, PositionRecord, Source, VideoRecord, VideoState
 
 NOW = datetime(2026, 11, 23, 8, 20, tzinfo=UTC)
 DIRECTORY = UnitDirectory.of(7, [UnitRef("SY-05-2095", "SY-05", UnitKind.PATROL_CAR, "13800138000")])

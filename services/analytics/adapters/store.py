@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from services.analytics.domain.latency import UNASSIGNED, GroupFigures, Spread
-from shared.schemas import CallEventMessage
+from shared.contract.schemas import CallEventMessage
 
 
 class GroupBy(StrEnum):

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.schemas import CallEventKind
+from shared.contract.schemas import CallEventKind
 
 UNASSIGNED = "unassigned"
 

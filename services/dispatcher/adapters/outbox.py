@@ -13,7 +13,7 @@ import logging
 
 import asyncpg
 
-from shared.kafka import Producer
+from shared.infra.kafka import Producer
 
 log = logging.getLogger(__name__)
 

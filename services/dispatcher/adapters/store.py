@@ -13,12 +13,12 @@ import orjson
 from services.dispatcher.domain.calls import Call, CallEvent, CallStatus, Decision
 from services.dispatcher.domain.live_map import Position
 from services.dispatcher.domain.zones import ZoneDefinition
-from shared.codec import encode
-from shared.postgres import Connection
-from shared.registry import Platform, RegistryImport, Unit, UnitKind, Zone, ZoneClass
-from shared.registry_store import import_registry, registry_revision
-from shared.schemas import CallEventKind, CallEventMessage, EventSource, UnitStatus, UnitStatusEvent
-from shared.topics import CALLS, UNIT_STATUS
+from shared.contract.codec import encode
+from shared.contract.registry import Platform, RegistryImport, Unit, UnitKind, Zone, ZoneClass
+from shared.contract.schemas import CallEventKind, CallEventMessage, EventSource, UnitStatus, UnitStatusEvent
+from shared.contract.topics import CALLS, UNIT_STATUS
+from shared.infra.postgres import Connection
+from shared.infra.registry_store import import_registry, registry_revision
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,9 @@ from datetime import datetime
 from enum import StrEnum
 
 from services.dispatcher.domain.live_map import Position, UnitState
+from shared.contract.registry import ZoneClass
+from shared.contract.schemas import CallEventKind, EventSource, UnitStatus
 from shared.geo import great_circle_m
-from shared.registry import ZoneClass
-from shared.schemas import CallEventKind, EventSource, UnitStatus
 
 
 class CallStatus(StrEnum):

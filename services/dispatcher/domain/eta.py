@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from shared.registry import UnitKind, ZoneClass
+from shared.contract.registry import UnitKind, ZoneClass
 
 
 class EtaModel(Protocol):

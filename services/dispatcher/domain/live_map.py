@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from services.dispatcher.domain.h3_index import Found, H3Index, Ranking, unit_vector
-from shared.registry import UnitKind
-from shared.schemas import UnitStatus
+from shared.contract.registry import UnitKind
+from shared.contract.schemas import UnitStatus
 
 _NEVER = float("-inf")
 

@@ -14,7 +14,7 @@ import shapely
 from shapely.geometry import Point, shape
 from shapely.strtree import STRtree
 
-from shared.registry import ZONE_TARGET_S, ZoneClass
+from shared.contract.registry import ZONE_TARGET_S, ZoneClass
 
 STRICTNESS: tuple[ZoneClass, ...] = (
     ZoneClass.KEY_AREA,

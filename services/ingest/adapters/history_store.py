@@ -12,8 +12,8 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import asyncpg
 
-from shared.postgres import Connection
-from shared.schemas import PositionRecord, VideoRecord
+from shared.contract.schemas import PositionRecord, VideoRecord
+from shared.infra.postgres import Connection
 
 _POSITION_COLUMNS = (
     "unit_id",

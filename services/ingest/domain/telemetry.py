@@ -13,10 +13,10 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import TypeAdapter, ValidationError
 
-from shared.gcj02 import gcj02_to_wgs84
+from services.ingest.domain.gcj02 import gcj02_to_wgs84
+from shared.contract.registry import UnitDirectory
+from shared.contract.schemas import Crs, Ping, PositionPing, Source, VideoPing
 from shared.geo import h3_cell
-from shared.registry import UnitDirectory
-from shared.schemas import Crs, Ping, PositionPing, Source, VideoPing
 
 _PING = TypeAdapter[PositionPing | VideoPing](Ping)
 

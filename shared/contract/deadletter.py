@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from datetime import datetime
 
-from shared.schemas import DeadLetter, Source
+from shared.contract.schemas import DeadLetter, Source
 
 DEADLETTER_PAYLOAD_LIMIT = 256 * 1024
 """Dead letters keep at most this much of the original payload, well under Kafka's 1 MiB record limit."""

@@ -11,8 +11,8 @@ import logging
 
 import asyncpg
 
-from shared.registry import UnitDirectory
-from shared.registry_store import load_unit_directory, registry_revision
+from shared.contract.registry import UnitDirectory
+from shared.infra.registry_store import load_unit_directory, registry_revision
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""Bearer-token auth of contract section 7 over FastAPI: routes name the roles (`shared/roles.py`) they admit."""
+"""Bearer-token auth of contract section 7 over FastAPI: routes name the roles they admit
+(`shared/contract/roles.py`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from shared.roles import Role, role_of
+from shared.contract.roles import Role, role_of
 
 _bearer = HTTPBearer(auto_error=False)
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]

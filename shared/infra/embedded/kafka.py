@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from shared.embedded.process import port_open, read_pid, spawn_detached, terminate
 from shared.errors import ConfigurationError, InfrastructureError
-from shared.kafka import describe_cluster
+from shared.infra.embedded.process import port_open, read_pid, spawn_detached, terminate
+from shared.infra.kafka import describe_cluster
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def ensure_jars() -> Path:
             "Maven (mvn) is needed once to fetch the Kafka jars; install it: apt-get install maven"
         )
     libs.mkdir(parents=True, exist_ok=True)
-    pom = resources.files("shared.embedded").joinpath("kafka-pom.xml")
+    pom = resources.files("shared.infra.embedded").joinpath("kafka-pom.xml")
     with resources.as_file(pom) as pom_path:
         log.info("fetching Kafka %s jars from Maven Central into %s", KAFKA_VERSION, libs)
         result = subprocess.run(
@@ -192,7 +192,7 @@ class EmbeddedKafka:
 
     def _write_config(self) -> Path:
         (self.home / "log4j2.properties").write_bytes(
-            resources.files("shared.embedded").joinpath("log4j2.properties").read_bytes()
+            resources.files("shared.infra.embedded").joinpath("log4j2.properties").read_bytes()
         )
         properties = self.home / "server.properties"
         properties.write_text(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncpg
 import orjson
 
+from shared.contract.registry import RegistryImport, UnitDirectory, UnitKind, UnitRef
 from shared.errors import KuaijingError
-from shared.postgres import Connection
-from shared.registry import RegistryImport, UnitDirectory, UnitKind, UnitRef
+from shared.infra.postgres import Connection
 
 
 class RegistryConflict(KuaijingError):  # noqa: N818 - answered as 409 "conflict"

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from shared.kafka import ensure_topics, started_producer
-from shared.postgres import apply_migrations, open_pool
-from shared.probes import Readiness
+from shared.infra.kafka import ensure_topics, started_producer
+from shared.infra.postgres import apply_migrations, open_pool
 from shared.settings import Settings
+from shared.web.probes import Readiness
 
 
 @dataclass(frozen=True, slots=True)

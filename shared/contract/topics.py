@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from shared.schemas import CallEventMessage, DeadLetter, PositionRecord, UnitStatusEvent, VideoRecord
+from shared.contract.schemas import CallEventMessage, DeadLetter, PositionRecord, UnitStatusEvent, VideoRecord
 
 _DAY_MS = 24 * 60 * 60 * 1000
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.schemas import Latitude, Longitude, PlatformId, UnitId
+from shared.contract.schemas import Latitude, Longitude, PlatformId, UnitId
 
 
 class PlatformKind(StrEnum):

@@ -15,8 +15,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from shared.contract.topics import ALL_TOPICS, Topic
 from shared.errors import InfrastructureError
-from shared.topics import ALL_TOPICS, Topic
 
 log = logging.getLogger(__name__)
 

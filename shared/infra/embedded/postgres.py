@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.embedded.process import port_open
 from shared.errors import ConfigurationError, InfrastructureError
+from shared.infra.embedded.process import port_open
 
 log = logging.getLogger(__name__)
 

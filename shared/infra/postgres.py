@@ -32,7 +32,7 @@ class Migration:
 
 def bundled_migrations() -> list[Migration]:
     found = []
-    for entry in resources.files("shared.migrations").iterdir():
+    for entry in resources.files("shared.infra.migrations").iterdir():
         match = _MIGRATION_NAME.match(entry.name)
         if match:
             found.append(Migration(int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))

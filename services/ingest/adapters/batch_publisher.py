@@ -31,8 +31,9 @@ class _Batch:
 
 
 class BatchPublisher:
-    """The `shared.kafka.Producer` slice, over an AIOKafkaProducer: `send` returns once the record is in a batch, and
-    its future resolves when the broker acknowledged that batch (acks=all), or raises if it was not delivered."""
+    """The `shared.infra.kafka.Producer` slice, over an AIOKafkaProducer: `send` returns once the record is in a
+    batch, and its future resolves when the broker acknowledged that batch (acks=all), or raises if it was not
+    delivered."""
 
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self._producer = producer

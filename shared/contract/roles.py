@@ -1,5 +1,5 @@
 """Who may do what (contract section 7): API tokens map to roles. Plain Python, so settings and the CLI can read
-tokens without loading the web framework that enforces them (`shared/auth.py`)."""
+tokens without loading the web framework that enforces them (`shared/web/auth.py`)."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from services.analytics.adapters.store import AnalyticsStore, GroupBy
 from services.analytics.dashboard import Today, render_dashboard
 from services.analytics.domain.latency import GroupFigures, Spread
 from shared.contract.roles import Role
+from shared.errors import InvalidError
 from shared.web.auth import require_role
 
 router = APIRouter()
@@ -112,7 +113,7 @@ async def response_times(
     end = end or datetime.now(UTC)
     start = start or end - timedelta(days=1)
     if start >= end:
-        return JSONResponse({"detail": {"field": "from", "error": "must be before to"}}, status_code=422)
+        raise InvalidError("must be before to", field="from")
     groups = await store.report(group_by, start=start, end=end, tz=request.app.state.settings.report_timezone)
     if _wants_csv(request, fmt):
         header = ["key", "calls", "not_arrived"]

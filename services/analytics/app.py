@@ -17,6 +17,7 @@ from shared.contract.topics import CALLS
 from shared.infra.kafka import Producer, started_consumer
 from shared.infra.supervision import Supervisor
 from shared.settings import Settings
+from shared.web.errors import install_error_handlers
 from shared.web.probes import Readiness, probes_router
 from shared.web.service import open_service_resources, register_readiness
 
@@ -50,6 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.include_router(router)
+    install_error_handlers(app)
     app.include_router(probes_router(registry, readiness))
     return app
 

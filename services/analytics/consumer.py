@@ -12,8 +12,9 @@ from pydantic import ValidationError
 from services.analytics.adapters.store import AnalyticsStore
 from shared.contract.codec import encode
 from shared.contract.deadletter import dead_letter
-from shared.contract.schemas import CallEventMessage, Source
+from shared.contract.schemas import CallEventMessage, RejectReason, Source
 from shared.contract.topics import DEADLETTER
+from shared.errors import RejectedError
 from shared.infra.kafka import Producer
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ async def consume_call_events(
                     origin = f"{record.topic}/{record.partition}/{record.offset}"
                     log.warning("skipped a bad call event at %s: %s", origin, e)
                     letter = dead_letter(
-                        record.value or b"", error=str(e), reason="invalid_value", source=Source.KAFKA,
+                        record.value or b"", RejectedError(RejectReason.INVALID_VALUE, str(e)), source=Source.KAFKA,
                         now=datetime.now(UTC), origin=origin,
                     )  # fmt: skip
                     await (await producer.send(DEADLETTER.name, encode(letter), key=record.key or b""))

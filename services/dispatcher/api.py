@@ -16,7 +16,7 @@ from services.dispatcher.domain.calls import Call, CallStatus
 from services.dispatcher.domain.live_map import UnitFilter, UnitState
 from services.dispatcher.domain.zones import validate_geometry
 from services.dispatcher.events import is_closing
-from services.dispatcher.service import DispatchService, NewCall, NotFoundError, Order, Recommendation
+from services.dispatcher.service import DispatchService, NewCall, Order, Recommendation
 from shared.contract.registry import (
     MultiPolygon,
     Platform,
@@ -30,6 +30,7 @@ from shared.contract.registry import (
 )
 from shared.contract.roles import Role
 from shared.contract.schemas import CallEventMessage, Latitude, Longitude, UnitStatus
+from shared.errors import NotFoundError
 from shared.web.auth import require_role
 
 router = APIRouter()
@@ -135,7 +136,7 @@ async def put_platform(platform_id: str, body: PlatformBody, service: Service) -
 async def put_unit(unit_id: str, body: UnitBody, service: Service) -> Unit:
     unit = Unit(id=unit_id, **body.model_dump())
     if not await service.store.platforms(unit.platform_id):
-        raise NotFoundError(f"platform_id: no platform {unit.platform_id!r}")
+        raise NotFoundError(field="platform_id", error=f"no platform {unit.platform_id!r}")
     await service.import_registry(RegistryImport(units=[unit]))
     return unit
 
@@ -153,7 +154,7 @@ async def import_registry(document: RegistryImport, service: Service) -> ImportC
     known = {p.id for p in await service.store.platforms()} | {p.id for p in document.platforms}
     for index, unit in enumerate(document.units):
         if unit.platform_id not in known:
-            raise NotFoundError(f"units.{index}.platform_id: no platform {unit.platform_id!r}")
+            raise NotFoundError(field=f"units.{index}.platform_id", error=f"no platform {unit.platform_id!r}")
     for zone in document.zones:
         validate_geometry(zone.geometry_json())
     return ImportCounts(**await service.import_registry(document))
@@ -168,7 +169,7 @@ async def list_platforms(service: Service) -> list[Platform]:
 async def get_platform(platform_id: str, service: Service) -> Platform:
     found = await service.store.platforms(platform_id)
     if not found:
-        raise NotFoundError(f"platform_id: no platform {platform_id!r}")
+        raise NotFoundError(field="platform_id", error=f"no platform {platform_id!r}")
     return found[0]
 
 
@@ -192,7 +193,7 @@ async def list_zones(service: Service) -> list[Zone]:
 async def get_zone(zone_id: str, service: Service) -> Zone:
     found = await service.store.zones(zone_id)
     if not found:
-        raise NotFoundError(f"zone_id: no zone {zone_id!r}")
+        raise NotFoundError(field="zone_id", error=f"no zone {zone_id!r}")
     return found[0]
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from services.dispatcher.adapters.outbox import OutboxRelay
 from services.dispatcher.adapters.store import DispatchStore
@@ -22,16 +21,14 @@ from services.dispatcher.consumer import (
     history_offsets,
     tail_consumer,
 )
-from services.dispatcher.domain.calls import DispatchConflict, DispatchInvalid
 from services.dispatcher.domain.eta import CircuityEta
-from services.dispatcher.domain.zones import InvalidZone
 from services.dispatcher.events import EventHub
 from services.dispatcher.metrics import DispatcherMetrics
-from services.dispatcher.service import DispatchRules, DispatchService, NotFoundError
+from services.dispatcher.service import DispatchRules, DispatchService
 from shared.contract.topics import POSITIONS, UNIT_STATUS
-from shared.infra.registry_store import RegistryConflict
 from shared.infra.supervision import Supervisor
 from shared.settings import Settings
+from shared.web.errors import install_error_handlers
 from shared.web.probes import Readiness, probes_router
 from shared.web.service import open_service_resources, register_readiness
 
@@ -113,26 +110,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = metrics
     app.include_router(router)
     app.include_router(probes_router(metrics.registry, readiness))
-    _install_error_handlers(app)
+    install_error_handlers(app)
     return app
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    def handler(code: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
-        async def respond(_request: Request, exc: Exception) -> JSONResponse:
-            field, sep, reason = str(exc).partition(": ")
-            detail = (
-                {"field": field, "error": reason} if sep and " " not in field else {"field": None, "error": str(exc)}
-            )
-            return JSONResponse({"detail": detail}, status_code=code)
-
-        return respond
-
-    app.add_exception_handler(NotFoundError, handler(404))
-    app.add_exception_handler(DispatchConflict, handler(409))
-    app.add_exception_handler(DispatchInvalid, handler(422))
-    app.add_exception_handler(InvalidZone, handler(422))
-    app.add_exception_handler(RegistryConflict, handler(409))
 
 
 async def _follow_registry(service: DispatchService, poll_s: float) -> None:

@@ -20,8 +20,9 @@ from pydantic import ValidationError
 from services.dispatcher.service import DispatchService
 from shared.contract.codec import encode
 from shared.contract.deadletter import dead_letter
-from shared.contract.schemas import PositionRecord, Source, UnitStatusEvent
+from shared.contract.schemas import PositionRecord, RejectReason, Source, UnitStatusEvent
 from shared.contract.topics import DEADLETTER, POSITIONS, Topic
+from shared.errors import RejectedError
 from shared.infra.kafka import Producer
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,10 @@ async def follow_statuses(*, consumer: AIOKafkaConsumer, service: DispatchServic
 async def _reject(producer: Producer, payload: bytes, error: str, origin: str) -> None:
     log.warning("skipped a bad record at %s: %s", origin, error)
     letter = dead_letter(
-        payload, error=error, reason="invalid_value", source=Source.KAFKA, now=datetime.now(UTC), origin=origin
+        payload,
+        RejectedError(RejectReason.INVALID_VALUE, error),
+        source=Source.KAFKA,
+        now=datetime.now(UTC),
+        origin=origin,
     )
     await (await producer.send(DEADLETTER.name, encode(letter), key=b""))

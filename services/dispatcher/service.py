@@ -20,7 +20,7 @@ from enum import StrEnum
 from services.dispatcher.adapters.outbox import OutboxRelay
 from services.dispatcher.adapters.store import DispatchStore, call_event_message
 from services.dispatcher.domain import calls as rules
-from services.dispatcher.domain.calls import Call, Decision, DispatchConflict
+from services.dispatcher.domain.calls import Call, Decision
 from services.dispatcher.domain.eta import EtaModel
 from services.dispatcher.domain.h3_index import ByDistance, Found
 from services.dispatcher.domain.live_map import LiveMap, Position, UnitFilter, UnitState
@@ -28,6 +28,7 @@ from services.dispatcher.domain.zones import ZoneMap
 from services.dispatcher.events import EventHub
 from shared.contract.registry import RegistryImport, UnitKind, ZoneClass
 from shared.contract.schemas import CallEventKind, EventSource, PositionRecord, UnitStatus, UnitStatusEvent
+from shared.errors import ConflictError, NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,6 @@ log = logging.getLogger(__name__)
 class Order(StrEnum):
     ETA = "eta"
     DISTANCE = "distance"
-
-
-class NotFoundError(LookupError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -170,7 +167,7 @@ class DispatchService:
     def unit(self, unit_id: str) -> UnitState:
         unit = self.live_map.units.get(unit_id)
         if unit is None:
-            raise NotFoundError(f"unit_id: no unit {unit_id!r}")
+            raise NotFoundError(field="unit_id", error=f"no unit {unit_id!r}")
         return unit
 
     def online(self, unit: UnitState, now: datetime) -> bool:
@@ -207,7 +204,7 @@ class DispatchService:
     async def call(self, call_id: str) -> Call:
         call = self.open_calls.get(call_id) or await self.store.call(call_id)
         if call is None:
-            raise NotFoundError(f"call_id: no call {call_id!r}")
+            raise NotFoundError(field="call_id", error=f"no call {call_id!r}")
         return call
 
     # changes
@@ -286,8 +283,8 @@ class DispatchService:
         if call is not None:
             return call
         if await self.store.call(call_id) is not None:
-            raise DispatchConflict(f"call {call_id} is closed")
-        raise NotFoundError(f"call_id: no call {call_id!r}")
+            raise ConflictError(f"call {call_id} is closed")
+        raise NotFoundError(field="call_id", error=f"no call {call_id!r}")
 
     def _apply(self, decision: Decision) -> None:
         for event in decision.events:

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from services.ingest.domain.telemetry import RejectReason
-from services.ingest.intake import Candidate, TelemetryIntake, Undecodable
+from services.ingest.intake import Candidate, TelemetryIntake
 from shared.contract.codec import decode
 from shared.contract.roles import Role
-from shared.contract.schemas import Source
+from shared.contract.schemas import RejectReason, Source
+from shared.errors import RejectedError, TooLargeError, UnreadableError
 from shared.web.auth import require_role
 
 router = APIRouter(tags=["telemetry"])
@@ -30,24 +30,16 @@ class TelemetryAccepted(BaseModel):
     rejected: list[RejectedItem]
 
 
-class BodyTooLarge(Exception):  # noqa: N818 - mapped straight to 413
-    pass
-
-
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
+        raise TooLargeError(f"larger than {limit} bytes", field="body")
     chunks = bytearray()
     async for chunk in request.stream():
         chunks += chunk
         if len(chunks) > limit:
-            raise BodyTooLarge
+            raise TooLargeError(f"larger than {limit} bytes", field="body")
     return bytes(chunks)
-
-
-def _error(code: int, field: str, error: str) -> JSONResponse:
-    return JSONResponse({"detail": {"field": field, "error": error}}, status_code=code)
 
 
 def _ndjson_candidates(body: bytes) -> list[Candidate] | None:
@@ -61,7 +53,7 @@ def _ndjson_candidates(body: bytes) -> list[Candidate] | None:
             value: Any = decode(line)
             parsed_any = True
         except ValueError as e:
-            value = Undecodable(RejectReason.INVALID_JSON, f"line: not JSON ({e})")
+            value = RejectedError(RejectReason.INVALID_JSON, f"line: not JSON ({e})")
         candidates.append(Candidate(value=value, payload=line, key=_key_of(value)))
     return candidates if parsed_any else None
 
@@ -94,10 +86,7 @@ async def post_telemetry(
 ) -> JSONResponse:
     settings = request.app.state.settings
     intake: TelemetryIntake = request.app.state.intake
-    try:
-        body = await _read_body(request, settings.max_body_bytes)
-    except BodyTooLarge:
-        return _error(413, "body", f"larger than {settings.max_body_bytes} bytes")
+    body = await _read_body(request, settings.max_body_bytes)
 
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     candidates: list[Candidate] | None
@@ -115,12 +104,12 @@ async def post_telemetry(
                 candidates = [Candidate(value=value, payload=body, key=_key_of(value))]
     if candidates is None:
         await intake.submit(
-            [Candidate(value=Undecodable(RejectReason.INVALID_JSON, "body: not JSON"), payload=body)],
+            [Candidate(value=RejectedError(RejectReason.INVALID_JSON, "body: not JSON"), payload=body)],
             source=Source.HTTP,
         )
-        return _error(400, "body", "not JSON (send a ping object, a JSON array of pings, or NDJSON)")
+        raise UnreadableError("not JSON (send a ping object, a JSON array of pings, or NDJSON)", field="body")
     if len(candidates) > settings.max_batch_items:
-        return _error(413, "body", f"{len(candidates)} pings; at most {settings.max_batch_items} per request")
+        raise TooLargeError(f"{len(candidates)} pings; at most {settings.max_batch_items} per request", field="body")
 
     rejections = await intake.submit(candidates, source=Source.HTTP)
     answer = TelemetryAccepted(

@@ -10,9 +10,7 @@ from datetime import timedelta
 from functools import partial
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from services.ingest.adapters.batch_publisher import batch_publisher
 from services.ingest.adapters.history_store import HistoryStore
@@ -30,6 +28,7 @@ from shared.contract.topics import POSITIONS, TELEMETRY_RAW, VIDEO
 from shared.infra.kafka import started_consumer
 from shared.infra.supervision import Supervisor
 from shared.settings import Settings
+from shared.web.errors import install_error_handlers
 from shared.web.probes import Readiness, probes_router
 from shared.web.service import open_service_resources, register_readiness
 
@@ -111,15 +110,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.include_router(router)
+    install_error_handlers(app)
     app.include_router(probes_router(metrics.registry, readiness))
-
-    @app.exception_handler(KafkaError)
-    async def kafka_unavailable(_request: Request, exc: KafkaError) -> JSONResponse:
-        log.error("Kafka did not acknowledge: %s", exc)
-        return JSONResponse(
-            {"detail": {"field": "kafka", "error": f"not acknowledged ({type(exc).__name__}); retry"}},
-            status_code=503,
-        )
 
     return app
 

@@ -10,14 +10,14 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from services.ingest.domain import jt808
-from services.ingest.domain.telemetry import RejectReason
-from services.ingest.intake import Candidate, TelemetryIntake, Undecodable
+from services.ingest.intake import Candidate, TelemetryIntake
 from services.ingest.metrics import IngestMetrics
 from services.ingest.terminal_frames import LOCATION_MESSAGES, location_candidates, rejected
 from shared.contract.codec import decode
 from shared.contract.registry import UnitDirectory
-from shared.contract.schemas import Source
+from shared.contract.schemas import RejectReason, Source
 from shared.contract.topics import JT808_CONTENT_TYPE
+from shared.errors import RejectedError
 from shared.infra.kafka import consumer_lag
 
 _MAX_IN_FLIGHT = 2
@@ -33,7 +33,7 @@ def _candidates(record: ConsumerRecord[bytes, bytes], directory: UnitDirectory) 
     try:
         value = decode(payload)
     except ValueError as e:
-        value = Undecodable(RejectReason.INVALID_JSON, f"body: not JSON ({e})")
+        value = RejectedError(RejectReason.INVALID_JSON, f"body: not JSON ({e})")
     return [Candidate(value=value, payload=payload, key=record.key, origin=origin)]
 
 

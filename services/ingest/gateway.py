@@ -15,18 +15,17 @@ import resource
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
 from services.ingest.adapters.terminal_store import TerminalStore
 from services.ingest.domain import jt808
 from services.ingest.domain.jt808 import Frame, Jt808Error, MessageId, RegisterResult, Result
-from services.ingest.domain.telemetry import RejectReason
 from services.ingest.intake import Candidate, TelemetryIntake
 from services.ingest.metrics import IngestMetrics
 from services.ingest.terminal_frames import LOCATION_MESSAGES, location_candidates, rejected
 from shared.contract.registry import UnitDirectory, UnitRef
-from shared.contract.schemas import Source
+from shared.contract.schemas import RejectReason, Source
+from shared.errors import UnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +115,7 @@ class Jt808Gateway:
                     return
         except (ConnectionError, OSError) as e:
             log.info("connection %s (%s) lost: %s", peer, _who(session), e)
-        except KafkaError as e:
+        except UnavailableError as e:
             # Nothing unacknowledged was answered with 0x8001, so the terminal re-sends it after reconnecting.
             log.warning("closing %s (%s): Kafka did not acknowledge (%s)", peer, _who(session), e)
         finally:

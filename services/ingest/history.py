@@ -13,12 +13,12 @@ from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 
 from services.ingest.adapters.history_store import HistoryStore
-from services.ingest.domain.telemetry import RejectReason
 from services.ingest.metrics import IngestMetrics
 from shared.contract.codec import encode
 from shared.contract.deadletter import dead_letter
-from shared.contract.schemas import PositionRecord, Source, VideoRecord
+from shared.contract.schemas import PositionRecord, RejectReason, Source, VideoRecord
 from shared.contract.topics import DEADLETTER, POSITIONS, VIDEO
+from shared.errors import RejectedError
 from shared.infra.kafka import Producer, consumer_lag
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,7 @@ async def write_history(
             log.warning("history writer skipped an undecodable record at %s: %s", origin, error)
             letter = dead_letter(
                 record.value or b"",
-                error=error,
-                reason=RejectReason.INVALID_VALUE.value,
+                RejectedError(RejectReason.INVALID_VALUE, error),
                 source=Source.KAFKA,
                 now=datetime.now(UTC),
                 origin=origin,

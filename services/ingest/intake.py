@@ -14,24 +14,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from services.ingest.domain.telemetry import RejectReason, TelemetryRejected, TelemetryRules, accept_ping
+from services.ingest.domain.telemetry import TelemetryRules, accept_ping
 from services.ingest.metrics import IngestMetrics
 from shared.contract.codec import encode, encode_obj
 from shared.contract.deadletter import dead_letter
 from shared.contract.registry import UnitDirectory
-from shared.contract.schemas import Source
+from shared.contract.schemas import RejectReason, Source
 from shared.contract.topics import DEADLETTER, POSITIONS, VIDEO
+from shared.errors import RejectedError
 from shared.infra.kafka import Producer
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Undecodable:
-    """Stands for a payload that could not be decoded into a ping at all (not JSON, unsupported format)."""
-
-    reason: RejectReason
-    error: str
 
 
 @dataclass(slots=True)
@@ -39,7 +32,8 @@ class Candidate:
     """Not frozen on purpose: one is built per record on the hot path, and frozen dataclasses cost twice as much."""
 
     value: Any
-    """The decoded JSON value, or `Undecodable`."""
+    """The decoded JSON value, or the `RejectedError` of a payload that is not a ping at all (not JSON, a bad
+    frame), which goes straight to the dead-letter topic."""
     payload: bytes | None = None
     """The original bytes for the dead letter; None means re-encode `value` (an item of a JSON array)."""
     key: bytes | None = None
@@ -93,10 +87,10 @@ class TelemetryIntake:
         started = time.perf_counter()
         for index, candidate in enumerate(candidates):
             try:
-                if isinstance(candidate.value, Undecodable):
-                    raise TelemetryRejected(candidate.value.reason, candidate.value.error)
+                if isinstance(candidate.value, RejectedError):
+                    raise candidate.value
                 accepted = accept_ping(candidate.value, directory=directory, source=source, now=now, rules=self._rules)
-            except TelemetryRejected as rejected:
+            except RejectedError as rejected:
                 rejections.append(Rejection(index, rejected.reason, rejected.error))
                 sends.append(await self._dead_letter(candidate, rejected, source=source, now=now))
                 continue
@@ -130,16 +124,9 @@ class TelemetryIntake:
             self._metrics.rejected.labels(rejection.reason.value, source.value).inc()
 
     async def _dead_letter(
-        self, candidate: Candidate, rejected: TelemetryRejected, *, source: Source, now: datetime
+        self, candidate: Candidate, rejected: RejectedError, *, source: Source, now: datetime
     ) -> asyncio.Future[Any]:
         payload = candidate.payload if candidate.payload is not None else encode_obj(candidate.value)
-        letter = dead_letter(
-            payload,
-            error=rejected.error,
-            reason=rejected.reason.value,
-            source=source,
-            now=now,
-            origin=candidate.origin,
-        )
+        letter = dead_letter(payload, rejected, source=source, now=now, origin=candidate.origin)
         log.debug("rejected %s ping (%s): %s", source.value, rejected.reason.value, rejected.error)
         return await self._producer.send(DEADLETTER.name, encode(letter), key=candidate.key or b"")

@@ -9,9 +9,10 @@ from datetime import timedelta, timezone
 
 from services.ingest.domain import jt808
 from services.ingest.domain.jt808 import Frame, Jt808Error, MessageId
-from services.ingest.domain.telemetry import RejectReason
-from services.ingest.intake import Candidate, Undecodable
+from services.ingest.intake import Candidate
 from shared.contract.registry import UnitRef
+from shared.contract.schemas import RejectReason
+from shared.errors import RejectedError
 
 LOCATION_MESSAGES = frozenset({MessageId.LOCATION, MessageId.BATCH_LOCATION})
 
@@ -23,7 +24,7 @@ def clock_of(unit: UnitRef) -> timezone:
 def rejected(
     wire: bytes, reason: RejectReason, error: str, *, key: bytes = b"", origin: str | None = None
 ) -> Candidate:
-    return Candidate(value=Undecodable(reason, error), payload=wire, key=key, origin=origin)
+    return Candidate(value=RejectedError(reason, error), payload=wire, key=key, origin=origin)
 
 
 def location_candidates(frame: Frame, wire: bytes, *, unit: UnitRef, origin: str | None = None) -> list[Candidate]:

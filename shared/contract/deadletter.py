@@ -6,21 +6,17 @@ import base64
 from datetime import datetime
 
 from shared.contract.schemas import DeadLetter, Source
+from shared.errors import RejectedError
 
 DEADLETTER_PAYLOAD_LIMIT = 256 * 1024
 """Dead letters keep at most this much of the original payload, well under Kafka's 1 MiB record limit."""
 
 
 def dead_letter(
-    payload: bytes,
-    *,
-    error: str,
-    reason: str,
-    source: Source,
-    now: datetime,
-    origin: str | None = None,
+    payload: bytes, rejected: RejectedError, *, source: Source, now: datetime, origin: str | None = None
 ) -> DeadLetter:
-    """Original text when it is UTF-8, base64 otherwise; truncated past `DEADLETTER_PAYLOAD_LIMIT`."""
+    """The one translation of an error into a dead letter: its reason and message, with the original payload (text
+    when it is UTF-8, base64 otherwise; truncated past `DEADLETTER_PAYLOAD_LIMIT`)."""
     truncated = len(payload) > DEADLETTER_PAYLOAD_LIMIT
     kept = payload[:DEADLETTER_PAYLOAD_LIMIT]
     try:
@@ -28,8 +24,8 @@ def dead_letter(
     except UnicodeDecodeError:
         text, encoding = base64.b64encode(kept).decode("ascii"), "base64"
     return DeadLetter(
-        error=error,
-        reason=reason,
+        error=str(rejected),
+        reason=rejected.reason.value,
         source=source,
         received_at=now,
         payload=text,

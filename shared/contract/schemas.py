@@ -157,6 +157,24 @@ class VideoRecord(_Outbound):
     received_at: datetime
 
 
+class RejectReason(StrEnum):
+    """Why input was refused: the `reason` of a dead letter and the label of the rejection metrics."""
+
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    UNKNOWN_KIND = "unknown_kind"
+    MISSING_FIELD = "missing_field"
+    OUT_OF_RANGE = "out_of_range"
+    INVALID_VALUE = "invalid_value"
+    TIMESTAMP_WITHOUT_OFFSET = "timestamp_without_offset"
+    FUTURE_TIMESTAMP = "future_timestamp"
+    UNKNOWN_UNIT = "unknown_unit"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    INVALID_FRAME = "invalid_frame"
+    UNKNOWN_TERMINAL = "unknown_terminal"
+    UNAUTHENTICATED = "unauthenticated"
+
+
 class DeadLetter(_Outbound):
     """`kuaijing.deadletter` value. `reason` (a stable code for alerting) and `origin` are extensions."""
 

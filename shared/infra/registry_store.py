@@ -6,22 +6,18 @@ import asyncpg
 import orjson
 
 from shared.contract.registry import RegistryImport, UnitDirectory, UnitKind, UnitRef
-from shared.errors import KuaijingError
+from shared.errors import ConflictError
 from shared.infra.postgres import Connection
-
-
-class RegistryConflict(KuaijingError):  # noqa: N818 - answered as 409 "conflict"
-    """The database refused a registry write: it contradicts what is already registered."""
 
 
 async def import_registry(conn: Connection, document: RegistryImport) -> dict[str, int]:
     """Upsert everything in one transaction, platforms first so units can refer to them; a document the database
-    refuses (a unit of an unknown platform, a terminal already on another unit) raises `RegistryConflict`."""
+    refuses (a unit of an unknown platform, a terminal already on another unit) raises `ConflictError`."""
     try:
         return await _import(conn, document)
     except asyncpg.IntegrityConstraintViolationError as e:
         detail = f" ({e.detail})" if getattr(e, "detail", None) else ""
-        raise RegistryConflict(f"registry: {e.message}{detail}") from e
+        raise ConflictError(field="registry", error=f"{e.message}{detail}") from e
 
 
 async def _import(conn: Connection, document: RegistryImport) -> dict[str, int]:

@@ -13,6 +13,7 @@ from aiokafka.errors import ProducerClosed
 
 from services.ingest.adapters.batch_publisher import BatchPublisher, batch_publisher
 from shared.contract.topics import Topic
+from shared.errors import UnavailableError
 from shared.infra.kafka import ensure_topics, started_producer
 from shared.settings import Settings
 
@@ -77,6 +78,7 @@ async def test_a_batch_kafka_refuses_fails_every_sender_waiting_on_it(settings: 
         first = await publisher.send(topic.name, b"{}", key=b"k")
         second = await publisher.send(topic.name, b"{}", key=b"k")
         for delivered in (first, second):
-            with pytest.raises(ProducerClosed):
+            with pytest.raises(UnavailableError) as refused:
                 await delivered
+            assert isinstance(refused.value.__cause__, ProducerClosed)
         await publisher.drain()

@@ -8,8 +8,6 @@ import pytest
 
 from services.dispatcher.domain.calls import (
     Call,
-    DispatchConflict,
-    DispatchInvalid,
     assign,
     change_status,
     created,
@@ -18,6 +16,7 @@ from services.dispatcher.domain.calls import (
 from services.dispatcher.domain.live_map import Position, UnitState
 from shared.contract.registry import UnitKind, ZoneClass
 from shared.contract.schemas import CallEventKind, EventSource, UnitStatus
+from shared.errors import ConflictError, InvalidError
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
@@ -55,7 +54,7 @@ def test_assigning_an_available_unit_dispatches_it_and_names_its_platform() -> N
     "status", [UnitStatus.DISPATCHED, UnitStatus.EN_ROUTE, UnitStatus.ON_SCENE, UnitStatus.OFF_DUTY]
 )
 def test_a_unit_that_is_not_available_cannot_be_assigned(status: UnitStatus) -> None:
-    with pytest.raises(DispatchConflict, match="not available"):
+    with pytest.raises(ConflictError, match="not available"):
         assign(new_call(), unit(status=status), ts=T0, source=EventSource.CONSOLE)
 
 
@@ -97,14 +96,14 @@ def test_a_call_stays_open_while_another_unit_is_still_on_it() -> None:
 
 
 def test_dispatched_without_a_call_is_meaningless() -> None:
-    with pytest.raises(DispatchInvalid):
+    with pytest.raises(InvalidError):
         change_status(unit(), UnitStatus.DISPATCHED, call=None, ts=T0, source=EventSource.CONSOLE)
 
 
 def test_a_closed_call_takes_no_more_units() -> None:
     call = new_call()
     call.status = call.status.CLOSED
-    with pytest.raises(DispatchConflict, match="closed"):
+    with pytest.raises(ConflictError, match="closed"):
         assign(call, unit(), ts=T0, source=EventSource.CONSOLE)
 
 
@@ -141,10 +140,10 @@ def test_gps_arrival_of_a_unit_not_on_the_call_is_ignored() -> None:
 
 def test_changes_are_judged_in_event_time() -> None:
     call, u = new_call(), unit()
-    with pytest.raises(DispatchInvalid, match="before the call was received"):
+    with pytest.raises(InvalidError, match="before the call was received"):
         assign(call, u, ts=T0 - timedelta(seconds=1), source=EventSource.CONSOLE)
     apply(call, u, assign(call, u, ts=T0 + timedelta(seconds=30), source=EventSource.CONSOLE))
-    with pytest.raises(DispatchConflict, match="before unit U1's current status"):
+    with pytest.raises(ConflictError, match="before unit U1's current status"):
         change_status(u, UnitStatus.EN_ROUTE, call=call, ts=T0 + timedelta(seconds=29), source=EventSource.CONSOLE)
     stale_fix = Position(T0 + timedelta(seconds=20), call.lat, call.lon)
     assert gps_arrival(call, u, stale_fix, radius_m=100) is None

@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 from services.dispatcher.domain.eta import CircuityEta
 from services.dispatcher.domain.h3_index import ByDistance
 from services.dispatcher.domain.live_map import LiveMap, Position, UnitFilter, resolution_for
-from services.dispatcher.domain.zones import InvalidZone, ZoneDefinition, ZoneMap, validate_geometry
+from services.dispatcher.domain.zones import ZoneDefinition, ZoneMap, validate_geometry
 from services.dispatcher.service import EtaRanking
 from shared.contract.registry import UnitKind, ZoneClass
 from shared.contract.schemas import UnitStatus
+from shared.errors import InvalidError
 from shared.geo import great_circle_m
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -124,7 +125,7 @@ def test_a_point_takes_the_strictest_class_of_the_zones_containing_it_and_rural_
 
 def test_self_intersecting_zones_are_refused() -> None:
     bow_tie = {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}
-    with pytest.raises(InvalidZone, match="invalid polygon"):
+    with pytest.raises(InvalidError, match="invalid polygon"):
         validate_geometry(bow_tie)
     validate_geometry(square(0, 0, 1))
 

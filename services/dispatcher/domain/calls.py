@@ -14,20 +14,13 @@ from enum import StrEnum
 from services.dispatcher.domain.live_map import Position, UnitState
 from shared.contract.registry import ZoneClass
 from shared.contract.schemas import CallEventKind, EventSource, UnitStatus
+from shared.errors import ConflictError, InvalidError
 from shared.geo import great_circle_m
 
 
 class CallStatus(StrEnum):
     OPEN = "open"
     CLOSED = "closed"
-
-
-class DispatchConflict(Exception):  # noqa: N818 - answered as 409
-    """The request contradicts the current state (a busy unit, a closed call)."""
-
-
-class DispatchInvalid(Exception):  # noqa: N818 - answered as 422
-    """The request is not meaningful whatever the state (dispatched without a call)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,19 +91,22 @@ def created(call: Call) -> Decision:
 def _not_before(unit: UnitState, ts: datetime) -> None:
     """Event time: a change cannot precede the unit's current status."""
     if unit.status_since is not None and ts < unit.status_since:
-        raise DispatchConflict(
-            f"ts: {ts.isoformat()} is before unit {unit.unit_id}'s current status ({unit.status_since.isoformat()})"
+        raise ConflictError(
+            field="ts",
+            error=f"{ts.isoformat()} is before unit {unit.unit_id}'s current status ({unit.status_since.isoformat()})",
         )
 
 
 def assign(call: Call, unit: UnitState, *, ts: datetime, source: EventSource) -> Decision:
     if ts < call.received_at:
-        raise DispatchInvalid(f"ts: {ts.isoformat()} is before the call was received ({call.received_at.isoformat()})")
+        raise InvalidError(
+            field="ts", error=f"{ts.isoformat()} is before the call was received ({call.received_at.isoformat()})"
+        )
     _not_before(unit, ts)
     if call.status is CallStatus.CLOSED:
-        raise DispatchConflict(f"call {call.call_id} is closed")
+        raise ConflictError(f"call {call.call_id} is closed")
     if unit.status is not UnitStatus.AVAILABLE:
-        raise DispatchConflict(f"unit {unit.unit_id} is {unit.status.value}, not available")
+        raise ConflictError(f"unit {unit.unit_id} is {unit.status.value}, not available")
     return Decision(
         events=(CallEvent(call.call_id, CallEventKind.ASSIGNED, ts, unit.unit_id, source, unit.platform_id),),
         statuses=(StatusChange(unit.unit_id, UnitStatus.DISPATCHED, call.call_id, ts),),
@@ -124,13 +120,13 @@ def change_status(
     _not_before(unit, ts)
     if status is UnitStatus.DISPATCHED:
         if call is None:
-            raise DispatchInvalid("status: dispatched needs a call_id (or use POST /v1/calls/{id}/assign)")
+            raise InvalidError(field="status", error="dispatched needs a call_id (or use POST /v1/calls/{id}/assign)")
         return assign(call, unit, ts=ts, source=source)
     change = StatusChange(unit.unit_id, status, call.call_id if call and status in _ON_CALL else None, ts)
     if call is None:
         return Decision(statuses=(change,))
     if status in _ON_CALL and unit.unit_id not in call.assigned:
-        raise DispatchConflict(f"unit {unit.unit_id} is not assigned to call {call.call_id}")
+        raise ConflictError(f"unit {unit.unit_id} is not assigned to call {call.call_id}")
     events: list[CallEvent] = []
     if status is UnitStatus.EN_ROUTE:
         events.append(CallEvent(call.call_id, CallEventKind.EN_ROUTE, ts, unit.unit_id, source, unit.platform_id))

@@ -15,6 +15,7 @@ from shapely.geometry import Point, shape
 from shapely.strtree import STRtree
 
 from shared.contract.registry import ZONE_TARGET_S, ZoneClass
+from shared.errors import InvalidError
 
 STRICTNESS: tuple[ZoneClass, ...] = (
     ZoneClass.KEY_AREA,
@@ -22,10 +23,6 @@ STRICTNESS: tuple[ZoneClass, ...] = (
     ZoneClass.OTHER_URBAN,
     ZoneClass.RURAL,
 )
-
-
-class InvalidZone(ValueError):  # noqa: N818 - reads as "invalid zone" at the call site
-    pass
 
 
 @dataclass(frozen=True)
@@ -40,11 +37,11 @@ def validate_geometry(geometry: Mapping[str, Any]) -> None:
     try:
         polygon = shape(geometry)
     except (ValueError, TypeError, KeyError, AttributeError) as e:
-        raise InvalidZone(f"geometry: not a GeoJSON polygon ({e})") from e
+        raise InvalidError(field="geometry", error=f"not a GeoJSON polygon ({e})") from e
     if polygon.is_empty or polygon.geom_type not in ("Polygon", "MultiPolygon"):
-        raise InvalidZone("geometry: must be a non-empty Polygon or MultiPolygon")
+        raise InvalidError(field="geometry", error="must be a non-empty Polygon or MultiPolygon")
     if not polygon.is_valid:
-        raise InvalidZone(f"geometry: invalid polygon ({shapely.is_valid_reason(polygon)})")
+        raise InvalidError(field="geometry", error=f"invalid polygon ({shapely.is_valid_reason(polygon)})")
 
 
 class ZoneMap:

@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
+
+from shared.errors import UnavailableError
 
 _KEYS_CACHED = 200_000
 
@@ -46,7 +49,10 @@ class BatchPublisher:
     async def send(self, topic: str, value: bytes, key: bytes | None = None) -> asyncio.Future[None]:
         if key is None:
             raise ValueError("every record Kuaijing publishes has a key")
-        tp = (topic, await self._partition(topic, key))
+        try:
+            tp = (topic, await self._partition(topic, key))
+        except KafkaError as e:
+            raise _unavailable(e) from e
         batches = self._batches.setdefault(tp, deque())
         if not batches or batches[-1].builder.append(key=key, value=value, timestamp=None) is None:
             batch = _Batch(self._producer.create_batch())
@@ -85,8 +91,8 @@ class BatchPublisher:
                 batch = batches.popleft()
                 try:
                     acknowledged = await self._producer.send_batch(batch.builder, topic, partition=partition)
-                except Exception as e:
-                    batch.delivered.set_exception(e)
+                except KafkaError as e:
+                    batch.delivered.set_exception(_unavailable(e))
                     continue
                 acknowledged.add_done_callback(lambda done, batch=batch: _settle(batch.delivered, done))
         finally:
@@ -97,9 +103,16 @@ def _settle(delivered: asyncio.Future[None], acknowledged: asyncio.Future[Any]) 
     if acknowledged.cancelled():
         delivered.cancel()
     elif (error := acknowledged.exception()) is not None:
-        delivered.set_exception(error)
+        delivered.set_exception(_unavailable(error) if isinstance(error, KafkaError) else error)
     else:
         delivered.set_result(None)
+
+
+def _unavailable(error: KafkaError) -> UnavailableError:
+    """aiokafka's errors stop here: callers see the project's own, with the broker's reason."""
+    unavailable = UnavailableError(f"not acknowledged ({type(error).__name__}); retry", field="kafka")
+    unavailable.__cause__ = error
+    return unavailable
 
 
 @asynccontextmanager

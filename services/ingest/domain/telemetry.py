@@ -8,40 +8,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any, Literal, NamedTuple
 
 from pydantic import TypeAdapter, ValidationError
 
 from services.ingest.domain.gcj02 import gcj02_to_wgs84
 from shared.contract.registry import UnitDirectory
-from shared.contract.schemas import Crs, Ping, PositionPing, Source, VideoPing
+from shared.contract.schemas import Crs, Ping, PositionPing, RejectReason, Source, VideoPing
+from shared.errors import RejectedError
 from shared.geo import h3_cell
 
 _PING = TypeAdapter[PositionPing | VideoPing](Ping)
 
 
-class RejectReason(StrEnum):
-    INVALID_JSON = "invalid_json"
-    NOT_AN_OBJECT = "not_an_object"
-    UNKNOWN_KIND = "unknown_kind"
-    MISSING_FIELD = "missing_field"
-    OUT_OF_RANGE = "out_of_range"
-    INVALID_VALUE = "invalid_value"
-    TIMESTAMP_WITHOUT_OFFSET = "timestamp_without_offset"
-    FUTURE_TIMESTAMP = "future_timestamp"
-    UNKNOWN_UNIT = "unknown_unit"
-    UNSUPPORTED_FORMAT = "unsupported_format"
-    INVALID_FRAME = "invalid_frame"
-    UNKNOWN_TERMINAL = "unknown_terminal"
-    UNAUTHENTICATED = "unauthenticated"
-
-
-class TelemetryRejected(Exception):  # noqa: N818 - a domain outcome, named for what happened
-    def __init__(self, reason: RejectReason, error: str) -> None:
-        super().__init__(error)
-        self.reason = reason
-        self.error = error
+class TelemetryRejected(RejectedError):  # noqa: N818 - a domain outcome, named for what happened
+    """A ping refused by the contract's rules; `error` names the field."""
 
 
 _RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number"})

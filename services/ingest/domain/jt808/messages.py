@@ -5,11 +5,17 @@ from __future__ import annotations
 from datetime import timedelta, timezone
 from enum import IntEnum
 
+from shared.contract.schemas import RejectReason
+from shared.errors import RejectedError
+
 GMT8 = timezone(timedelta(hours=8))
 
 
-class Jt808Error(ValueError):
+class Jt808Error(RejectedError):
     """A frame or body that cannot be decoded; the message says what is wrong."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(RejectReason.INVALID_FRAME, error)
 
 
 class MessageId(IntEnum):

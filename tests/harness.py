@@ -61,7 +61,7 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout_s: flo
 class TopicTail:
     """Reads only what arrives on a topic after the tail was opened (positions fixed on enter)."""
 
-    def __init__(self, bootstrap: str, topic: Topic) -> None:
+    def __init__(self, bootstrap: str, topic: Topic[Any]) -> None:
         self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
         self._topic = topic
         self.records: list[tuple[bytes | None, dict[str, Any], dict[str, bytes]]] = []

@@ -13,8 +13,8 @@ from prometheus_client import CollectorRegistry
 from services.analytics.adapters.store import AnalyticsStore
 from services.analytics.api import router
 from services.analytics.consumer import consume_call_events
-from shared.contract.topics import CALLS
-from shared.infra.kafka import Producer, started_consumer
+from shared.contract.topics import CALLS, Producer
+from shared.infra.kafka import started_consumer
 from shared.infra.supervision import Supervisor
 from shared.settings import Settings
 from shared.web.errors import install_error_handlers

@@ -87,7 +87,8 @@ def create_app(settings: Settings) -> FastAPI:
                 ),
             )
             supervisor.spawn(
-                "unit-status-tail", partial(follow_statuses, consumer=statuses, service=service, poll_ms=200)
+                "unit-status-tail",
+                partial(follow_statuses, consumer=statuses, service=service, producer=producer, poll_ms=200),
             )
             supervisor.spawn("registry-follow", partial(_follow_registry, service, settings.registry_poll_s))
             await asyncio.wait_for(caught_up.wait(), timeout=120)

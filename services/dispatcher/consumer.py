@@ -9,21 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
-from pydantic import ValidationError
 
 from services.dispatcher.service import DispatchService
-from shared.contract.codec import encode
-from shared.contract.deadletter import dead_letter
-from shared.contract.schemas import PositionRecord, RejectReason, Source, UnitStatusEvent
-from shared.contract.topics import DEADLETTER, POSITIONS, Topic
-from shared.errors import RejectedError
-from shared.infra.kafka import Producer
+from shared.contract.schemas import PositionRecord
+from shared.contract.topics import POSITIONS, UNIT_STATUS, Producer, Topic
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +45,7 @@ def tail_consumer(bootstrap: str) -> AIOKafkaConsumer:
 
 
 async def assign_from(
-    consumer: AIOKafkaConsumer, topic: Topic, start: dict[TopicPartition, int] | None
+    consumer: AIOKafkaConsumer, topic: Topic[Any], start: dict[TopicPartition, int] | None
 ) -> list[TopicPartition]:
     """Assign every partition; seek to `start` where given, else to the beginning (None: to the end)."""
     partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
@@ -102,38 +96,17 @@ async def follow_positions(
 
 
 async def _apply_position(record: ConsumerRecord[bytes, bytes], service: PositionSink, producer: Producer) -> None:
-    try:
-        position = PositionRecord.model_validate_json(record.value or b"")
-    except ValidationError as e:
-        await _reject(producer, record.value or b"", str(e), f"{record.topic}/{record.partition}/{record.offset}")
-        return
-    await service.on_position(position)
+    if (position := await POSITIONS.decode_or_dead_letter(record, producer)) is not None:
+        await service.on_position(position)
 
 
-async def follow_statuses(*, consumer: AIOKafkaConsumer, service: DispatchService, poll_ms: int) -> None:
+async def follow_statuses(
+    *, consumer: AIOKafkaConsumer, service: DispatchService, producer: Producer, poll_ms: int
+) -> None:
+    """Statuses from every replica's outbox; one that cannot be decoded is dead-lettered like any other."""
     while True:
         batches = await consumer.getmany(timeout_ms=poll_ms)
         for records in batches.values():
             for record in records:
-                try:
-                    service.on_unit_status(UnitStatusEvent.model_validate_json(record.value or b""))
-                except ValidationError as e:
-                    log.warning(
-                        "skipped a bad unit-status record at %s/%s/%s: %s",
-                        record.topic,
-                        record.partition,
-                        record.offset,
-                        e,
-                    )
-
-
-async def _reject(producer: Producer, payload: bytes, error: str, origin: str) -> None:
-    log.warning("skipped a bad record at %s: %s", origin, error)
-    letter = dead_letter(
-        payload,
-        RejectedError(RejectReason.INVALID_VALUE, error),
-        source=Source.KAFKA,
-        now=datetime.now(UTC),
-        origin=origin,
-    )
-    await (await producer.send(DEADLETTER.name, encode(letter), key=b""))
+                if (event := await UNIT_STATUS.decode_or_dead_letter(record, producer)) is not None:
+                    service.on_unit_status(event)

@@ -16,13 +16,12 @@ from typing import Any
 
 from services.ingest.domain.telemetry import TelemetryRules, accept_ping
 from services.ingest.metrics import IngestMetrics
-from shared.contract.codec import encode, encode_obj
+from shared.contract.codec import encode_obj
 from shared.contract.deadletter import dead_letter
 from shared.contract.registry import UnitDirectory
 from shared.contract.schemas import RejectReason, Source
-from shared.contract.topics import DEADLETTER, POSITIONS, VIDEO
+from shared.contract.topics import DEADLETTER, POSITIONS, VIDEO, Producer
 from shared.errors import RejectedError
-from shared.infra.kafka import Producer
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +96,9 @@ class TelemetryIntake:
             topic = POSITIONS if accepted.kind == "position" else VIDEO
             accepted_kinds[accepted.kind] = accepted_kinds.get(accepted.kind, 0) + 1
             sends.append(
-                await self._producer.send(topic.name, encode_obj(accepted.value), key=accepted.unit_id.encode())
+                await self._producer.send(
+                    topic.name, topic.encode_fields(accepted.value), key=accepted.unit_id.encode()
+                )
             )
         acknowledged = asyncio.ensure_future(
             self._acknowledge(
@@ -129,4 +130,4 @@ class TelemetryIntake:
         payload = candidate.payload if candidate.payload is not None else encode_obj(candidate.value)
         letter = dead_letter(payload, rejected, source=source, now=now, origin=candidate.origin)
         log.debug("rejected %s ping (%s): %s", source.value, rejected.reason.value, rejected.error)
-        return await self._producer.send(DEADLETTER.name, encode(letter), key=candidate.key or b"")
+        return await self._producer.send(DEADLETTER.name, DEADLETTER.encode(letter), key=candidate.key or b"")

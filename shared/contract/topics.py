@@ -1,40 +1,115 @@
-"""The single declaration of every Kafka topic: name, key, value model, partitions and retention.
+"""The single declaration of every Kafka topic: name, key, value model, partitions and retention, and how its
+values are encoded, decoded, or dead-lettered when they cannot be decoded.
 
-Nobody else writes a topic string. Keys are unit ids (or call ids) so one unit's records stay ordered in one
-partition (DESIGN.md, "Data flow").
+Nobody else writes a topic string or picks a value model by hand. Keys are unit ids (or call ids) so one unit's
+records stay ordered in one partition (DESIGN.md, "Data flow").
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, Protocol, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from shared.contract.schemas import CallEventMessage, DeadLetter, PositionRecord, UnitStatusEvent, VideoRecord
+from shared.contract import codec
+from shared.contract.deadletter import dead_letter
+from shared.contract.schemas import (
+    CallEventMessage,
+    DeadLetter,
+    PositionRecord,
+    RejectReason,
+    Source,
+    UnitStatusEvent,
+    VideoRecord,
+)
+from shared.errors import RejectedError
+
+log = logging.getLogger(__name__)
 
 _DAY_MS = 24 * 60 * 60 * 1000
 
+M = TypeVar("M", bound=BaseModel)
+
+
+class Producer(Protocol):
+    """The slice of a Kafka producer the services use: send returns once the record is queued, and its future
+    resolves when the broker acknowledged it."""
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> asyncio.Future[Any]: ...
+
+
+class Record(Protocol):
+    """The slice of a consumed Kafka record that decoding needs."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
 
 @dataclass(frozen=True, slots=True)
-class Topic:
+class Topic(Generic[M]):
     name: str
     key: str
-    value: type[BaseModel] | None
+    value: type[M] | None
+    """None for a topic whose records are not one model (the raw telemetry topic: JSON pings or JT/T 808 frames)."""
     partitions: int
     retention_ms: int | None = None
 
     def config(self) -> dict[str, str]:
         return {} if self.retention_ms is None else {"retention.ms": str(self.retention_ms)}
 
+    def encode(self, message: M) -> bytes:
+        return codec.encode(message)
 
-TELEMETRY_RAW = Topic("kuaijing.telemetry.raw", key="unit id or terminal id, may be empty", value=None, partitions=6)
+    def encode_fields(self, fields: Mapping[str, object]) -> bytes:
+        """A value given as a mapping of exactly the model's fields, already validated by the caller (the ingest
+        hot path, where building the model again would cost more than the rest of the ping)."""
+        return codec.encode_obj(fields)
+
+    def decode(self, data: bytes | None) -> M:
+        """The record's value as the topic's model; `RejectedError` (invalid_value) when it is not one."""
+        if self.value is None:
+            raise TypeError(f"{self.name} has no single value model")
+        try:
+            return self.value.model_validate_json(data or b"")
+        except ValidationError as e:
+            raise RejectedError(RejectReason.INVALID_VALUE, str(e)) from e
+
+    async def decode_or_dead_letter(self, record: Record, dead_letters: Producer) -> M | None:
+        """The decoded value, or None after the record went to the dead-letter topic (acknowledged) with its
+        reason and origin: one bad record never stops a consumer, and is never dropped silently."""
+        try:
+            return self.decode(record.value)
+        except RejectedError as e:
+            origin = f"{record.topic}/{record.partition}/{record.offset}"
+            log.warning("dead-lettered an undecodable record at %s: %s", origin, e)
+            letter = dead_letter(record.value or b"", e, source=Source.KAFKA, now=datetime.now(UTC), origin=origin)
+            await (await dead_letters.send(DEADLETTER.name, DEADLETTER.encode(letter), key=record.key or b""))
+            return None
+
+
+TELEMETRY_RAW: Topic[BaseModel] = Topic(
+    "kuaijing.telemetry.raw", key="unit id or terminal id, may be empty", value=None, partitions=6
+)
 POSITIONS = Topic("kuaijing.positions", key="unit_id", value=PositionRecord, partitions=12)
 VIDEO = Topic("kuaijing.video", key="unit_id", value=VideoRecord, partitions=6)
 DEADLETTER = Topic("kuaijing.deadletter", key="as received", value=DeadLetter, partitions=3, retention_ms=14 * _DAY_MS)
 CALLS = Topic("kuaijing.calls", key="call_id", value=CallEventMessage, partitions=6)
 UNIT_STATUS = Topic("kuaijing.unit-status", key="unit_id", value=UnitStatusEvent, partitions=6)
 
-ALL_TOPICS: tuple[Topic, ...] = (TELEMETRY_RAW, POSITIONS, VIDEO, DEADLETTER, CALLS, UNIT_STATUS)
+ALL_TOPICS: tuple[Topic[Any], ...] = (TELEMETRY_RAW, POSITIONS, VIDEO, DEADLETTER, CALLS, UNIT_STATUS)
 
 JT808_CONTENT_TYPE = b"application/jt808"
 """Record header value marking a raw JT/T 808 frame on `kuaijing.telemetry.raw` (contract section 2)."""

@@ -9,7 +9,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -19,13 +19,6 @@ from shared.contract.topics import ALL_TOPICS, Topic
 from shared.errors import InfrastructureError
 
 log = logging.getLogger(__name__)
-
-
-class Producer(Protocol):
-    """The slice of AIOKafkaProducer the services use: send returns once the record is queued, and its future
-    resolves when the broker acknowledged it."""
-
-    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> asyncio.Future[Any]: ...
 
 
 def make_producer(bootstrap: str, *, client_id: str = "kuaijing") -> AIOKafkaProducer:
@@ -42,7 +35,7 @@ def make_producer(bootstrap: str, *, client_id: str = "kuaijing") -> AIOKafkaPro
 
 
 def make_consumer(
-    bootstrap: str, *topics: Topic, group_id: str, client_id: str = "kuaijing", max_poll_records: int = 5_000
+    bootstrap: str, *topics: Topic[Any], group_id: str, client_id: str = "kuaijing", max_poll_records: int = 5_000
 ) -> AIOKafkaConsumer:
     """Manual commits only: callers commit after what a batch produced is durable (at-least-once)."""
     return AIOKafkaConsumer(
@@ -75,7 +68,7 @@ async def started_producer(bootstrap: str, *, client_id: str = "kuaijing") -> As
 
 @asynccontextmanager
 async def started_consumer(
-    bootstrap: str, *topics: Topic, group_id: str, client_id: str = "kuaijing"
+    bootstrap: str, *topics: Topic[Any], group_id: str, client_id: str = "kuaijing"
 ) -> AsyncIterator[AIOKafkaConsumer]:
     """A group consumer from `make_consumer`, started, and stopped however the block ends."""
     consumer = make_consumer(bootstrap, *topics, group_id=group_id, client_id=client_id)
@@ -86,7 +79,7 @@ async def started_consumer(
         await consumer.stop()
 
 
-async def ensure_topics(bootstrap: str, topics: Iterable[Topic] = ALL_TOPICS) -> list[str]:
+async def ensure_topics(bootstrap: str, topics: Iterable[Topic[Any]] = ALL_TOPICS) -> list[str]:
     """Create the contract's topics that do not exist yet; returns the names it created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="kuaijing-admin")
     try:

@@ -13,7 +13,7 @@ import logging
 
 import asyncpg
 
-from shared.infra.kafka import Producer
+from shared.contract.topics import Producer
 
 log = logging.getLogger(__name__)
 

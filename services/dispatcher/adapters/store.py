@@ -13,7 +13,6 @@ import orjson
 from services.dispatcher.domain.calls import Call, CallEvent, CallStatus, Decision
 from services.dispatcher.domain.live_map import Position
 from services.dispatcher.domain.zones import ZoneDefinition
-from shared.contract.codec import encode
 from shared.contract.registry import Platform, RegistryImport, Unit, UnitKind, Zone, ZoneClass
 from shared.contract.schemas import CallEventKind, CallEventMessage, EventSource, UnitStatus, UnitStatusEvent
 from shared.contract.topics import CALLS, UNIT_STATUS
@@ -151,7 +150,7 @@ class DispatchStore:
             )
             if event.event is CallEventKind.CLOSED:
                 await conn.execute("UPDATE calls SET status = 'closed' WHERE call_id = $1", event.call_id)
-            outbox.append((CALLS.name, event.call_id.encode(), encode(call_event_message(call, event))))
+            outbox.append((CALLS.name, event.call_id.encode(), CALLS.encode(call_event_message(call, event))))
         for change in decision.statuses:
             await conn.execute(
                 "INSERT INTO unit_status (unit_id, status, call_id, since) VALUES ($1, $2, $3, $4) "
@@ -165,7 +164,7 @@ class DispatchStore:
             message = UnitStatusEvent(
                 unit_id=change.unit_id, status=change.status, call_id=change.call_id, ts=change.ts
             )
-            outbox.append((UNIT_STATUS.name, change.unit_id.encode(), encode(message)))
+            outbox.append((UNIT_STATUS.name, change.unit_id.encode(), UNIT_STATUS.encode(message)))
         if outbox:
             await conn.executemany("INSERT INTO outbox (topic, key, value) VALUES ($1, $2, $3)", outbox)
 

@@ -1,0 +1,62 @@
+"""Every consumer of a typed topic dead-letters a record it cannot decode, with its origin, through the one path
+beside the topic declarations, and goes on with the good records beside it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from shared.contract.topics import CALLS, DEADLETTER, POSITIONS, UNIT_STATUS, Topic
+from shared.settings import Settings
+from tests.conftest import Fleet, RunningService, console
+from tests.harness import TopicTail, eventually
+
+pytestmark = pytest.mark.integration
+
+
+async def _send(settings: Settings, topic: Topic[Any], value: bytes, key: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic.name, value, key=key)
+    finally:
+        await producer.stop()
+
+
+@pytest.mark.parametrize("topic", [UNIT_STATUS, POSITIONS], ids=["unit-status", "positions"])
+async def test_the_dispatcher_dead_letters_what_it_cannot_decode_and_applies_the_next_record(
+    topic: Topic[Any], settings: Settings, dispatcher: RunningService, crew: Fleet
+) -> None:
+    unit = crew.unit_ids[0]
+    marker = f"not-a-record-{uuid.uuid4().hex[:8]}"
+    async with TopicTail(settings.kafka, DEADLETTER) as deadletter:
+        await _send(settings, topic, f'{{"unit_id": "{unit}", "junk": "{marker}"}}'.encode(), unit.encode())
+        [letter] = await deadletter.collect(lambda v: marker in v["payload"], 1)
+    assert letter["reason"] == "invalid_value"
+    assert letter["origin"].startswith(f"{topic.name}/")
+    assert letter["source"] == "kafka"
+
+    status = {"unit_id": unit, "status": "off_duty", "call_id": None, "ts": datetime.now(UTC).isoformat()}
+    await _send(settings, UNIT_STATUS, orjson.dumps(status), unit.encode())
+
+    async def applied() -> bool:
+        async with console(dispatcher, "viewer") as c:
+            return bool((await c.get(f"/v1/units/{unit}")).json()["status"] == "off_duty")
+
+    await eventually(applied, what="the good status after the bad record to be applied")
+
+
+async def test_analytics_dead_letters_a_call_event_it_cannot_decode(
+    settings: Settings, analytics: RunningService
+) -> None:
+    marker = f"not-a-call-event-{uuid.uuid4().hex[:8]}"
+    async with TopicTail(settings.kafka, DEADLETTER) as deadletter:
+        await _send(settings, CALLS, f'{{"call_id": "{marker}"}}'.encode(), marker.encode())
+        [letter] = await deadletter.collect(lambda v: marker in v["payload"], 1)
+    assert (letter["reason"], letter["source"]) == ("invalid_value", "kafka")
+    assert letter["origin"].startswith(f"{CALLS.name}/")

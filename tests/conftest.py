@@ -190,7 +190,7 @@ async def crew(infra: Infra, dispatcher: RunningService) -> Fleet:
     registered = await register_fleet(infra.database)
 
     async def known() -> bool:
-        return all(u in dispatcher.app.state.service.live_map.units for u in registered.unit_ids)
+        return set(registered.unit_ids) <= {u.unit_id for u in dispatcher.app.state.service.units()}
 
     await eventually(known, what="the dispatcher to learn the new units")
     return registered

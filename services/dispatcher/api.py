@@ -11,11 +11,10 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from services.dispatcher.adapters.store import call_event_message
 from services.dispatcher.domain.calls import Call, CallStatus
 from services.dispatcher.domain.live_map import UnitFilter, UnitState
-from services.dispatcher.domain.zones import validate_geometry
 from services.dispatcher.events import is_closing
+from services.dispatcher.messages import call_event_message
 from services.dispatcher.service import DispatchService, NewCall, Order, Recommendation
 from shared.contract.registry import (
     MultiPolygon,
@@ -30,7 +29,6 @@ from shared.contract.registry import (
 )
 from shared.contract.roles import Role
 from shared.contract.schemas import CallEventMessage, Latitude, Longitude, UnitStatus
-from shared.errors import NotFoundError
 from shared.web.auth import require_role
 
 router = APIRouter()
@@ -135,48 +133,35 @@ async def put_platform(platform_id: str, body: PlatformBody, service: Service) -
 @router.put("/v1/units/{unit_id}", response_model=Unit, tags=["registry"], dependencies=[Admin])
 async def put_unit(unit_id: str, body: UnitBody, service: Service) -> Unit:
     unit = Unit(id=unit_id, **body.model_dump())
-    if not await service.store.platforms(unit.platform_id):
-        raise NotFoundError(field="platform_id", error=f"no platform {unit.platform_id!r}")
-    await service.import_registry(RegistryImport(units=[unit]))
+    await service.register_unit(unit)
     return unit
 
 
 @router.put("/v1/zones/{zone_id}", response_model=Zone, tags=["registry"], dependencies=[Admin])
 async def put_zone(zone_id: str, body: ZoneBody, service: Service) -> Zone:
     zone = Zone(id=zone_id, geometry=body.geometry, **{"class": body.class_})
-    validate_geometry(zone.geometry_json())
     await service.import_registry(RegistryImport(zones=[zone]))
     return zone
 
 
 @router.post("/v1/registry/import", response_model=ImportCounts, tags=["registry"], dependencies=[Admin])
 async def import_registry(document: RegistryImport, service: Service) -> ImportCounts:
-    known = {p.id for p in await service.store.platforms()} | {p.id for p in document.platforms}
-    for index, unit in enumerate(document.units):
-        if unit.platform_id not in known:
-            raise NotFoundError(field=f"units.{index}.platform_id", error=f"no platform {unit.platform_id!r}")
-    for zone in document.zones:
-        validate_geometry(zone.geometry_json())
     return ImportCounts(**await service.import_registry(document))
 
 
 @router.get("/v1/platforms", response_model=list[Platform], tags=["registry"], dependencies=[Reader])
 async def list_platforms(service: Service) -> list[Platform]:
-    return await service.store.platforms()
+    return await service.platforms()
 
 
 @router.get("/v1/platforms/{platform_id}", response_model=Platform, tags=["registry"], dependencies=[Reader])
 async def get_platform(platform_id: str, service: Service) -> Platform:
-    found = await service.store.platforms(platform_id)
-    if not found:
-        raise NotFoundError(field="platform_id", error=f"no platform {platform_id!r}")
-    return found[0]
+    return await service.platform(platform_id)
 
 
 @router.get("/v1/units", response_model=list[UnitView], tags=["registry"], dependencies=[Reader])
 async def list_units(service: Service, platform_id: str | None = None) -> list[UnitView]:
-    units = sorted(service.live_map.units.values(), key=lambda u: u.unit_id)
-    return [unit_view(service, u) for u in units if platform_id is None or u.platform_id == platform_id]
+    return [unit_view(service, u) for u in service.units(platform_id=platform_id)]
 
 
 @router.get("/v1/units/{unit_id}", response_model=UnitView, tags=["registry"], dependencies=[Reader])
@@ -186,42 +171,19 @@ async def get_unit(unit_id: str, service: Service) -> UnitView:
 
 @router.get("/v1/zones", response_model=list[Zone], tags=["registry"], dependencies=[Reader])
 async def list_zones(service: Service) -> list[Zone]:
-    return await service.store.zones()
+    return await service.zones()
 
 
 @router.get("/v1/zones/{zone_id}", response_model=Zone, tags=["registry"], dependencies=[Reader])
 async def get_zone(zone_id: str, service: Service) -> Zone:
-    found = await service.store.zones(zone_id)
-    if not found:
-        raise NotFoundError(field="zone_id", error=f"no zone {zone_id!r}")
-    return found[0]
+    return await service.zone(zone_id)
 
 
 # nearest
 
 
-class RecommendationView(BaseModel):
-    unit_id: str
-    platform_id: str
-    kind: UnitKind
-    distance_m: float
-    eta_s: float
-    position_age_s: float
-
-
 class NearestView(BaseModel):
-    units: list[RecommendationView]
-
-
-def recommendation_view(r: Recommendation) -> RecommendationView:
-    return RecommendationView(
-        unit_id=r.unit_id,
-        platform_id=r.platform_id,
-        kind=r.kind,
-        distance_m=round(r.distance_m, 3),
-        eta_s=round(r.eta_s, 1),
-        position_age_s=round(r.position_age_s, 3),
-    )
+    units: list[Recommendation]
 
 
 @router.get(
@@ -250,7 +212,7 @@ async def nearest(
         max_age_s=max_age_s,
     )
     found = service.nearest(lat=lat, lon=lon, k=k, unit_filter=unit_filter, order=order, now=service.clock())
-    return NearestView(units=[recommendation_view(r) for r in found])
+    return NearestView(units=found)
 
 
 # calls
@@ -274,7 +236,7 @@ class CallCreatedView(BaseModel):
     zone_class: ZoneClass
     target_s: int
     status: CallStatus
-    recommendations: list[RecommendationView]
+    recommendations: list[Recommendation]
     assigned_unit_id: str | None
 
 
@@ -344,7 +306,7 @@ async def create_call(body: CallBody, service: Service, response: Response) -> C
         zone_class=call.zone_class,
         target_s=call.target_s,
         status=call.status,
-        recommendations=[recommendation_view(r) for r in outcome.recommendations],
+        recommendations=outcome.recommendations,
         assigned_unit_id=outcome.assigned_unit_id if outcome.created else first_assigned,
     )
 
@@ -357,9 +319,7 @@ async def list_calls(
     received_to: Annotated[AwareDatetime | None, Query(alias="to")] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[CallView]:
-    calls = await service.store.calls(
-        status=status_filter, received_from=received_from, received_to=received_to, limit=limit
-    )
+    calls = await service.calls(status=status_filter, received_from=received_from, received_to=received_to, limit=limit)
     return [call_view(c) for c in calls]
 
 
@@ -396,7 +356,7 @@ async def set_status(unit_id: str, body: StatusBody, service: Service) -> UnitVi
 )
 async def events(request: Request, service: Service) -> EventSourceResponse:
     async def stream() -> AsyncIterator[ServerSentEvent]:
-        async with service.hub.subscribe() as queue:
+        async with service.subscribe() as queue:
             yield ServerSentEvent(comment="subscribed")
             while True:
                 event = await queue.get()

@@ -12,7 +12,7 @@ from functools import partial
 from fastapi import FastAPI
 
 from services.dispatcher.adapters.outbox import OutboxRelay
-from services.dispatcher.adapters.store import DispatchStore
+from services.dispatcher.adapters.store import PostgresDispatchStore
 from services.dispatcher.api import router
 from services.dispatcher.consumer import (
     assign_from,
@@ -46,8 +46,8 @@ def create_app(settings: Settings) -> FastAPI:
             pool, producer = resources.pool, resources.producer
             relay = OutboxRelay(pool, producer)
             service = DispatchService(
-                store=DispatchStore(pool),
-                relay=relay,
+                store=PostgresDispatchStore(pool),
+                outbox=relay,
                 hub=EventHub(),
                 eta=CircuityEta(circuity=settings.eta_circuity),
                 rules=DispatchRules(
@@ -90,7 +90,7 @@ def create_app(settings: Settings) -> FastAPI:
                 "unit-status-tail",
                 partial(follow_statuses, consumer=statuses, service=service, producer=producer, poll_ms=200),
             )
-            supervisor.spawn("registry-follow", partial(_follow_registry, service, settings.registry_poll_s))
+            supervisor.spawn("registry-follow", partial(service.follow_registry, settings.registry_poll_s))
             await asyncio.wait_for(caught_up.wait(), timeout=120)
             log.info("live map ready in %.1f s", (datetime.now(UTC) - started).total_seconds())
 
@@ -115,23 +115,9 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-async def _follow_registry(service: DispatchService, poll_s: float) -> None:
-    """Registry writes made elsewhere (the import command, another replica) reach the live map too; writes made
-    through this service's REST have already been loaded and are not loaded twice."""
-    while True:
-        await asyncio.sleep(poll_s)
-        if await service.store.registry_revision() != service.registry_revision:
-            await service.reload_registry()
-
-
 def _observe(service: DispatchService, metrics: DispatcherMetrics) -> None:
     """Gauges read when scraped: counting a large fleet on a timer would stall the event loop between scrapes."""
-
-    def online() -> int:
-        now = service.clock()
-        return sum(1 for unit in service.live_map.units.values() if service.online(unit, now))
-
-    metrics.units.labels("online").set_function(online)
-    metrics.units.labels("offline").set_function(lambda: len(service.live_map.units) - online())
-    metrics.open_calls.set_function(lambda: len(service.open_calls))
-    metrics.sse_subscribers.set_function(lambda: service.hub.subscribers)
+    metrics.units.labels("online").set_function(lambda: service.fleet_counts(service.clock())[0])
+    metrics.units.labels("offline").set_function(lambda: service.fleet_counts(service.clock())[1])
+    metrics.open_calls.set_function(lambda: service.open_call_count)
+    metrics.sse_subscribers.set_function(lambda: service.subscribers)

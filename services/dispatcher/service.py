@@ -1,7 +1,9 @@
-"""The dispatcher's use cases: the live map, nearest units, and the call lifecycle, over the store and the relay.
+"""The dispatcher's use cases: the live map, nearest units, the registry and the call lifecycle, over its ports.
 
-Every change follows one order: decide (pure rules), commit with its outbox records, apply to memory, publish to
-live subscribers, kick the relay. A lock serialises decisions so two consoles cannot assign one unit twice.
+The service is the only door to the dispatcher's state: routes, consumers and the composition root call its
+methods and never reach into the live map, the store or the hub. Every change follows one order: decide (pure
+rules), commit with its outbox records, apply to memory, publish to live subscribers, kick the outbox. A lock
+serialises decisions so two consoles cannot assign one unit twice.
 """
 
 from __future__ import annotations
@@ -17,16 +19,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from services.dispatcher.adapters.outbox import OutboxRelay
-from services.dispatcher.adapters.store import DispatchStore, call_event_message
 from services.dispatcher.domain import calls as rules
-from services.dispatcher.domain.calls import Call, Decision
+from services.dispatcher.domain.calls import Call, CallStatus, Decision
 from services.dispatcher.domain.eta import EtaModel
 from services.dispatcher.domain.h3_index import ByDistance, Found
 from services.dispatcher.domain.live_map import LiveMap, Position, UnitFilter, UnitState
-from services.dispatcher.domain.zones import ZoneMap
-from services.dispatcher.events import EventHub
-from shared.contract.registry import RegistryImport, UnitKind, ZoneClass
+from services.dispatcher.domain.zones import ZoneMap, validate_geometry
+from services.dispatcher.events import EventHub, LiveEvent
+from services.dispatcher.messages import call_event_message, live_position, unit_status_message
+from services.dispatcher.ports import DispatchStore, Outbox
+from shared.contract.registry import Platform, RegistryImport, Unit, UnitKind, Zone, ZoneClass
 from shared.contract.schemas import CallEventKind, EventSource, PositionRecord, UnitStatus, UnitStatusEvent
 from shared.errors import ConflictError, NotFoundError
 
@@ -47,6 +49,8 @@ class DispatchRules:
 
 @dataclass(frozen=True, slots=True)
 class Recommendation:
+    """A unit recommended for a location, rounded as consoles show it (mm, 0.1 s, ms)."""
+
     unit_id: str
     platform_id: str
     kind: UnitKind
@@ -92,22 +96,22 @@ class DispatchService:
         self,
         *,
         store: DispatchStore,
-        relay: OutboxRelay,
+        outbox: Outbox,
         hub: EventHub,
         eta: EtaModel,
         rules: DispatchRules,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.store = store
-        self.relay = relay
-        self.hub = hub
-        self.eta = eta
-        self.rules = rules
+        self._store = store
+        self._outbox = outbox
+        self._hub = hub
+        self._eta = eta
+        self._rules = rules
         self.clock = clock
-        self.live_map = LiveMap()
-        self.zones = ZoneMap()
-        self.open_calls: dict[str, Call] = {}
-        self.registry_revision = 0
+        self._live_map = LiveMap()
+        self._zones = ZoneMap()
+        self._open_calls: dict[str, Call] = {}
+        self._registry_revision = 0
         """The registry revision the live map and zones reflect."""
         self._lock = asyncio.Lock()
 
@@ -116,32 +120,32 @@ class DispatchService:
     async def load(self) -> None:
         """Rebuild memory from PostgreSQL: registry, statuses, newest positions, open calls."""
         await self.reload_registry()
-        for call in await self.store.open_calls():
+        for call in await self._store.open_calls():
             call.assigned = {
                 unit_id: ts
                 for unit_id, ts in call.assigned.items()
-                if (unit := self.live_map.units.get(unit_id)) is not None and unit.call_id == call.call_id
+                if (unit := self._live_map.units.get(unit_id)) is not None and unit.call_id == call.call_id
             }
-            self.open_calls[call.call_id] = call
+            self._open_calls[call.call_id] = call
         # The live map is long-lived: moving it out of the collector's generations keeps GC pauses off queries.
         gc.freeze()
         log.info(
             "live map loaded: %s units (%s with a position), %s zones, %s open calls, H3 resolution %s",
-            len(self.live_map.units),
-            sum(1 for u in self.live_map.units.values() if u.position),
-            len(self.zones),
-            len(self.open_calls),
-            self.live_map.resolution,
+            len(self._live_map.units),
+            sum(1 for u in self._live_map.units.values() if u.position),
+            len(self._zones),
+            len(self._open_calls),
+            self._live_map.resolution,
         )
 
     async def reload_registry(self) -> None:
         # Read the revision first: a change landing during the load moves it again, so the next poll reloads.
-        revision = await self.store.registry_revision()
-        stored = await self.store.units()
-        zones = ZoneMap(await self.store.zone_definitions())
+        revision = await self._store.registry_revision()
+        stored = await self._store.units()
+        zones = ZoneMap(await self._store.zone_definitions())
         async with self._lock:
             for s in stored:
-                unit = self.live_map.upsert_unit(
+                unit = self._live_map.upsert_unit(
                     unit_id=s.unit.id,
                     platform_id=s.unit.platform_id,
                     kind=s.unit.kind,
@@ -149,29 +153,98 @@ class DispatchService:
                     terminal_id=s.unit.terminal_id,
                 )
                 if s.position is not None:
-                    self.live_map.apply_position(unit.unit_id, s.position)
+                    self._live_map.apply_position(unit.unit_id, s.position)
                 if s.status_since is not None:
-                    self.live_map.apply_status(unit.unit_id, s.status, s.call_id, s.status_since)
-            self.live_map.remove_units_not_in(s.unit.id for s in stored)
-            self.live_map.reindex_for_fleet()
-            self.zones = zones
-            self.registry_revision = revision
+                    self._live_map.apply_status(unit.unit_id, s.status, s.call_id, s.status_since)
+            self._live_map.remove_units_not_in(s.unit.id for s in stored)
+            self._live_map.reindex_for_fleet()
+            self._zones = zones
+            self._registry_revision = revision
+
+    async def follow_registry(self, poll_s: float) -> None:
+        """Registry writes made elsewhere (the import command, another replica) reach the live map too; writes made
+        through this service have already been loaded and are not loaded twice."""
+        while True:
+            await asyncio.sleep(poll_s)
+            if await self._store.registry_revision() != self._registry_revision:
+                await self.reload_registry()
 
     async def import_registry(self, document: RegistryImport) -> dict[str, int]:
-        counts = await self.store.import_registry(document)
+        """Upsert a registry document; every unit's platform must exist or come with it, every zone be valid."""
+        if document.units:
+            known = {p.id for p in await self._store.platforms()} | {p.id for p in document.platforms}
+            for index, unit in enumerate(document.units):
+                if unit.platform_id not in known:
+                    raise NotFoundError(f"no platform {unit.platform_id!r}", field=f"units.{index}.platform_id")
+        for zone in document.zones:
+            validate_geometry(zone.geometry_json())
+        counts = await self._store.import_registry(document)
         await self.reload_registry()
         return counts
+
+    async def register_unit(self, unit: Unit) -> None:
+        """One unit, put by id: its platform must exist already."""
+        await self.platform(unit.platform_id)
+        await self.import_registry(RegistryImport(units=[unit]))
+
+    # registry queries
+
+    async def platforms(self) -> list[Platform]:
+        return await self._store.platforms()
+
+    async def platform(self, platform_id: str) -> Platform:
+        found = await self._store.platforms(platform_id)
+        if not found:
+            raise NotFoundError(f"no platform {platform_id!r}", field="platform_id")
+        return found[0]
+
+    async def zones(self) -> list[Zone]:
+        return await self._store.zones()
+
+    async def zone(self, zone_id: str) -> Zone:
+        found = await self._store.zones(zone_id)
+        if not found:
+            raise NotFoundError(f"no zone {zone_id!r}", field="zone_id")
+        return found[0]
+
+    def units(self, *, platform_id: str | None = None) -> list[UnitState]:
+        """Every unit on the live map (of one platform), by id."""
+        units = sorted(self._live_map.units.values(), key=lambda u: u.unit_id)
+        return [u for u in units if platform_id is None or u.platform_id == platform_id]
+
+    def fleet_counts(self, now: datetime) -> tuple[int, int]:
+        """(online, offline) units: read when metrics are scraped."""
+        online = sum(1 for unit in self._live_map.units.values() if self.online(unit, now))
+        return online, len(self._live_map.units) - online
+
+    @property
+    def open_call_count(self) -> int:
+        return len(self._open_calls)
+
+    def open_call(self, call_id: str) -> Call | None:
+        """The call as this replica holds it in memory, if it is open."""
+        return self._open_calls.get(call_id)
+
+    # live feed
+
+    def subscribe(self) -> AbstractAsyncContextManager[asyncio.Queue[LiveEvent]]:
+        """A bounded queue of live `position`, `status` and `call` events, until the block ends."""
+        return self._hub.subscribe()
+
+    @property
+    def subscribers(self) -> int:
+        return self._hub.subscribers
 
     # queries
 
     def unit(self, unit_id: str) -> UnitState:
-        unit = self.live_map.units.get(unit_id)
+        unit = self._live_map.units.get(unit_id)
         if unit is None:
             raise NotFoundError(field="unit_id", error=f"no unit {unit_id!r}")
         return unit
 
     def online(self, unit: UnitState, now: datetime) -> bool:
-        return unit.online(now, self.rules.max_position_age_s)
+        return unit.online(now, self._rules.max_position_age_s)
 
     def nearest(
         self,
@@ -184,9 +257,9 @@ class DispatchService:
         now: datetime,
         zone_class: ZoneClass | None = None,
     ) -> list[Recommendation]:
-        zone = zone_class or self.zones.classify(lat=lat, lon=lon)
-        ranking = ByDistance() if order is Order.DISTANCE else EtaRanking(self.eta, zone)
-        found = self.live_map.nearest(lat=lat, lon=lon, k=k, now=now, unit_filter=unit_filter, ranking=ranking)
+        zone = zone_class or self._zones.classify(lat=lat, lon=lon)
+        ranking = ByDistance() if order is Order.DISTANCE else EtaRanking(self._eta, zone)
+        found = self._live_map.nearest(lat=lat, lon=lon, k=k, now=now, unit_filter=unit_filter, ranking=ranking)
         return [self._recommendation(f, zone, now) for f in found]
 
     def _recommendation(self, found: Found[UnitState], zone: ZoneClass, now: datetime) -> Recommendation:
@@ -196,13 +269,18 @@ class DispatchService:
             unit_id=unit.unit_id,
             platform_id=unit.platform_id,
             kind=unit.kind,
-            distance_m=found.distance_m,
-            eta_s=self.eta.eta_s(distance_m=found.distance_m, unit_kind=unit.kind, zone_class=zone),
-            position_age_s=max(0.0, (now - position_ts).total_seconds()),
+            distance_m=round(found.distance_m, 3),
+            eta_s=round(self._eta.eta_s(distance_m=found.distance_m, unit_kind=unit.kind, zone_class=zone), 1),
+            position_age_s=round(max(0.0, (now - position_ts).total_seconds()), 3),
         )
 
+    async def calls(
+        self, *, status: CallStatus | None, received_from: datetime | None, received_to: datetime | None, limit: int
+    ) -> list[Call]:
+        return await self._store.calls(status=status, received_from=received_from, received_to=received_to, limit=limit)
+
     async def call(self, call_id: str) -> Call:
-        call = self.open_calls.get(call_id) or await self.store.call(call_id)
+        call = self._open_calls.get(call_id) or await self._store.call(call_id)
         if call is None:
             raise NotFoundError(field="call_id", error=f"no call {call_id!r}")
         return call
@@ -212,14 +290,14 @@ class DispatchService:
     async def create_call(self, request: NewCall) -> CallCreated:
         now = self.clock()
         call_id = request.call_id or f"C-{now:%Y%m%d}-{uuid.uuid4().hex[:10]}"
-        existing = self.open_calls.get(call_id)
+        existing = self._open_calls.get(call_id)
         if existing is not None:
             return CallCreated(existing, False, [], None)
         # Only a decision that moves a unit needs the lock; a plain new call commits concurrently with others
         # (its call_id's uniqueness is the database's job), so a busy night does not queue behind one commit.
         guard: AbstractAsyncContextManager[object] = self._lock if request.auto_assign else contextlib.nullcontext()
         async with guard:
-            zone_class = self.zones.classify(lat=request.lat, lon=request.lon)
+            zone_class = self._zones.classify(lat=request.lat, lon=request.lon)
             call = Call(
                 call_id=call_id,
                 received_at=request.received_at or now,
@@ -228,15 +306,15 @@ class DispatchService:
                 category=request.category,
                 priority=request.priority,
                 zone_class=zone_class,
-                target_s=self.zones.target_s(zone_class),
+                target_s=self._zones.target_s(zone_class),
                 address=request.address,
                 note=request.note,
             )
             recommendations = self.nearest(
                 lat=call.lat,
                 lon=call.lon,
-                k=self.rules.recommendations,
-                unit_filter=UnitFilter(max_age_s=self.rules.max_position_age_s),
+                k=self._rules.recommendations,
+                unit_filter=UnitFilter(max_age_s=self._rules.max_position_age_s),
                 order=Order.ETA,
                 now=now,
                 zone_class=zone_class,
@@ -245,24 +323,24 @@ class DispatchService:
             assigned: str | None = None
             if request.auto_assign and recommendations:
                 assigned = recommendations[0].unit_id
-                unit = self.live_map.units[assigned]
+                unit = self._live_map.units[assigned]
                 decision = decision.then(rules.assign(call, unit, ts=now, source=EventSource.AUTO))
-            if not await self.store.create_call(call, decision):
-                raced = await self.store.call(call_id)
+            if not await self._store.create_call(call, decision):
+                raced = await self._store.call(call_id)
                 assert raced is not None
                 return CallCreated(raced, False, [], None)
-            self.open_calls[call.call_id] = call
+            self._open_calls[call.call_id] = call
             self._apply(decision)
-        self.relay.kick()
+        self._outbox.kick()
         return CallCreated(call, True, recommendations, assigned)
 
     async def assign(self, call_id: str, unit_id: str, *, ts: datetime | None) -> Call:
         async with self._lock:
             call = await self._open_call(call_id)
             decision = rules.assign(call, self.unit(unit_id), ts=ts or self.clock(), source=EventSource.CONSOLE)
-            await self.store.record({call.call_id: call}, decision)
+            await self._store.record({call.call_id: call}, decision)
             self._apply(decision)
-        self.relay.kick()
+        self._outbox.kick()
         return call
 
     async def set_status(
@@ -273,61 +351,56 @@ class DispatchService:
             related = call_id or unit.call_id
             call = await self._open_call(related) if related else None
             decision = rules.change_status(unit, status, call=call, ts=ts or self.clock(), source=EventSource.CONSOLE)
-            await self.store.record({call.call_id: call} if call else {}, decision)
+            await self._store.record({call.call_id: call} if call else {}, decision)
             self._apply(decision)
-        self.relay.kick()
+        self._outbox.kick()
         return unit
 
     async def _open_call(self, call_id: str) -> Call:
-        call = self.open_calls.get(call_id)
+        call = self._open_calls.get(call_id)
         if call is not None:
             return call
-        if await self.store.call(call_id) is not None:
+        if await self._store.call(call_id) is not None:
             raise ConflictError(f"call {call_id} is closed")
         raise NotFoundError(field="call_id", error=f"no call {call_id!r}")
 
     def _apply(self, decision: Decision) -> None:
         for event in decision.events:
-            call = self.open_calls[event.call_id]
+            call = self._open_calls[event.call_id]
             call.apply(event)
-            self.hub.publish("call", call_event_message(call, event).model_dump(mode="json"))
+            self._hub.publish("call", call_event_message(call, event).model_dump(mode="json"))
             if event.event is CallEventKind.CLOSED:
-                self.open_calls.pop(call.call_id, None)
+                self._open_calls.pop(call.call_id, None)
         for change in decision.statuses:
-            unit = self.live_map.units[change.unit_id]
+            unit = self._live_map.units[change.unit_id]
             previous_call = unit.call_id
-            self.live_map.apply_status(change.unit_id, change.status, change.call_id, change.ts)
-            if previous_call and previous_call != change.call_id and previous_call in self.open_calls:
-                self.open_calls[previous_call].release(change.unit_id)
-            status = UnitStatusEvent(unit_id=change.unit_id, status=change.status, call_id=change.call_id, ts=change.ts)
-            self.hub.publish("status", status.model_dump(mode="json"))
+            self._live_map.apply_status(change.unit_id, change.status, change.call_id, change.ts)
+            if previous_call and previous_call != change.call_id and previous_call in self._open_calls:
+                self._open_calls[previous_call].release(change.unit_id)
+            self._hub.publish("status", unit_status_message(change).model_dump(mode="json"))
 
     # consumed events
 
     async def on_position(self, record: PositionRecord) -> None:
         position = Position(record.ts, record.lat, record.lon, record.speed_kmh, record.heading_deg)
-        if not self.live_map.apply_position(record.unit_id, position, fix=record.fix):
+        if not self._live_map.apply_position(record.unit_id, position, fix=record.fix):
             return
-        self.hub.position(
-            record.unit_id,
-            {"unit_id": record.unit_id, "ts": record.ts.isoformat(), "lat": record.lat, "lon": record.lon,
-             "speed_kmh": record.speed_kmh, "heading_deg": record.heading_deg},
-        )  # fmt: skip
-        unit = self.live_map.units[record.unit_id]
-        if unit.call_id is None or unit.call_id not in self.open_calls:
+        self._hub.position(record.unit_id, live_position(record))
+        unit = self._live_map.units[record.unit_id]
+        if unit.call_id is None or unit.call_id not in self._open_calls:
             return
         async with self._lock:
-            call = self.open_calls.get(unit.call_id or "")
+            call = self._open_calls.get(unit.call_id or "")
             if call is None:
                 return
-            decision = rules.gps_arrival(call, unit, position, radius_m=self.rules.arrival_radius_m)
+            decision = rules.gps_arrival(call, unit, position, radius_m=self._rules.arrival_radius_m)
             if decision is None:
                 return
-            await self.store.record({call.call_id: call}, decision)
+            await self._store.record({call.call_id: call}, decision)
             self._apply(decision)
         log.info("unit %s arrived at call %s (GPS)", unit.unit_id, call.call_id)
-        self.relay.kick()
+        self._outbox.kick()
 
     def on_unit_status(self, event: UnitStatusEvent) -> None:
         """A status from the topic (this or another replica): applied in event time, idempotently."""
-        self.live_map.apply_status(event.unit_id, event.status, event.call_id, event.ts)
+        self._live_map.apply_status(event.unit_id, event.status, event.call_id, event.ts)

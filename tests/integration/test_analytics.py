@@ -175,7 +175,7 @@ async def test_a_call_handled_through_the_dispatcher_reaches_the_report(
     unit = fleet.unit_ids[0]
 
     async def known() -> bool:
-        return unit in dispatcher.app.state.service.live_map.units
+        return unit in {u.unit_id for u in dispatcher.app.state.service.units()}
 
     await eventually(known, what="the dispatcher to know the unit")
     call_id = f"C-{uuid.uuid4().hex[:10]}"

@@ -215,8 +215,8 @@ async def test_a_restarted_dispatcher_keeps_statuses_positions_and_open_calls(
         view = await unit_view(client, unit)
         assert (view["status"], view["call_id"]) == ("en_route", call_id)
         assert view["position"]["lat"] == SITE[0] + 0.05
-        assert call_id in restarted.app.state.service.open_calls
-        assert unit in restarted.app.state.service.open_calls[call_id].assigned
+        assert restarted.app.state.service.open_call(call_id) is not None
+        assert unit in restarted.app.state.service.open_call(call_id).assigned
         call = (await client.get(f"/v1/calls/{call_id}")).json()
         assert [e["event"] for e in call["timeline"]] == ["created", "assigned", "en_route"]
 
@@ -315,7 +315,7 @@ async def test_the_event_stream_carries_statuses_and_calls(dispatcher: RunningSe
     listener = asyncio.create_task(listen())
 
     async def subscribed() -> bool:
-        return dispatcher.app.state.service.hub.subscribers > 0
+        return dispatcher.app.state.service.subscribers > 0
 
     await eventually(subscribed, what="the SSE subscription")
     async with console(dispatcher) as client:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -13,40 +12,18 @@ import orjson
 from services.dispatcher.domain.calls import Call, CallEvent, CallStatus, Decision
 from services.dispatcher.domain.live_map import Position
 from services.dispatcher.domain.zones import ZoneDefinition
+from services.dispatcher.messages import call_event_message, unit_status_message
+from services.dispatcher.ports import StoredUnit
 from shared.contract.registry import Platform, RegistryImport, Unit, UnitKind, Zone, ZoneClass
-from shared.contract.schemas import CallEventKind, CallEventMessage, EventSource, UnitStatus, UnitStatusEvent
+from shared.contract.schemas import CallEventKind, EventSource, UnitStatus
 from shared.contract.topics import CALLS, UNIT_STATUS
 from shared.infra.postgres import Connection
 from shared.infra.registry_store import import_registry, registry_revision
 
 
-@dataclass(frozen=True, slots=True)
-class StoredUnit:
-    unit: Unit
-    status: UnitStatus
-    status_since: datetime | None
-    call_id: str | None
-    position: Position | None
+class PostgresDispatchStore:
+    """`ports.DispatchStore` on PostgreSQL."""
 
-
-def call_event_message(call: Call, event: CallEvent) -> CallEventMessage:
-    return CallEventMessage(
-        call_id=call.call_id,
-        event=event.event,
-        ts=event.ts,
-        unit_id=event.unit_id,
-        source=event.source,
-        lat=call.lat,
-        lon=call.lon,
-        zone_class=call.zone_class.value,
-        target_s=call.target_s,
-        platform_id=event.platform_id,
-        category=call.category,
-        priority=call.priority,
-    )
-
-
-class DispatchStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
@@ -161,9 +138,7 @@ class DispatchStore:
                 change.call_id,
                 change.ts,
             )
-            message = UnitStatusEvent(
-                unit_id=change.unit_id, status=change.status, call_id=change.call_id, ts=change.ts
-            )
+            message = unit_status_message(change)
             outbox.append((UNIT_STATUS.name, change.unit_id.encode(), UNIT_STATUS.encode(message)))
         if outbox:
             await conn.executemany("INSERT INTO outbox (topic, key, value) VALUES ($1, $2, $3)", outbox)

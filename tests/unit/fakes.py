@@ -1,0 +1,139 @@
+"""In-memory fakes of the project's own ports, for unit tests of the services without Kafka or PostgreSQL.
+
+They keep what the real adapters would persist or publish, so a test asserts on outcomes (the events recorded
+with a decision, the records a producer was given), never on calls to a mock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from services.dispatcher.domain.calls import Call, CallEvent, CallStatus, Decision, StatusChange
+from services.dispatcher.domain.zones import ZoneDefinition
+from services.dispatcher.ports import StoredUnit
+from shared.contract.registry import Platform, RegistryImport, Unit, Zone
+from shared.contract.schemas import CallEventKind, UnitStatus
+from shared.errors import UnavailableError
+
+
+@dataclass
+class FakeDispatchStore:
+    """`ports.DispatchStore` in memory: the registry, calls with their events, statuses, and every decision
+    recorded (what the outbox would carry to Kafka)."""
+
+    platforms_: dict[str, Platform] = field(default_factory=dict)
+    units_: dict[str, StoredUnit] = field(default_factory=dict)
+    zones_: dict[str, Zone] = field(default_factory=dict)
+    calls_: dict[str, Call] = field(default_factory=dict)
+    events: list[CallEvent] = field(default_factory=list)
+    statuses: list[StatusChange] = field(default_factory=list)
+    revision: int = 0
+
+    async def import_registry(self, document: RegistryImport) -> dict[str, int]:
+        for platform in document.platforms:
+            self.platforms_[platform.id] = platform
+        for unit in document.units:
+            held = self.units_.get(unit.id)
+            self.units_[unit.id] = StoredUnit(
+                unit,
+                held.status if held else UnitStatus.AVAILABLE,
+                held.status_since if held else None,
+                held.call_id if held else None,
+                held.position if held else None,
+            )
+        for zone in document.zones:
+            self.zones_[zone.id] = zone
+        self.revision += 1
+        return {"platforms": len(document.platforms), "units": len(document.units), "zones": len(document.zones)}
+
+    async def registry_revision(self) -> int:
+        return self.revision
+
+    async def platforms(self, platform_id: str | None = None) -> list[Platform]:
+        return [p for i, p in sorted(self.platforms_.items()) if platform_id in (None, i)]
+
+    async def zones(self, zone_id: str | None = None) -> list[Zone]:
+        return [z for i, z in sorted(self.zones_.items()) if zone_id in (None, i)]
+
+    async def zone_definitions(self) -> list[ZoneDefinition]:
+        return [ZoneDefinition(z.id, z.class_, z.geometry_json()) for z in self.zones_.values()]
+
+    async def units(self) -> list[StoredUnit]:
+        return list(self.units_.values())
+
+    async def create_call(self, call: Call, decision: Decision) -> bool:
+        if call.call_id in self.calls_:
+            return False
+        self.calls_[call.call_id] = Call(**{**call.__dict__, "timeline": [], "assigned": {}, "arrived": set()})
+        await self.record({call.call_id: call}, decision)
+        return True
+
+    async def record(self, calls: dict[str, Call], decision: Decision) -> None:
+        for event in decision.events:
+            self.events.append(event)
+            self.calls_[event.call_id].apply(event)
+        for change in decision.statuses:
+            self.statuses.append(change)
+            held = self.units_[change.unit_id]
+            if held.status_since is None or held.status_since <= change.ts:
+                self.units_[change.unit_id] = StoredUnit(
+                    held.unit, change.status, change.ts, change.call_id, held.position
+                )
+
+    async def open_calls(self) -> list[Call]:
+        return [copy.deepcopy(c) for c in self.calls_.values() if c.status is CallStatus.OPEN]
+
+    async def call(self, call_id: str) -> Call | None:
+        held = self.calls_.get(call_id)
+        return copy.deepcopy(held) if held else None
+
+    async def calls(
+        self, *, status: CallStatus | None, received_from: datetime | None, received_to: datetime | None, limit: int
+    ) -> list[Call]:
+        chosen = [
+            c
+            for c in self.calls_.values()
+            if (status is None or c.status is status)
+            and (received_from is None or c.received_at >= received_from)
+            and (received_to is None or c.received_at < received_to)
+        ]
+        return sorted(chosen, key=lambda c: c.received_at, reverse=True)[:limit]
+
+    def events_of(self, call_id: str) -> list[CallEventKind]:
+        return [e.event for e in self.events if e.call_id == call_id]
+
+    def add_unit(self, unit: Unit) -> None:
+        self.units_[unit.id] = StoredUnit(unit, UnitStatus.AVAILABLE, None, None, None)
+
+
+@dataclass
+class FakeOutbox:
+    kicks: int = 0
+
+    def kick(self) -> None:
+        self.kicks += 1
+
+
+@dataclass
+class FakeProducer:
+    """`shared.contract.topics.Producer` in memory: every record sent, and an acknowledgement per record that
+    the test settles (all at once by default, or with an error when the broker is meant to have refused)."""
+
+    sent: list[tuple[str, bytes, bytes | None]] = field(default_factory=list)
+    refuse: bool = False
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> asyncio.Future[Any]:
+        self.sent.append((topic, value, key))
+        acknowledged: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.refuse:
+            acknowledged.set_exception(UnavailableError("not acknowledged (refused by the test); retry", field="kafka"))
+        else:
+            acknowledged.set_result(None)
+        return acknowledged
+
+    def on(self, topic: str) -> list[tuple[bytes, bytes | None]]:
+        return [(value, key) for t, value, key in self.sent if t == topic]

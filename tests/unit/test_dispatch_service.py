@@ -1,0 +1,252 @@
+"""The dispatcher service over in-memory fakes of its ports: the lifecycle rules the integration suite checks
+through Kafka and PostgreSQL, here without either, so a broken rule fails in milliseconds with its name."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.dispatcher.domain.eta import CircuityEta
+from services.dispatcher.events import EventHub
+from services.dispatcher.service import DispatchRules, DispatchService, NewCall
+from shared.contract.registry import Platform, PlatformKind, Polygon, RegistryImport, Unit, UnitKind, Zone, ZoneClass
+from shared.contract.schemas import CallEventKind, PositionRecord, Source, UnitStatus
+from shared.errors import ConflictError, InvalidError, NotFoundError
+from shared.geo import h3_cell
+from tests.unit.fakes import FakeDispatchStore, FakeOutbox
+
+T0 = datetime(2026, 11, 30, 20, 0, tzinfo=UTC)
+CENTRE = (27.2400, 111.4700)
+KEY_AREA = Zone.model_validate(
+    {
+        "id": "Z-KEY",
+        "class": "key_area",
+        "geometry": Polygon(
+            type="Polygon",
+            coordinates=[[[111.46, 27.23], [111.48, 27.23], [111.48, 27.25], [111.46, 27.25], [111.46, 27.23]]],
+        ),
+    }
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def registry() -> RegistryImport:
+    return RegistryImport(
+        platforms=[Platform(id="P1", name="Platform 1", kind=PlatformKind.FAST_RESPONSE, lat=CENTRE[0], lon=CENTRE[1])],
+        units=[Unit(id=f"U{i}", platform_id="P1", kind=UnitKind.PATROL_CAR, callsign=f"{i:04d}") for i in range(1, 4)],
+        zones=[KEY_AREA],
+    )
+
+
+def ping(unit_id: str, lat: float, lon: float, ts: datetime) -> PositionRecord:
+    return PositionRecord(
+        unit_id=unit_id,
+        ts=ts,
+        lat=lat,
+        lon=lon,
+        platform_id="P1",
+        h3=h3_cell(lat, lon),
+        source=Source.HTTP,
+        received_at=ts,
+    )
+
+
+async def started(store: FakeDispatchStore, clock: Clock) -> DispatchService:
+    service = DispatchService(
+        store=store,
+        outbox=FakeOutbox(),
+        hub=EventHub(),
+        eta=CircuityEta(),
+        rules=DispatchRules(recommendations=3),
+        clock=clock,
+    )
+    await service.load()
+    return service
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def store() -> FakeDispatchStore:
+    fake = FakeDispatchStore()
+    await fake.import_registry(registry())
+    return fake
+
+
+@pytest.fixture
+async def service(store: FakeDispatchStore, clock: Clock) -> DispatchService:
+    service = await started(store, clock)
+    # U1 100 m north of the centre, U2 1 km north, U3 3 km north: all online now.
+    for unit_id, metres in (("U1", 100), ("U2", 1_000), ("U3", 3_000)):
+        await service.on_position(ping(unit_id, CENTRE[0] + metres / 111_195, CENTRE[1], T0 - timedelta(seconds=5)))
+    return service
+
+
+def call_at_centre(**extra: object) -> NewCall:
+    return NewCall(lat=CENTRE[0], lon=CENTRE[1], category="theft", priority=1, **extra)  # type: ignore[arg-type]
+
+
+async def test_a_new_call_takes_its_zone_s_target_recommends_the_nearest_available_units_and_is_recorded(
+    service: DispatchService, store: FakeDispatchStore
+) -> None:
+    created = await service.create_call(call_at_centre())
+    assert (created.call.zone_class, created.call.target_s) == (ZoneClass.KEY_AREA, 60)
+    assert [r.unit_id for r in created.recommendations] == ["U1", "U2", "U3"]
+    assert created.recommendations[0].distance_m == pytest.approx(100, abs=1)
+    assert store.events_of(created.call.call_id) == [CallEventKind.CREATED]
+
+
+async def test_a_call_out_of_every_zone_is_rural(service: DispatchService) -> None:
+    created = await service.create_call(NewCall(lat=27.5, lon=111.9, category="fire", priority=2))
+    assert (created.call.zone_class, created.call.target_s) == (ZoneClass.RURAL, 900)
+
+
+async def test_a_repeated_call_id_answers_the_existing_call_and_records_nothing_more(
+    service: DispatchService, store: FakeDispatchStore
+) -> None:
+    first = await service.create_call(call_at_centre(call_id="C-1"))
+    again = await service.create_call(call_at_centre(call_id="C-1"))
+    assert (first.created, again.created, again.recommendations) == (True, False, [])
+    assert store.events_of("C-1") == [CallEventKind.CREATED]
+
+
+async def test_auto_assign_dispatches_the_best_recommendation(
+    service: DispatchService, store: FakeDispatchStore
+) -> None:
+    created = await service.create_call(call_at_centre(auto_assign=True))
+    assert created.assigned_unit_id == "U1"
+    assert store.events_of(created.call.call_id) == [CallEventKind.CREATED, CallEventKind.ASSIGNED]
+    assert service.unit("U1").status is UnitStatus.DISPATCHED
+    assert store.units_["U1"].status is UnitStatus.DISPATCHED
+
+
+async def test_a_dispatched_unit_is_no_longer_recommended_nor_assignable(
+    service: DispatchService, store: FakeDispatchStore
+) -> None:
+    first = await service.create_call(call_at_centre(auto_assign=True))
+    second = await service.create_call(call_at_centre())
+    assert [r.unit_id for r in second.recommendations] == ["U2", "U3"]
+    with pytest.raises(ConflictError, match="not available"):
+        await service.assign(second.call.call_id, "U1", ts=None)
+    assert store.events_of(second.call.call_id) == [CallEventKind.CREATED]
+    assert first.call.assigned.keys() == {"U1"}
+
+
+async def test_the_last_unit_clearing_closes_the_call_and_frees_the_unit(
+    service: DispatchService, store: FakeDispatchStore, clock: Clock
+) -> None:
+    call_id = (await service.create_call(call_at_centre())).call.call_id
+    for seconds, step in (
+        (20, None),
+        (40, UnitStatus.EN_ROUTE),
+        (90, UnitStatus.ON_SCENE),
+        (600, UnitStatus.AVAILABLE),
+    ):
+        clock.now = T0 + timedelta(seconds=seconds)
+        if step is None:
+            await service.assign(call_id, "U2", ts=None)
+        else:
+            await service.set_status("U2", step, call_id=None, ts=None)
+    assert store.events_of(call_id) == [
+        CallEventKind.CREATED,
+        CallEventKind.ASSIGNED,
+        CallEventKind.EN_ROUTE,
+        CallEventKind.ON_SCENE,
+        CallEventKind.CLOSED,
+    ]
+    assert service.open_call(call_id) is None
+    assert (service.unit("U2").status, service.unit("U2").call_id) == (UnitStatus.AVAILABLE, None)
+    with pytest.raises(ConflictError, match="is closed"):
+        await service.assign(call_id, "U3", ts=None)
+
+
+async def test_gps_arrival_puts_the_assigned_unit_on_scene(
+    service: DispatchService, store: FakeDispatchStore, clock: Clock
+) -> None:
+    call_id = (await service.create_call(call_at_centre())).call.call_id
+    clock.now = T0 + timedelta(seconds=10)
+    await service.assign(call_id, "U3", ts=None)
+    await service.on_position(ping("U3", CENTRE[0] + 500 / 111_195, CENTRE[1], T0 + timedelta(seconds=60)))
+    assert service.unit("U3").status is UnitStatus.DISPATCHED
+    await service.on_position(ping("U3", CENTRE[0] + 50 / 111_195, CENTRE[1], T0 + timedelta(seconds=120)))
+    assert service.unit("U3").status is UnitStatus.ON_SCENE
+    [arrival] = [e for e in store.events if e.call_id == call_id and e.event is CallEventKind.ON_SCENE]
+    assert (arrival.unit_id, arrival.ts, arrival.source) == ("U3", T0 + timedelta(seconds=120), "gps")
+
+
+async def test_a_status_older_than_the_unit_s_current_one_is_refused(
+    service: DispatchService, store: FakeDispatchStore
+) -> None:
+    await service.set_status("U1", UnitStatus.OFF_DUTY, call_id=None, ts=T0)
+    with pytest.raises(ConflictError, match="before unit U1's current status"):
+        await service.set_status("U1", UnitStatus.AVAILABLE, call_id=None, ts=T0 - timedelta(seconds=1))
+    assert [s.status for s in store.statuses] == [UnitStatus.OFF_DUTY]
+
+
+async def test_dispatched_without_a_call_is_invalid_and_unknown_ids_are_not_found(service: DispatchService) -> None:
+    with pytest.raises(InvalidError, match="needs a call_id"):
+        await service.set_status("U1", UnitStatus.DISPATCHED, call_id=None, ts=None)
+    with pytest.raises(NotFoundError) as no_call:
+        await service.assign("C-none", "U1", ts=None)
+    assert no_call.value.field == "call_id"
+    with pytest.raises(NotFoundError) as no_unit:
+        service.unit("U-none")
+    assert no_unit.value.field == "unit_id"
+
+
+async def test_a_restarted_service_rebuilds_open_calls_and_statuses_from_the_store(
+    service: DispatchService, store: FakeDispatchStore, clock: Clock
+) -> None:
+    call_id = (await service.create_call(call_at_centre(auto_assign=True))).call.call_id
+    restarted = await started(store, clock)
+    held = restarted.open_call(call_id)
+    assert held is not None
+    assert held.assigned.keys() == {"U1"}
+    assert restarted.unit("U1").status is UnitStatus.DISPATCHED
+    await restarted.set_status("U1", UnitStatus.EN_ROUTE, call_id=None, ts=T0 + timedelta(seconds=5))
+    assert store.events_of(call_id)[-1] is CallEventKind.EN_ROUTE
+
+
+async def test_a_registry_import_needs_every_unit_s_platform(service: DispatchService) -> None:
+    orphan = Unit(id="U9", platform_id="P-none", kind=UnitKind.MOTORCYCLE, callsign="0009")
+    with pytest.raises(NotFoundError) as refused:
+        await service.import_registry(RegistryImport(units=[orphan]))
+    assert refused.value.field == "units.0.platform_id"
+    with pytest.raises(NotFoundError):
+        await service.register_unit(orphan)
+    assert "U9" not in {u.unit_id for u in service.units()}
+
+
+async def test_a_unit_registered_elsewhere_is_on_the_map_once_the_registry_moves(
+    service: DispatchService, store: FakeDispatchStore
+) -> None:
+    await store.import_registry(
+        RegistryImport(units=[Unit(id="U9", platform_id="P1", kind=UnitKind.MOTORCYCLE, callsign="0009")])
+    )
+    assert "U9" not in {u.unit_id for u in service.units()}
+    await service.reload_registry()
+    assert "U9" in {u.unit_id for u in service.units(platform_id="P1")}
+
+
+async def test_every_change_reaches_live_subscribers_and_kicks_the_outbox(service: DispatchService) -> None:
+    async with service.subscribe() as queue:
+        created = await service.create_call(call_at_centre(auto_assign=True))
+        kinds = [queue.get_nowait() for _ in range(queue.qsize())]
+    assert [(e.kind, e.data.get("event") or e.data.get("status")) for e in kinds] == [
+        ("call", "created"),
+        ("call", "assigned"),
+        ("status", "dispatched"),
+    ]
+    assert kinds[0].data["call_id"] == created.call.call_id
+    assert service.subscribers == 0

@@ -1,0 +1,94 @@
+"""The one intake path over an in-memory producer: what is published where, what is answered, what is counted,
+and that nothing is answered as accepted before the broker acknowledged it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+
+from services.ingest.domain.telemetry import TelemetryRules
+from services.ingest.intake import Candidate, TelemetryIntake
+from services.ingest.metrics import IngestMetrics
+from shared.contract.registry import UnitDirectory, UnitKind, UnitRef
+from shared.contract.schemas import PositionRecord, RejectReason, Source, VideoRecord
+from shared.contract.topics import DEADLETTER, POSITIONS, VIDEO
+from shared.errors import RejectedError, UnavailableError
+from tests.unit.fakes import FakeProducer
+
+NOW = datetime(2026, 11, 30, 20, 0, tzinfo=UTC)
+DIRECTORY = UnitDirectory.of(1, [UnitRef("U1", "P1", UnitKind.PATROL_CAR, None)])
+
+
+def position(**changes: object) -> dict[str, object]:
+    return {"kind": "position", "unit_id": "U1", "ts": "2026-11-30T19:59:58Z", "lat": 27.24, "lon": 111.47} | changes
+
+
+def intake_over(producer: FakeProducer, metrics: IngestMetrics | None = None) -> TelemetryIntake:
+    return TelemetryIntake(
+        producer=producer,
+        directory=lambda: DIRECTORY,
+        metrics=metrics or IngestMetrics(),
+        rules=TelemetryRules(max_future_skew=timedelta(seconds=300)),
+        clock=lambda: NOW,
+    )
+
+
+async def test_accepted_pings_go_to_their_topic_keyed_by_unit_with_what_ingest_adds() -> None:
+    producer = FakeProducer()
+    video = {"kind": "video", "unit_id": "U1", "ts": "2026-11-30T19:59:58Z", "channel": 1, "state": "streaming"}
+    rejections = await intake_over(producer).submit(
+        [Candidate(value=position()), Candidate(value=video)], source=Source.HTTP
+    )
+    assert rejections == []
+    [(value, key)] = producer.on(POSITIONS.name)
+    record = POSITIONS.decode(value)
+    assert isinstance(record, PositionRecord)
+    assert (key, record.platform_id, record.source, record.received_at) == (b"U1", "P1", Source.HTTP, NOW)
+    [(video_value, _)] = producer.on(VIDEO.name)
+    assert isinstance(VIDEO.decode(video_value), VideoRecord)
+
+
+async def test_a_bad_ping_is_dead_lettered_with_its_reason_and_the_good_one_beside_it_is_kept() -> None:
+    producer = FakeProducer()
+    metrics = IngestMetrics()
+    candidates = [
+        Candidate(value=position(lat=123.0), payload=b"original bytes", key=b"U1", origin="test/0/7"),
+        Candidate(value=position(unit_id="U-unknown")),
+        Candidate(value=position()),
+        Candidate(value=RejectedError(RejectReason.INVALID_JSON, "line: not JSON"), payload=b"{oops"),
+    ]
+    rejections = await intake_over(producer, metrics).submit(candidates, source=Source.KAFKA)
+    assert [(r.index, r.reason) for r in rejections] == [
+        (0, RejectReason.OUT_OF_RANGE),
+        (1, RejectReason.UNKNOWN_UNIT),
+        (3, RejectReason.INVALID_JSON),
+    ]
+    assert len(producer.on(POSITIONS.name)) == 1
+    letters = [DEADLETTER.decode(value) for value, _ in producer.on(DEADLETTER.name)]
+    assert [(d.reason, d.origin) for d in letters] == [
+        ("out_of_range", "test/0/7"),
+        ("unknown_unit", None),
+        ("invalid_json", None),
+    ]
+    assert letters[0].payload == "original bytes"
+    assert orjson.loads(letters[1].payload)["unit_id"] == "U-unknown"  # an array item is re-encoded
+    assert metrics.rejected.labels("out_of_range", "kafka")._value.get() == 1
+    assert metrics.accepted.labels("position", "kafka")._value.get() == 1
+
+
+async def test_nothing_is_answered_as_accepted_when_the_broker_did_not_acknowledge() -> None:
+    producer = FakeProducer(refuse=True)
+    metrics = IngestMetrics()
+    with pytest.raises(UnavailableError):
+        await intake_over(producer, metrics).submit([Candidate(value=position())], source=Source.HTTP)
+    assert metrics.accepted.labels("position", "http")._value.get() == 0
+
+
+async def test_enqueue_hands_records_over_before_their_acknowledgement_is_awaited() -> None:
+    producer = FakeProducer()
+    submission = await intake_over(producer).enqueue([Candidate(value=position())], source=Source.KAFKA)
+    assert len(producer.sent) == 1
+    await submission.acknowledged
+    assert submission.rejections == []

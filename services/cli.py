@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,9 @@ import httpx
 import orjson
 from pydantic import ValidationError
 
+from services.analytics.settings import AnalyticsSettings
+from services.dispatcher.settings import DispatcherSettings
+from services.ingest.settings import IngestSettings
 from shared.contract.registry import RegistryImport
 from shared.contract.roles import generate_api_tokens
 from shared.errors import KuaijingError
@@ -26,27 +30,24 @@ from shared.infra.embedded.postgres import EmbeddedPostgres
 from shared.infra.kafka import ensure_topics
 from shared.infra.postgres import connect, migrate
 from shared.infra.registry_store import import_registry
-from shared.settings import Settings
+from shared.settings import CommonSettings, ServiceSettings
+from shared.web.service import configure_logging
 
 log = logging.getLogger("kuaijing")
 
-SERVICES = ("ingest", "dispatcher", "analytics")
-"""Every service `up` runs, each as its own process."""
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr
-    )
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+SERVICES: dict[str, type[ServiceSettings]] = {
+    "ingest": IngestSettings,
+    "dispatcher": DispatcherSettings,
+    "analytics": AnalyticsSettings,
+}
+"""Every service `up` runs, each as its own process, with the class of its settings."""
 
 
 @dataclass
 class Infrastructure:
     """The embedded Kafka and PostgreSQL, started only where the settings name none."""
 
-    settings: Settings
+    settings: CommonSettings
     started_kafka: EmbeddedKafka | None = None
     started_postgres: EmbeddedPostgres | None = None
 
@@ -76,17 +77,17 @@ class Infrastructure:
             self.started_postgres.stop()
 
 
-def _service_port(settings: Settings, service: str) -> int:
-    port: int = getattr(settings, f"{service}_port")
-    return port
+def _service_port(service: str) -> int:
+    """The port a service will listen on, from its own settings (`KUAIJING_<SERVICE>_PORT`)."""
+    return SERVICES[service]().port
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     env_tokens = os.environ.get("KUAIJING_API_TOKENS")
     if not env_tokens:
         os.environ["KUAIJING_API_TOKENS"] = generate_api_tokens()
-    settings = Settings()
-    _configure_logging(settings.log_level)
+    settings = CommonSettings()
+    configure_logging(settings.log_level)
     stopping = False
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -107,7 +108,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         for service in SERVICES:
             children[service] = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", service], env=env)
         for service in SERVICES:
-            _wait_ready(service, _service_port(settings, service), children[service], settings.bind_host)
+            _wait_ready(service, _service_port(service), children[service], settings.bind_host)
         if args.simulate:
             children["simulation"] = subprocess.Popen([sys.executable, "-m", "services.cli", "simulate"], env=env)
             print("simulation running: a city of 33 platforms and 231 vehicles around Shaoyang", flush=True)
@@ -167,16 +168,16 @@ def _wait_ready(service: str, port: int, child: subprocess.Popen[bytes], host: s
 def cmd_simulate(args: argparse.Namespace) -> int:
     from services.simulator.runner import Simulation
 
-    settings = Settings()
-    _configure_logging(settings.log_level)
+    settings = CommonSettings()
+    configure_logging(settings.log_level)
     tokens = {role.value: token for token, role in settings.tokens.items()}
     missing = {"terminal", "dispatcher", "admin"} - set(tokens)
     if missing:
         raise KuaijingError(f"the simulation needs KUAIJING_API_TOKENS for {', '.join(sorted(missing))}")
     host = settings.bind_host
     simulation = Simulation(
-        ingest_url=f"http://{host}:{settings.ingest_port}",
-        dispatcher_url=f"http://{host}:{settings.dispatcher_port}",
+        ingest_url=f"http://{host}:{_service_port('ingest')}",
+        dispatcher_url=f"http://{host}:{_service_port('dispatcher')}",
         tokens=tokens,
         call_every_s=args.call_every,
         seed=args.seed,
@@ -194,33 +195,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    settings = Settings()
-    _configure_logging(settings.log_level)
-    if args.service == "ingest":
-        from services.ingest.app import create_app
-    elif args.service == "dispatcher":
-        from services.dispatcher.app import create_app
-    elif args.service == "analytics":
-        from services.analytics.app import create_app
-    else:
-        raise KuaijingError(f"unknown service {args.service!r}")
-    port = args.port or _service_port(settings, args.service)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.bind_host,
-        port=port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        timeout_graceful_shutdown=20,
-    )
-    return 0
+    main: Callable[[int | None], int] = importlib.import_module(f"services.{args.service}.app").main
+    return main(args.port)
 
 
 def cmd_infra(args: argparse.Namespace) -> int:
-    settings = Settings()
-    _configure_logging(settings.log_level)
+    settings = CommonSettings()
+    configure_logging(settings.log_level)
     kafka = EmbeddedKafka(
         settings.data_dir, port=settings.embedded_kafka_port, controller_port=settings.embedded_kafka_port + 1
     )
@@ -240,16 +221,16 @@ def cmd_infra(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
-    settings = Settings()
-    _configure_logging(settings.log_level)
+    settings = CommonSettings()
+    configure_logging(settings.log_level)
     applied = asyncio.run(migrate(settings.database))
     print(f"applied {len(applied)} migration(s): {applied}" if applied else "schema is up to date")
     return 0
 
 
 def cmd_registry_import(args: argparse.Namespace) -> int:
-    settings = Settings()
-    _configure_logging(settings.log_level)
+    settings = CommonSettings()
+    configure_logging(settings.log_level)
     path: Path = args.file
     try:
         document = RegistryImport.model_validate(orjson.loads(path.read_bytes()))
@@ -301,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.set_defaults(func=cmd_simulate)
 
     serve = commands.add_parser("serve", help="run one service in the foreground")
-    serve.add_argument("service", choices=SERVICES)
+    serve.add_argument("service", choices=list(SERVICES))
     serve.add_argument("--port", type=int, help="override the service's KUAIJING_*_PORT")
     serve.set_defaults(func=cmd_serve)
 

@@ -19,6 +19,9 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from services.analytics.settings import AnalyticsSettings
+from services.dispatcher.settings import DispatcherSettings
+from services.ingest.settings import IngestSettings
 from shared.contract.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind
 from shared.errors import KuaijingError
 from shared.infra.embedded.kafka import EmbeddedKafka
@@ -26,7 +29,7 @@ from shared.infra.embedded.postgres import EmbeddedPostgres
 from shared.infra.kafka import ensure_topics
 from shared.infra.postgres import connect, migrate
 from shared.infra.registry_store import import_registry
-from shared.settings import Settings
+from shared.settings import CommonSettings
 from tests.harness import eventually, free_port
 
 TOKENS = {"terminal": "t-terminal", "dispatcher": "t-dispatcher", "viewer": "t-viewer", "admin": "t-admin"}
@@ -61,19 +64,41 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
     postgres.stop()
 
 
+def _common(infra: Infra) -> dict[str, object]:
+    return {
+        "kafka_bootstrap": infra.kafka,
+        "database_url": infra.database,
+        "api_tokens": ",".join(f"{role}:{token}" for role, token in TOKENS.items()),
+        "data_dir": infra.data_dir,
+        "consumer_poll_ms": 100,
+    }
+
+
 @pytest.fixture(scope="session")
-def settings(infra: Infra) -> Settings:
-    return Settings(
-        kafka_bootstrap=infra.kafka,
-        database_url=infra.database,
-        api_tokens=",".join(f"{role}:{token}" for role, token in TOKENS.items()),
-        data_dir=infra.data_dir,
-        consumer_poll_ms=100,
+def settings(infra: Infra) -> CommonSettings:
+    """What every test's own clients need: the real broker and database, the tokens."""
+    return CommonSettings(**_common(infra))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def ingest_settings(infra: Infra) -> IngestSettings:
+    return IngestSettings(
+        **_common(infra),  # type: ignore[arg-type]
         registry_poll_s=0.2,
         history_writer_enabled=False,
         jt808_port=free_port(),
         jt808_idle_timeout_s=5.0,
     )
+
+
+@pytest.fixture(scope="session")
+def dispatcher_settings(infra: Infra) -> DispatcherSettings:
+    return DispatcherSettings(**_common(infra), registry_poll_s=0.2)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def analytics_settings(infra: Infra) -> AnalyticsSettings:
+    return AnalyticsSettings(**_common(infra))  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -111,10 +136,10 @@ class RunningService:
 
 
 @pytest.fixture(scope="session")
-async def ingest(settings: Settings) -> AsyncIterator[RunningService]:
+async def ingest(ingest_settings: IngestSettings) -> AsyncIterator[RunningService]:
     from services.ingest.app import create_app
 
-    async with RunningService(create_app(settings)) as service:
+    async with RunningService(create_app(ingest_settings)) as service:
         yield service
 
 
@@ -166,17 +191,17 @@ async def fleet(infra: Infra, ingest: RunningService) -> Fleet:
     registered = await register_fleet(infra.database)
 
     async def known() -> bool:
-        return all(u in ingest.app.state.directory.current().by_unit for u in registered.unit_ids)
+        return all(u in ingest.app.state.service.directory.current().by_unit for u in registered.unit_ids)
 
     await eventually(known, what="ingest to learn the new units")
     return registered
 
 
 @pytest.fixture(scope="session")
-async def dispatcher(settings: Settings) -> AsyncIterator[RunningService]:
+async def dispatcher(dispatcher_settings: DispatcherSettings) -> AsyncIterator[RunningService]:
     from services.dispatcher.app import create_app
 
-    async with RunningService(create_app(settings)) as service:
+    async with RunningService(create_app(dispatcher_settings)) as service:
         yield service
 
 
@@ -197,8 +222,8 @@ async def crew(infra: Infra, dispatcher: RunningService) -> Fleet:
 
 
 @pytest.fixture(scope="session")
-async def analytics(settings: Settings) -> AsyncIterator[RunningService]:
+async def analytics(analytics_settings: AnalyticsSettings) -> AsyncIterator[RunningService]:
     from services.analytics.app import create_app
 
-    async with RunningService(create_app(settings)) as service:
+    async with RunningService(create_app(analytics_settings)) as service:
         yield service

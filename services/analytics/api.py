@@ -17,9 +17,11 @@ from pydantic import AwareDatetime, BaseModel
 from services.analytics.adapters.store import AnalyticsStore, GroupBy
 from services.analytics.dashboard import Today, render_dashboard
 from services.analytics.domain.latency import GroupFigures, Spread
+from services.analytics.settings import AnalyticsSettings
 from shared.contract.roles import Role
 from shared.errors import InvalidError
 from shared.web.auth import require_role
+from shared.web.service import service_state, settings_of
 
 router = APIRouter()
 Reader = Depends(require_role(Role.VIEWER, Role.DISPATCHER))
@@ -84,12 +86,15 @@ def _csv(header: Sequence[str], rows: Sequence[Sequence[Any]], filename: str) ->
 
 
 def store_of(request: Request) -> AnalyticsStore:
-    store: AnalyticsStore = request.app.state.store
-    return store
+    return service_state(request, AnalyticsStore)
+
+
+def timezone_name(request: Request) -> str:
+    return settings_of(request, AnalyticsSettings).report_timezone
 
 
 def tz_of(request: Request) -> ZoneInfo:
-    return ZoneInfo(request.app.state.settings.report_timezone)
+    return ZoneInfo(timezone_name(request))
 
 
 Store = Annotated[AnalyticsStore, Depends(store_of)]
@@ -114,7 +119,7 @@ async def response_times(
     start = start or end - timedelta(days=1)
     if start >= end:
         raise InvalidError("must be before to", field="from")
-    groups = await store.report(group_by, start=start, end=end, tz=request.app.state.settings.report_timezone)
+    groups = await store.report(group_by, start=start, end=end, tz=timezone_name(request))
     if _wants_csv(request, fmt):
         header = ["key", "calls", "not_arrived"]
         for figure in ("dispatch_s", "travel_s", "response_s"):
@@ -239,9 +244,8 @@ async def dashboard(request: Request, store: Store) -> HTMLResponse:
     tz = tz_of(request)
     now = datetime.now(tz)
     week_ago = now - timedelta(days=7)
-    settings = request.app.state.settings
-    by_platform = await store.report(GroupBy.PLATFORM, start=week_ago, end=now, tz=settings.report_timezone)
-    by_zone = await store.report(GroupBy.ZONE_CLASS, start=week_ago, end=now, tz=settings.report_timezone)
+    by_platform = await store.report(GroupBy.PLATFORM, start=week_ago, end=now, tz=timezone_name(request))
+    by_zone = await store.report(GroupBy.ZONE_CLASS, start=week_ago, end=now, tz=timezone_name(request))
     day_rows = await _day_rows(store, *_day_window(now.date(), tz))
     total = next((r for r in day_rows if r.key == "all"), None)
     today = Today(

@@ -1,10 +1,7 @@
-"""The analytics service's composition root: settings in, a FastAPI app out, resources owned by the lifespan."""
+"""The analytics service's composition root: settings in, a FastAPI app out, built by the shared service builder."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
@@ -13,50 +10,38 @@ from prometheus_client import CollectorRegistry
 from services.analytics.adapters.store import AnalyticsStore
 from services.analytics.api import router
 from services.analytics.consumer import consume_call_events
+from services.analytics.settings import AnalyticsSettings
 from shared.contract.topics import CALLS, Producer
 from shared.infra.kafka import started_consumer
-from shared.infra.supervision import Supervisor
-from shared.settings import Settings
-from shared.web.errors import install_error_handlers
-from shared.web.probes import Readiness, probes_router
-from shared.web.service import open_service_resources, register_readiness
-
-log = logging.getLogger(__name__)
+from shared.web.service import Runtime, ServiceSpec, configure_logging, create_service_app, serve
 
 
-def create_app(settings: Settings) -> FastAPI:
-    registry = CollectorRegistry()
-    readiness = Readiness()
+def create_app(settings: AnalyticsSettings) -> FastAPI:
+    async def start(runtime: Runtime[AnalyticsSettings]) -> AnalyticsStore:
+        store = AnalyticsStore(runtime.pool)
+        runtime.supervisor.spawn(
+            "call-events", partial(_run_consumer, settings=settings, store=store, producer=runtime.producer)
+        )
+        return store
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with AsyncExitStack() as stack:
-            resources = await open_service_resources(stack, settings, client_id="kuaijing-analytics", pool_size=8)
-            pool, producer = resources.pool, resources.producer
-            store = AnalyticsStore(pool)
-            supervisor = Supervisor()
-            stack.push_async_callback(supervisor.aclose)
-            supervisor.spawn("call-events", partial(_run_consumer, settings=settings, store=store, producer=producer))
-
-            register_readiness(readiness, resources)
-            app.state.store = store
-            log.info("analytics ready")
-            yield
-
-    app = FastAPI(
+    spec = ServiceSpec(
+        name="analytics",
         title="Kuaijing analytics",
-        version="0.1.0",
         description="Response latency per patrol platform against the 1-3-5-15 promise.",
-        lifespan=lifespan,
+        routers=[router],
+        metrics=CollectorRegistry(),
+        start=start,
     )
-    app.state.settings = settings
-    app.include_router(router)
-    install_error_handlers(app)
-    app.include_router(probes_router(registry, readiness))
-    return app
+    return create_service_app(spec, settings, pool_size=settings.pool_size)
 
 
-async def _run_consumer(*, settings: Settings, store: AnalyticsStore, producer: Producer) -> None:
+def main(port: int | None = None) -> int:
+    settings = AnalyticsSettings()
+    configure_logging(settings.log_level)
+    return serve(create_app(settings), settings, port=port or settings.port)
+
+
+async def _run_consumer(*, settings: AnalyticsSettings, store: AnalyticsStore, producer: Producer) -> None:
     async with started_consumer(
         settings.kafka, CALLS, group_id=settings.analytics_group, client_id="kuaijing-analytics"
     ) as consumer:

@@ -30,6 +30,7 @@ from shared.contract.registry import (
 from shared.contract.roles import Role
 from shared.contract.schemas import CallEventMessage, Latitude, Longitude, UnitStatus
 from shared.web.auth import require_role
+from shared.web.service import service_state
 
 router = APIRouter()
 
@@ -39,8 +40,7 @@ Admin = Depends(require_role(Role.ADMIN))
 
 
 def service_of(request: Request) -> DispatchService:
-    service: DispatchService = request.app.state.service
-    return service
+    return service_state(request, DispatchService)
 
 
 Service = Annotated[DispatchService, Depends(service_of)]

@@ -1,12 +1,10 @@
-"""The dispatcher's composition root: settings in, a FastAPI app out, resources owned by the lifespan."""
+"""The dispatcher's composition root: settings in, a FastAPI app out, built by the shared service builder."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import UTC, datetime
+import time
 from functools import partial
 
 from fastapi import FastAPI
@@ -14,105 +12,102 @@ from fastapi import FastAPI
 from services.dispatcher.adapters.outbox import OutboxRelay
 from services.dispatcher.adapters.store import PostgresDispatchStore
 from services.dispatcher.api import router
-from services.dispatcher.consumer import (
-    assign_from,
-    follow_positions,
-    follow_statuses,
-    history_offsets,
-    tail_consumer,
-)
+from services.dispatcher.consumer import assign_from, follow_positions, follow_statuses, history_offsets, tail_consumer
 from services.dispatcher.domain.eta import CircuityEta
 from services.dispatcher.events import EventHub
 from services.dispatcher.metrics import DispatcherMetrics
 from services.dispatcher.service import DispatchRules, DispatchService
+from services.dispatcher.settings import DispatcherSettings
 from shared.contract.topics import POSITIONS, UNIT_STATUS
-from shared.infra.supervision import Supervisor
-from shared.settings import Settings
-from shared.web.errors import install_error_handlers
-from shared.web.probes import Readiness, probes_router
-from shared.web.service import open_service_resources, register_readiness
+from shared.errors import InfrastructureError
+from shared.web.service import Runtime, ServiceSpec, configure_logging, create_service_app, serve
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: DispatcherSettings) -> FastAPI:
     metrics = DispatcherMetrics()
-    readiness = Readiness()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with AsyncExitStack() as stack:
-            resources = await open_service_resources(stack, settings, client_id="kuaijing-dispatcher", pool_size=10)
-            pool, producer = resources.pool, resources.producer
-            relay = OutboxRelay(pool, producer)
-            service = DispatchService(
-                store=PostgresDispatchStore(pool),
-                outbox=relay,
-                hub=EventHub(),
-                eta=CircuityEta(circuity=settings.eta_circuity),
-                rules=DispatchRules(
-                    arrival_radius_m=settings.arrival_radius_m,
-                    max_position_age_s=settings.max_position_age_s,
-                    recommendations=settings.recommendations,
-                ),
-            )
-            started = datetime.now(UTC)
-            await service.load()
-            caught_up = asyncio.Event()
-            positions = tail_consumer(settings.kafka)
-            statuses = tail_consumer(settings.kafka)
-            await positions.start()
-            stack.push_async_callback(positions.stop)
-            await statuses.start()
-            stack.push_async_callback(statuses.stop)
-            partitions = await assign_from(
-                positions, POSITIONS, await history_offsets(settings.kafka, settings.history_group)
-            )
-            await assign_from(statuses, UNIT_STATUS, None)
+    async def start(runtime: Runtime[DispatcherSettings]) -> DispatchService:
+        started = time.monotonic()
+        relay = OutboxRelay(runtime.pool, runtime.producer)
+        # Unwinds before the producer stops: what was committed during the last requests reaches Kafka now.
+        runtime.stack.push_async_callback(relay.publish_pending)
+        service = DispatchService(
+            store=PostgresDispatchStore(runtime.pool),
+            outbox=relay,
+            hub=EventHub(),
+            eta=CircuityEta(circuity=settings.eta_circuity),
+            rules=DispatchRules(
+                arrival_radius_m=settings.arrival_radius_m,
+                max_position_age_s=settings.max_position_age_s,
+                recommendations=settings.recommendations,
+            ),
+        )
+        await service.load()
+        caught_up = asyncio.Event()
+        positions = tail_consumer(settings.kafka)
+        statuses = tail_consumer(settings.kafka)
+        await positions.start()
+        runtime.stack.push_async_callback(positions.stop)
+        await statuses.start()
+        runtime.stack.push_async_callback(statuses.stop)
+        partitions = await assign_from(
+            positions, POSITIONS, await history_offsets(settings.kafka, settings.history_group)
+        )
+        await assign_from(statuses, UNIT_STATUS, None)
 
-            supervisor = Supervisor()
-            stack.push_async_callback(supervisor.aclose)
-            supervisor.spawn("outbox-relay", relay.run)
-            supervisor.spawn(
-                "positions-tail",
-                partial(
-                    follow_positions,
-                    consumer=positions,
-                    partitions=partitions,
-                    service=service,
-                    producer=producer,
-                    caught_up=caught_up,
-                    batch_size=settings.history_batch_size,
-                    poll_ms=settings.consumer_poll_ms,
-                ),
-            )
-            supervisor.spawn(
-                "unit-status-tail",
-                partial(follow_statuses, consumer=statuses, service=service, producer=producer, poll_ms=200),
-            )
-            supervisor.spawn("registry-follow", partial(service.follow_registry, settings.registry_poll_s))
-            await asyncio.wait_for(caught_up.wait(), timeout=120)
-            log.info("live map ready in %.1f s", (datetime.now(UTC) - started).total_seconds())
+        supervisor = runtime.supervisor
+        supervisor.spawn("outbox-relay", relay.run)
+        supervisor.spawn(
+            "positions-tail",
+            partial(
+                follow_positions,
+                consumer=positions,
+                partitions=partitions,
+                service=service,
+                producer=runtime.producer,
+                caught_up=caught_up,
+                batch_size=settings.history_batch_size,
+                poll_ms=settings.consumer_poll_ms,
+            ),
+        )
+        supervisor.spawn(
+            "unit-status-tail",
+            partial(
+                follow_statuses,
+                consumer=statuses,
+                service=service,
+                producer=runtime.producer,
+                poll_ms=settings.consumer_poll_ms,
+            ),
+        )
+        supervisor.spawn("registry-follow", partial(service.follow_registry, settings.registry_poll_s))
+        try:
+            await asyncio.wait_for(caught_up.wait(), timeout=settings.ready_timeout_s)
+        except TimeoutError as e:
+            raise InfrastructureError(
+                f"the positions tail did not catch up within {settings.ready_timeout_s:.0f} s"
+            ) from e
+        log.info("live map ready in %.1f s", time.monotonic() - started)
+        _observe(service, metrics)
+        return service
 
-            register_readiness(readiness, resources)
-            _observe(service, metrics)
-            app.state.service = service
-            yield
-            log.info("dispatcher stopping")
-            await relay.publish_pending()
-
-    app = FastAPI(
+    spec = ServiceSpec(
+        name="dispatcher",
         title="Kuaijing dispatcher",
-        version="0.1.0",
         description="Live map of every unit, exact nearest-unit recommendations and the 110 call lifecycle.",
-        lifespan=lifespan,
+        routers=[router],
+        metrics=metrics.registry,
+        start=start,
     )
-    app.state.settings = settings
-    app.state.metrics = metrics
-    app.include_router(router)
-    app.include_router(probes_router(metrics.registry, readiness))
-    install_error_handlers(app)
-    return app
+    return create_service_app(spec, settings, pool_size=settings.pool_size)
+
+
+def main(port: int | None = None) -> int:
+    settings = DispatcherSettings()
+    configure_logging(settings.log_level)
+    return serve(create_app(settings), settings, port=port or settings.port)
 
 
 def _observe(service: DispatchService, metrics: DispatcherMetrics) -> None:

@@ -1,6 +1,6 @@
-"""`python -m services.ingest`: run the ingest service alone (the `kuaijing serve ingest` command)."""
+"""`python -m services.ingest`: run the ingest service alone (what `kuaijing serve ingest` does)."""
 
-from services.cli import main
+from services.ingest.app import main
 
 if __name__ == "__main__":
-    raise SystemExit(main(["serve", "ingest"]))
+    raise SystemExit(main())

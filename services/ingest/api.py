@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from services.ingest.adapters.registry_cache import UnitDirectoryCache
 from services.ingest.intake import Candidate, TelemetryIntake
+from services.ingest.settings import IngestSettings
 from shared.contract.codec import decode
 from shared.contract.roles import Role
 from shared.contract.schemas import RejectReason, Source
 from shared.errors import RejectedError, TooLargeError, UnreadableError
 from shared.web.auth import require_role
+from shared.web.service import service_state, settings_of
 
 router = APIRouter(tags=["telemetry"])
+
+
+@dataclass(frozen=True, slots=True)
+class Ingest:
+    """What ingest's routes use: the one intake path and the unit directory it validates against."""
+
+    intake: TelemetryIntake
+    directory: UnitDirectoryCache
+
 
 NDJSON = "application/x-ndjson"
 
@@ -84,8 +97,8 @@ def _key_of(value: Any) -> bytes:
 async def post_telemetry(
     request: Request, _role: Annotated[Role, Depends(require_role(Role.TERMINAL))]
 ) -> JSONResponse:
-    settings = request.app.state.settings
-    intake: TelemetryIntake = request.app.state.intake
+    settings = settings_of(request, IngestSettings)
+    intake = service_state(request, Ingest).intake
     body = await _read_body(request, settings.max_body_bytes)
 
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()

@@ -15,7 +15,7 @@ from PIL import Image
 
 from services.analytics.dashboard import P50_COLOUR, TARGET_COLOUR
 from shared.contract.schemas import CallEventKind, CallEventMessage, EventSource
-from shared.settings import Settings
+from shared.settings import CommonSettings
 from tests.conftest import TOKENS, RunningService
 from tests.harness import eventually
 from tests.integration.test_analytics import publish
@@ -63,7 +63,7 @@ async def screenshot(url: str, path: Path, profile: Path) -> None:
 
 
 async def test_the_dashboard_draws_response_times_against_the_targets(
-    settings: Settings, analytics: RunningService, db: asyncpg.Connection, tmp_path: Path
+    settings: CommonSettings, analytics: RunningService, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     assert os.access(CHROMIUM, os.X_OK), "Debian's chromium is installed by deploy/bootstrap.sh"
     tag = uuid.uuid4().hex[:6]

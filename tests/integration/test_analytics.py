@@ -14,10 +14,11 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from services.analytics.domain.latency import Event, call_facts, figures
+from services.analytics.settings import AnalyticsSettings
 from shared.contract.codec import encode
 from shared.contract.schemas import CallEventKind, CallEventMessage, EventSource
 from shared.contract.topics import CALLS
-from shared.settings import Settings
+from shared.settings import CommonSettings
 from tests.conftest import RunningService, console
 from tests.harness import eventually, group_caught_up
 
@@ -75,7 +76,7 @@ def scenario(window_start: datetime, tag: str, rng: random.Random, calls: int = 
     return events
 
 
-async def publish(settings: Settings, events: list[CallEventMessage]) -> None:
+async def publish(settings: CommonSettings, events: list[CallEventMessage]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all", enable_idempotence=True)
     await producer.start()
     try:
@@ -115,7 +116,7 @@ def close(a: float | None, b: float | None) -> bool:
 
 
 async def test_reports_are_exact_for_every_group_by_and_a_replay_changes_nothing(
-    settings: Settings, analytics: RunningService, db: asyncpg.Connection
+    settings: CommonSettings, analytics: RunningService, db: asyncpg.Connection
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     start = datetime(2025, 1, 1, tzinfo=UTC) + timedelta(days=random.randrange(3000))
@@ -137,7 +138,7 @@ async def test_reports_are_exact_for_every_group_by_and_a_replay_changes_nothing
             reports[group_by] = response.json()
         await publish(settings, events)  # the whole history again
         await publish(settings, events[:10])
-        await group_caught_up(settings.kafka, settings.analytics_group, CALLS)
+        await group_caught_up(settings.kafka, AnalyticsSettings().analytics_group, CALLS)
         replayed = await client.get("/v1/reports/response-times", params={**window, "group_by": "platform"})
         csv_body = await client.get(
             "/v1/reports/response-times", params={**window, "group_by": "zone_class"}, headers={"Accept": "text/csv"}
@@ -167,7 +168,7 @@ async def test_reports_are_exact_for_every_group_by_and_a_replay_changes_nothing
 
 
 async def test_a_call_handled_through_the_dispatcher_reaches_the_report(
-    settings: Settings, dispatcher: RunningService, analytics: RunningService, db: asyncpg.Connection
+    settings: CommonSettings, dispatcher: RunningService, analytics: RunningService, db: asyncpg.Connection
 ) -> None:
     from tests.conftest import register_fleet
 
@@ -229,7 +230,7 @@ async def test_a_call_handled_through_the_dispatcher_reaches_the_report(
 
 
 async def test_daily_and_weekly_summaries(
-    settings: Settings, analytics: RunningService, db: asyncpg.Connection
+    settings: CommonSettings, analytics: RunningService, db: asyncpg.Connection
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     monday = datetime(2024, 3, 4, 2, 0, tzinfo=UTC) + timedelta(weeks=random.randrange(200))  # 10:00 in Shanghai

@@ -15,7 +15,7 @@ from services.ingest.adapters.batch_publisher import BatchPublisher, batch_publi
 from shared.contract.topics import Topic
 from shared.errors import UnavailableError
 from shared.infra.kafka import ensure_topics, started_producer
-from shared.settings import Settings
+from shared.settings import CommonSettings
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ async def read_all(bootstrap: str, topic: Topic, count: int) -> list[tuple[int, 
     return records
 
 
-async def test_concurrent_senders_lose_nothing_and_keep_each_keys_order_and_partition(settings: Settings) -> None:
+async def test_concurrent_senders_lose_nothing_and_keep_each_keys_order_and_partition(settings: CommonSettings) -> None:
     topic = Topic(f"test.batch-publisher.{uuid.uuid4().hex[:8]}", "sender", None, partitions=4)
     await ensure_topics(settings.kafka, [topic])
     async with started_producer(settings.kafka) as producer:
@@ -68,7 +68,7 @@ async def test_concurrent_senders_lose_nothing_and_keep_each_keys_order_and_part
     assert len({partition for partition, _, _ in records}) > 1  # the keys really were spread
 
 
-async def test_a_batch_kafka_refuses_fails_every_sender_waiting_on_it(settings: Settings) -> None:
+async def test_a_batch_kafka_refuses_fails_every_sender_waiting_on_it(settings: CommonSettings) -> None:
     topic = Topic(f"test.batch-publisher.{uuid.uuid4().hex[:8]}", "sender", None, partitions=1)
     await ensure_topics(settings.kafka, [topic])
     async with started_producer(settings.kafka) as producer:

@@ -14,11 +14,12 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from services.dispatcher.consumer import follow_positions, tail_consumer
+from services.dispatcher.settings import DispatcherSettings
 from shared.contract.schemas import PositionRecord
 from shared.contract.topics import CALLS, POSITIONS, UNIT_STATUS, Topic
 from shared.geo import h3_cell
 from shared.infra.kafka import ensure_topics, started_producer
-from shared.settings import Settings
+from shared.settings import CommonSettings
 from tests.conftest import TOKENS, Fleet, RunningService, console
 from tests.harness import TopicTail, eventually
 
@@ -29,7 +30,7 @@ SITE = (31.50, 120.30)
 
 
 async def report(
-    settings: Settings, fleet: Fleet, unit_id: str, lat: float, lon: float, *, ts: datetime | None = None
+    settings: CommonSettings, fleet: Fleet, unit_id: str, lat: float, lon: float, *, ts: datetime | None = None
 ) -> None:
     record = {
         "v": 1,
@@ -60,7 +61,7 @@ async def unit_view(client: httpx.AsyncClient, unit_id: str) -> dict[str, Any]:
 
 
 async def test_a_position_produced_to_the_topic_moves_the_unit_and_makes_it_recommendable(
-    settings: Settings, dispatcher: RunningService, crew: Fleet
+    settings: CommonSettings, dispatcher: RunningService, crew: Fleet
 ) -> None:
     unit = crew.unit_ids[0]
     await report(settings, crew, unit, SITE[0], SITE[1])
@@ -90,7 +91,7 @@ async def test_a_position_produced_to_the_topic_moves_the_unit_and_makes_it_reco
 
 
 async def test_a_call_created_over_rest_lands_on_the_topic_once_even_when_repeated(
-    settings: Settings, dispatcher: RunningService
+    settings: CommonSettings, dispatcher: RunningService
 ) -> None:
     call_id = f"C-{uuid.uuid4().hex[:10]}"
     body = {"call_id": call_id, "lat": 31.9, "lon": 120.9, "category": "traffic", "priority": 2, "address": "Ring road"}
@@ -111,7 +112,7 @@ async def test_a_call_created_over_rest_lands_on_the_topic_once_even_when_repeat
     assert event["v"] == 1
 
 
-async def test_gps_arrival_closes_the_loop(settings: Settings, dispatcher: RunningService, crew: Fleet) -> None:
+async def test_gps_arrival_closes_the_loop(settings: CommonSettings, dispatcher: RunningService, crew: Fleet) -> None:
     unit = crew.unit_ids[1]
     lat, lon = SITE[0] + 0.02, SITE[1] + 0.02
     await report(settings, crew, unit, lat + 0.01, lon)  # about 1.1 km away
@@ -169,7 +170,7 @@ async def test_gps_arrival_closes_the_loop(settings: Settings, dispatcher: Runni
 
 
 async def test_auto_assign_dispatches_the_best_recommendation(
-    settings: Settings, dispatcher: RunningService, crew: Fleet
+    settings: CommonSettings, dispatcher: RunningService, crew: Fleet
 ) -> None:
     lat, lon = SITE[0] - 0.03, SITE[1] - 0.03
     await report(settings, crew, crew.unit_ids[2], lat, lon + 0.002)
@@ -191,7 +192,7 @@ async def test_auto_assign_dispatches_the_best_recommendation(
 
 
 async def test_a_restarted_dispatcher_keeps_statuses_positions_and_open_calls(
-    settings: Settings, dispatcher: RunningService, crew: Fleet
+    settings: CommonSettings, dispatcher_settings: DispatcherSettings, dispatcher: RunningService, crew: Fleet
 ) -> None:
     from services.dispatcher.app import create_app
 
@@ -211,7 +212,7 @@ async def test_a_restarted_dispatcher_keeps_statuses_positions_and_open_calls(
         assert (await client.post(f"/v1/calls/{call_id}/assign", json={"unit_id": unit})).status_code == 200
         assert (await client.post(f"/v1/units/{unit}/status", json={"status": "en_route"})).status_code == 200
 
-    async with RunningService(create_app(settings)) as restarted, console(restarted) as client:
+    async with RunningService(create_app(dispatcher_settings)) as restarted, console(restarted) as client:
         view = await unit_view(client, unit)
         assert (view["status"], view["call_id"]) == ("en_route", call_id)
         assert view["position"]["lat"] == SITE[0] + 0.05
@@ -326,7 +327,7 @@ async def test_the_event_stream_carries_statuses_and_calls(dispatcher: RunningSe
     ]
 
 
-async def test_the_positions_tail_rereads_what_a_failure_left_unapplied(settings: Settings) -> None:
+async def test_the_positions_tail_rereads_what_a_failure_left_unapplied(settings: CommonSettings) -> None:
     # Recording a GPS arrival can fail (PostgreSQL down) halfway through a fetched batch; the restarted tail must
     # apply the rest of that batch, not skip to the next fetch.
     topic = Topic(f"test.positions-tail.{uuid.uuid4().hex[:8]}", "unit_id", None, partitions=2)

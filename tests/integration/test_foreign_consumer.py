@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from shared.contract.topics import POSITIONS
-from shared.settings import Settings
+from shared.settings import CommonSettings
 from tests.conftest import Fleet
 
 pytestmark = pytest.mark.integration
@@ -46,7 +46,7 @@ def read_with_librdkafka(bootstrap: str, unit_id: str, timeout_s: float = 30.0) 
 
 
 async def test_librdkafka_reads_a_position_with_exactly_the_contracts_fields(
-    client: httpx.AsyncClient, settings: Settings, fleet: Fleet
+    client: httpx.AsyncClient, settings: CommonSettings, fleet: Fleet
 ) -> None:
     unit = fleet.unit_ids[0]
     ts = datetime.now(UTC) - timedelta(seconds=1)

@@ -22,7 +22,7 @@ from shared.contract.topics import POSITIONS, VIDEO
 from shared.geo import h3_cell
 from shared.infra.kafka import make_consumer, started_producer
 from shared.infra.postgres import open_pool
-from shared.settings import Settings
+from shared.settings import CommonSettings
 from tests.conftest import Fleet, Infra, register_fleet
 from tests.harness import eventually, free_port
 
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def history_writer(settings: Settings) -> AsyncIterator[None]:
+async def history_writer(settings: CommonSettings) -> AsyncIterator[None]:
     """A history writer in its own consumer group, in process, for the length of one test."""
     group = f"history-{uuid.uuid4().hex[:8]}"
     async with open_pool(settings.database) as pool, started_producer(settings.kafka) as producer:
@@ -124,7 +124,7 @@ async def test_a_late_ping_is_stored_but_does_not_become_the_newest_position(
 
 
 async def test_the_history_writer_killed_mid_batch_and_restarted_loses_nothing_and_duplicates_nothing(
-    infra: Infra, settings: Settings, db: asyncpg.Connection
+    infra: Infra, settings: CommonSettings, db: asyncpg.Connection
 ) -> None:
     fleet = await register_fleet(infra.database, units=4)
     start = datetime.now(UTC) - timedelta(hours=1)

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from shared.contract.topics import DEADLETTER, POSITIONS, VIDEO
-from shared.settings import Settings
+from shared.settings import CommonSettings
 from tests.conftest import TOKENS, Fleet, RunningService
 from tests.harness import TopicTail, eventually
 
@@ -24,7 +24,7 @@ def ping(unit_id: str, *, seconds_ago: float = 10, **fields: Any) -> dict[str, A
 
 
 async def test_an_array_of_pings_lands_on_the_positions_and_video_topics_keyed_by_unit(
-    client: httpx.AsyncClient, settings: Settings, fleet: Fleet
+    client: httpx.AsyncClient, settings: CommonSettings, fleet: Fleet
 ) -> None:
     unit = fleet.unit_ids[0]
     body = [
@@ -49,7 +49,7 @@ async def test_an_array_of_pings_lands_on_the_positions_and_video_topics_keyed_b
 
 
 async def test_ndjson_is_accepted_line_by_line_and_a_bad_line_does_not_lose_the_good_ones(
-    client: httpx.AsyncClient, settings: Settings, fleet: Fleet
+    client: httpx.AsyncClient, settings: CommonSettings, fleet: Fleet
 ) -> None:
     unit = fleet.unit_ids[0]
     lines = [orjson.dumps(ping(unit, seconds_ago=3, seq=1)), b"{not json", orjson.dumps(ping(unit, seconds_ago=2))]
@@ -78,7 +78,7 @@ REJECTIONS = [
 
 @pytest.mark.parametrize(("reason", "make"), REJECTIONS, ids=[r for r, _ in REJECTIONS])
 async def test_every_rejection_reason_is_answered_and_dead_lettered(
-    client: httpx.AsyncClient, settings: Settings, fleet: Fleet, reason: str, make: Any
+    client: httpx.AsyncClient, settings: CommonSettings, fleet: Fleet, reason: str, make: Any
 ) -> None:
     unit = fleet.unit_ids[1]
     bad = make(unit)
@@ -99,7 +99,9 @@ async def test_every_rejection_reason_is_answered_and_dead_lettered(
     assert "received_at" in letter
 
 
-async def test_a_body_that_is_not_json_is_400_and_dead_lettered(client: httpx.AsyncClient, settings: Settings) -> None:
+async def test_a_body_that_is_not_json_is_400_and_dead_lettered(
+    client: httpx.AsyncClient, settings: CommonSettings
+) -> None:
     body = b"\x00\xffdefinitely not json"
     async with TopicTail(settings.kafka, DEADLETTER) as deadletter:
         response = await client.post("/v1/telemetry", content=body)

@@ -12,8 +12,9 @@ from aiokafka import AIOKafkaProducer
 
 from services.ingest.domain import jt808
 from services.ingest.domain.jt808 import MessageId, RegisterResult, Result
+from services.ingest.settings import IngestSettings
 from shared.contract.topics import DEADLETTER, JT808_CONTENT_TYPE, POSITIONS, TELEMETRY_RAW, VIDEO
-from shared.settings import Settings
+from shared.settings import CommonSettings
 from tests.conftest import Fleet, RunningService
 from tests.harness import TopicTail, eventually
 
@@ -82,14 +83,14 @@ async def terminals(infra: object, ingest: RunningService) -> Fleet:
     fleet = await register_fleet(ingest.app.state.settings.database, units=3, terminals=True)
 
     async def known() -> bool:
-        return all(t in ingest.app.state.directory.current().by_terminal for t in fleet.terminal_ids)
+        return all(t in ingest.app.state.service.directory.current().by_terminal for t in fleet.terminal_ids)
 
     await eventually(known, what="ingest to learn the terminals")
     return fleet
 
 
 async def test_a_terminal_registers_authenticates_reports_and_batch_uploads(
-    settings: Settings, ingest: RunningService, terminals: Fleet
+    settings: CommonSettings, ingest_settings: IngestSettings, ingest: RunningService, terminals: Fleet
 ) -> None:
     unit, phone = terminals.unit_ids[0], terminals.terminal_ids[0]
     now = datetime.now(UTC).replace(microsecond=0)
@@ -97,7 +98,7 @@ async def test_a_terminal_registers_authenticates_reports_and_batch_uploads(
         TopicTail(settings.kafka, POSITIONS) as positions,
         TopicTail(settings.kafka, DEADLETTER) as deadletter,
         TopicTail(settings.kafka, VIDEO) as video,
-        Terminal(settings.jt808_port, "0" + phone) as terminal,
+        Terminal(ingest_settings.jt808_port, "0" + phone) as terminal,
     ):
         early = jt808.encode_location(location(now, 27.24, 111.46))
         assert await terminal.general(MessageId.LOCATION, early) == Result.FAILURE
@@ -146,12 +147,12 @@ async def test_a_terminal_registers_authenticates_reports_and_batch_uploads(
 
 
 async def test_a_2019_terminal_is_answered_in_2019_headers(
-    settings: Settings, ingest: RunningService, terminals: Fleet
+    settings: CommonSettings, ingest_settings: IngestSettings, ingest: RunningService, terminals: Fleet
 ) -> None:
     unit, phone = terminals.unit_ids[1], terminals.terminal_ids[1]
     async with (
         TopicTail(settings.kafka, POSITIONS) as positions,
-        Terminal(settings.jt808_port, phone.rjust(20, "0"), wide=True) as terminal,
+        Terminal(ingest_settings.jt808_port, phone.rjust(20, "0"), wide=True) as terminal,
     ):
         result, code = await terminal.register()
         assert result == RegisterResult.SUCCESS
@@ -164,22 +165,24 @@ async def test_a_2019_terminal_is_answered_in_2019_headers(
         await positions.collect(lambda v: v["unit_id"] == unit, 1)
 
 
-async def test_an_unknown_terminal_is_refused_registration(settings: Settings, ingest: RunningService) -> None:
-    async with Terminal(settings.jt808_port, "19999999999") as terminal:
+async def test_an_unknown_terminal_is_refused_registration(
+    ingest_settings: IngestSettings, ingest: RunningService
+) -> None:
+    async with Terminal(ingest_settings.jt808_port, "19999999999") as terminal:
         result, code = await terminal.register()
     assert (result, code) == (RegisterResult.TERMINAL_UNKNOWN, "")
 
 
-async def test_a_silent_terminal_is_disconnected(settings: Settings, ingest: RunningService) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", settings.jt808_port)
+async def test_a_silent_terminal_is_disconnected(ingest_settings: IngestSettings, ingest: RunningService) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", ingest_settings.jt808_port)
     try:
-        assert await asyncio.wait_for(reader.read(100), timeout=settings.jt808_idle_timeout_s + 10) == b""
+        assert await asyncio.wait_for(reader.read(100), timeout=ingest_settings.jt808_idle_timeout_s + 10) == b""
     finally:
         writer.close()
 
 
 async def test_raw_frames_on_the_raw_topic_take_the_same_path(
-    settings: Settings, ingest: RunningService, terminals: Fleet
+    settings: CommonSettings, ingest: RunningService, terminals: Fleet
 ) -> None:
     unit, phone = terminals.unit_ids[2], terminals.terminal_ids[2]
     ts = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)

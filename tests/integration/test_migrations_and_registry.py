@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from shared.infra.postgres import Migration, apply_migrations, bundled_migrations
-from shared.settings import Settings
+from shared.settings import CommonSettings
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ async def test_a_failing_migration_leaves_nothing_half_applied(db: asyncpg.Conne
     assert await db.fetchval("SELECT 1 FROM schema_migrations WHERE version = $1", broken.version) is None
 
 
-def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(settings: CommonSettings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KUAIJING_KAFKA_BOOTSTRAP": settings.kafka, "KUAIJING_DATABASE_URL": settings.database}
     return subprocess.run(
         [sys.executable, "-m", "services.cli", *args], env=env, capture_output=True, text=True, timeout=60, check=False
@@ -41,7 +41,7 @@ def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_registry_import_upserts_platforms_units_and_zones(
-    settings: Settings, db: asyncpg.Connection, tmp_path: Path
+    settings: CommonSettings, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     document = {
@@ -67,7 +67,7 @@ async def test_registry_import_upserts_platforms_units_and_zones(
     assert await db.fetchval("SELECT class FROM zones WHERE id = $1", f"Z-{tag}") == "central_urban"
 
 
-def test_registry_import_explains_a_bad_file(settings: Settings, tmp_path: Path) -> None:
+def test_registry_import_explains_a_bad_file(settings: CommonSettings, tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
     path.write_text('{"units": [{"id": "U", "platform_id": "P", "kind": "tank", "callsign": "1"}]}')
     result = run_cli(settings, "registry", "import", str(path))
@@ -78,7 +78,7 @@ def test_registry_import_explains_a_bad_file(settings: Settings, tmp_path: Path)
     assert "cannot read" in missing.stderr
 
 
-def test_registry_import_explains_what_the_database_refuses(settings: Settings, tmp_path: Path) -> None:
+def test_registry_import_explains_what_the_database_refuses(settings: CommonSettings, tmp_path: Path) -> None:
     path = tmp_path / "orphan.json"
     path.write_text(
         '{"units": [{"id": "orphan", "platform_id": "no-such-platform", "kind": "motorcycle", "callsign": "1"}]}'

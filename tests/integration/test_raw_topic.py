@@ -10,14 +10,14 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from shared.contract.topics import DEADLETTER, JT808_CONTENT_TYPE, POSITIONS, TELEMETRY_RAW
-from shared.settings import Settings
+from shared.settings import CommonSettings
 from tests.conftest import Fleet, RunningService
 from tests.harness import TopicTail
 
 pytestmark = pytest.mark.integration
 
 
-async def produce(settings: Settings, *records: tuple[bytes, bytes, list[tuple[str, bytes]]]) -> None:
+async def produce(settings: CommonSettings, *records: tuple[bytes, bytes, list[tuple[str, bytes]]]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all")
     await producer.start()
     try:
@@ -28,7 +28,7 @@ async def produce(settings: Settings, *records: tuple[bytes, bytes, list[tuple[s
 
 
 async def test_a_json_ping_on_the_raw_topic_reaches_the_positions_topic(
-    settings: Settings, ingest: RunningService, fleet: Fleet
+    settings: CommonSettings, ingest: RunningService, fleet: Fleet
 ) -> None:
     unit = fleet.unit_ids[0]
     ts = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
@@ -43,7 +43,7 @@ async def test_a_json_ping_on_the_raw_topic_reaches_the_positions_topic(
 
 
 async def test_bad_raw_records_are_dead_lettered_with_their_origin_and_the_good_one_beside_them_is_kept(
-    settings: Settings, ingest: RunningService, fleet: Fleet
+    settings: CommonSettings, ingest: RunningService, fleet: Fleet
 ) -> None:
     unit = fleet.unit_ids[2]
     good = {"kind": "position", "unit_id": unit, "ts": datetime.now(UTC).isoformat(), "lat": 27.2, "lon": 111.4}

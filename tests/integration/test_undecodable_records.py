@@ -12,14 +12,14 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from shared.contract.topics import CALLS, DEADLETTER, POSITIONS, UNIT_STATUS, Topic
-from shared.settings import Settings
+from shared.settings import CommonSettings
 from tests.conftest import Fleet, RunningService, console
 from tests.harness import TopicTail, eventually
 
 pytestmark = pytest.mark.integration
 
 
-async def _send(settings: Settings, topic: Topic[Any], value: bytes, key: bytes) -> None:
+async def _send(settings: CommonSettings, topic: Topic[Any], value: bytes, key: bytes) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all")
     await producer.start()
     try:
@@ -30,7 +30,7 @@ async def _send(settings: Settings, topic: Topic[Any], value: bytes, key: bytes)
 
 @pytest.mark.parametrize("topic", [UNIT_STATUS, POSITIONS], ids=["unit-status", "positions"])
 async def test_the_dispatcher_dead_letters_what_it_cannot_decode_and_applies_the_next_record(
-    topic: Topic[Any], settings: Settings, dispatcher: RunningService, crew: Fleet
+    topic: Topic[Any], settings: CommonSettings, dispatcher: RunningService, crew: Fleet
 ) -> None:
     unit = crew.unit_ids[0]
     marker = f"not-a-record-{uuid.uuid4().hex[:8]}"
@@ -52,7 +52,7 @@ async def test_the_dispatcher_dead_letters_what_it_cannot_decode_and_applies_the
 
 
 async def test_analytics_dead_letters_a_call_event_it_cannot_decode(
-    settings: Settings, analytics: RunningService
+    settings: CommonSettings, analytics: RunningService
 ) -> None:
     marker = f"not-a-call-event-{uuid.uuid4().hex[:8]}"
     async with TopicTail(settings.kafka, DEADLETTER) as deadletter:

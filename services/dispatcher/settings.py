@@ -1,0 +1,24 @@
+"""The dispatcher's settings: its port, the dispatch rules and how it follows the topics."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import ServiceSettings
+
+
+class DispatcherSettings(ServiceSettings):
+    port: int = Field(default=8082, validation_alias="KUAIJING_DISPATCHER_PORT")
+    pool_size: int = Field(default=10, gt=0, validation_alias="KUAIJING_DISPATCHER_POOL_SIZE")
+    ready_timeout_s: float = Field(
+        default=120.0, gt=0, validation_alias="KUAIJING_DISPATCHER_READY_TIMEOUT_S",
+        description="longest catch-up of the positions tail before start-up fails",
+    )  # fmt: skip
+    max_position_age_s: float = 120.0
+    arrival_radius_m: float = Field(default=100.0, gt=0, description="GPS arrival: this close to the call")
+    eta_circuity: float = Field(default=1.3, ge=1.0, description="road distance over great-circle distance")
+    recommendations: int = Field(default=5, ge=1, le=50, description="units recommended with each new call")
+    registry_poll_s: float = Field(default=1.0, gt=0, description="how often the live map checks the registry")
+    history_group: str = Field(
+        default="kuaijing-history", description="the history writer's group: the positions tail starts at its offsets"
+    )

@@ -100,7 +100,7 @@ class TopicTail:
         return [key for key, value, _ in self.records if predicate(value)]
 
 
-async def group_caught_up(bootstrap: str, group: str, topic: Topic, timeout_s: float = 30.0) -> None:
+async def group_caught_up(bootstrap: str, group: str, topic: Topic[Any], timeout_s: float = 30.0) -> None:
     """Wait until `group` has committed everything now on `topic`."""
     from aiokafka.admin import AIOKafkaAdminClient
 

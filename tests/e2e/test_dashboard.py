@@ -30,9 +30,10 @@ def rgb(colour: str) -> tuple[int, int, int]:
 
 
 def pixels_near(image: Image.Image, colour: tuple[int, int, int], tolerance: int = 12) -> int:
+    counted: list[tuple[int, tuple[int, ...]]] = image.getcolors(maxcolors=1 << 24) or []  # type: ignore[assignment]
     return sum(
         count
-        for count, pixel in image.getcolors(maxcolors=1 << 24) or []
+        for count, pixel in counted
         if all(abs(int(c) - t) <= tolerance for c, t in zip(pixel[:3], colour, strict=True))
     )
 
@@ -102,7 +103,7 @@ async def test_the_dashboard_draws_response_times_against_the_targets(
     await publish(settings, events)
 
     async def stored() -> bool:
-        return await db.fetchval("SELECT count(*) FROM call_facts WHERE call_id LIKE $1", f"D-{tag}-%") == 5
+        return bool(await db.fetchval("SELECT count(*) FROM call_facts WHERE call_id LIKE $1", f"D-{tag}-%") == 5)
 
     await eventually(stored, timeout_s=30, what="the calls in analytics")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
+from typing import Any
 
 import orjson
 import pytest
@@ -23,7 +24,7 @@ SENDERS = 20
 RECORDS = 50
 
 
-async def read_all(bootstrap: str, topic: Topic, count: int) -> list[tuple[int, bytes, dict[str, int]]]:
+async def read_all(bootstrap: str, topic: Topic[Any], count: int) -> list[tuple[int, bytes, dict[str, int]]]:
     consumer = AIOKafkaConsumer(topic.name, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
     await consumer.start()
     records: list[tuple[int, bytes, dict[str, int]]] = []
@@ -38,7 +39,7 @@ async def read_all(bootstrap: str, topic: Topic, count: int) -> list[tuple[int, 
 
 
 async def test_concurrent_senders_lose_nothing_and_keep_each_keys_order_and_partition(settings: CommonSettings) -> None:
-    topic = Topic(f"test.batch-publisher.{uuid.uuid4().hex[:8]}", "sender", None, partitions=4)
+    topic: Topic[Any] = Topic(f"test.batch-publisher.{uuid.uuid4().hex[:8]}", "sender", None, partitions=4)
     await ensure_topics(settings.kafka, [topic])
     async with started_producer(settings.kafka) as producer:
         # Where `send` itself puts each key: the publisher must agree, or a unit's records would split.
@@ -69,7 +70,7 @@ async def test_concurrent_senders_lose_nothing_and_keep_each_keys_order_and_part
 
 
 async def test_a_batch_kafka_refuses_fails_every_sender_waiting_on_it(settings: CommonSettings) -> None:
-    topic = Topic(f"test.batch-publisher.{uuid.uuid4().hex[:8]}", "sender", None, partitions=1)
+    topic: Topic[Any] = Topic(f"test.batch-publisher.{uuid.uuid4().hex[:8]}", "sender", None, partitions=1)
     await ensure_topics(settings.kafka, [topic])
     async with started_producer(settings.kafka) as producer:
         publisher = BatchPublisher(producer)

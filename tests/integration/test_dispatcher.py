@@ -145,7 +145,7 @@ async def test_gps_arrival_closes_the_loop(settings: CommonSettings, dispatcher:
         await report(settings, crew, unit, lat + 0.0005, lon, ts=assign_at + timedelta(seconds=40))  # 56 m away
 
         async def on_scene() -> bool:
-            return (await unit_view(client, unit))["status"] == "on_scene"
+            return bool((await unit_view(client, unit))["status"] == "on_scene")
 
         await eventually(on_scene, what="GPS arrival")
         clear_at = assign_at + timedelta(minutes=5)
@@ -316,7 +316,7 @@ async def test_the_event_stream_carries_statuses_and_calls(dispatcher: RunningSe
     listener = asyncio.create_task(listen())
 
     async def subscribed() -> bool:
-        return dispatcher.app.state.service.subscribers > 0
+        return bool(dispatcher.app.state.service.subscribers > 0)
 
     await eventually(subscribed, what="the SSE subscription")
     async with console(dispatcher) as client:
@@ -330,7 +330,7 @@ async def test_the_event_stream_carries_statuses_and_calls(dispatcher: RunningSe
 async def test_the_positions_tail_rereads_what_a_failure_left_unapplied(settings: CommonSettings) -> None:
     # Recording a GPS arrival can fail (PostgreSQL down) halfway through a fetched batch; the restarted tail must
     # apply the rest of that batch, not skip to the next fetch.
-    topic = Topic(f"test.positions-tail.{uuid.uuid4().hex[:8]}", "unit_id", None, partitions=2)
+    topic: Topic[Any] = Topic(f"test.positions-tail.{uuid.uuid4().hex[:8]}", "unit_id", None, partitions=2)
     await ensure_topics(settings.kafka, [topic])
     sent = []
     async with started_producer(settings.kafka) as producer:

@@ -37,9 +37,9 @@ def read_with_librdkafka(bootstrap: str, unit_id: str, timeout_s: float = 30.0) 
             message = consumer.poll(0.5)
             if message is None or message.error():
                 continue
-            value = orjson.loads(message.value())
+            value = orjson.loads(message.value() or b"")
             if value.get("unit_id") == unit_id:
-                return message.key(), value
+                return message.key() or b"", value
         raise AssertionError(f"librdkafka did not see {unit_id} on {POSITIONS.name}")
     finally:
         consumer.close()

@@ -119,6 +119,7 @@ async def test_a_late_ping_is_stored_but_does_not_become_the_newest_position(
 
     await eventually(all_three, what="three rows in history")
     latest = await db.fetchrow("SELECT ts, lat FROM unit_latest_positions WHERE unit_id = $1", unit)
+    assert latest is not None
     assert latest["ts"] == newest
     assert latest["lat"] == 27.3
 

@@ -185,6 +185,6 @@ async def test_a_unit_registered_after_start_is_accepted_without_a_restart(
     )
 
     async def accepted() -> bool:
-        return (await client.post("/v1/telemetry", json=ping(newcomer))).json()["accepted"] == 1
+        return bool((await client.post("/v1/telemetry", json=ping(newcomer))).json()["accepted"] == 1)
 
     await eventually(accepted, timeout_s=10, what="the new unit to be accepted")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import orjson
@@ -44,7 +45,7 @@ async def test_registry_import_upserts_platforms_units_and_zones(
     settings: CommonSettings, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     tag = uuid.uuid4().hex[:8]
-    document = {
+    document: dict[str, Any] = {
         "platforms": [{"id": f"P-{tag}", "name": "Daxiang platform", "kind": "patrol", "lat": 27.23, "lon": 111.46}],
         "units": [
             {"id": f"U-{tag}", "platform_id": f"P-{tag}", "kind": "motorcycle", "callsign": "2095",
@@ -62,6 +63,7 @@ async def test_registry_import_upserts_platforms_units_and_zones(
     path.write_bytes(orjson.dumps(document))
     assert run_cli(settings, "registry", "import", str(path)).returncode == 0
     unit = await db.fetchrow("SELECT callsign, terminal_id, kind FROM units WHERE id = $1", f"U-{tag}")
+    assert unit is not None
     assert unit["callsign"] == "2096"
     assert not unit["terminal_id"].startswith("0")
     assert await db.fetchval("SELECT class FROM zones WHERE id = $1", f"Z-{tag}") == "central_urban"

@@ -97,9 +97,8 @@ def test_every_vector_decodes_to_its_expected_fields(vector: dict[str, Any]) -> 
             )
         case MessageId.AV_ATTRIBUTES:
             attributes = jt808.decode_av_attributes(frame.body)
-            assert {k: getattr(attributes, k) for k in attributes.__slots__} == {  # type: ignore[attr-defined]
-                k: expected[k]
-                for k in attributes.__slots__  # type: ignore[attr-defined]
+            assert {k: getattr(attributes, k) for k in attributes.__slots__} == {
+                k: expected[k] for k in attributes.__slots__
             }
         case MessageId.RESOURCE_LIST if header.packet_index in (None, 1):
             listing = jt808.decode_resource_list(frame.body)

@@ -4,9 +4,9 @@ from typing import Any
 import pytest
 
 from services.ingest.domain.gcj02 import wgs84_to_gcj02
-from services.ingest.domain.telemetry import RejectReason, TelemetryRejected, TelemetryRules, accept_ping
+from services.ingest.domain.telemetry import TelemetryRejected, TelemetryRules, accept_ping
 from shared.contract.registry import UnitDirectory, UnitKind, UnitRef
-from shared.contract.schemas import Gnss, PositionRecord, Source, VideoRecord, VideoState
+from shared.contract.schemas import Gnss, PositionRecord, RejectReason, Source, VideoRecord, VideoState
 from shared.geo import great_circle_m, h3_cell
 
 NOW = datetime(2026, 11, 23, 8, 20, tzinfo=UTC)
@@ -91,6 +91,7 @@ def test_a_ping_without_fix_is_accepted_and_marked() -> None:
 def test_vendor_fields_are_dropped_not_rejected() -> None:
     record = accept(position(vendor_temperature=41))
     assert "vendor_temperature" not in record.model_dump()
+    assert isinstance(record, PositionRecord)
     assert record.crs == "WGS84"
 
 

@@ -13,7 +13,7 @@ from services.analytics.consumer import consume_call_events
 from services.analytics.settings import AnalyticsSettings
 from shared.contract.topics import CALLS, Producer
 from shared.infra.kafka import started_consumer
-from shared.web.service import Runtime, ServiceSpec, configure_logging, create_service_app, serve
+from shared.web.service import Runtime, ServiceSpec, create_service_app, serve
 
 
 def create_app(settings: AnalyticsSettings) -> FastAPI:
@@ -36,9 +36,7 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
 
 
 def main(port: int | None = None) -> int:
-    settings = AnalyticsSettings()
-    configure_logging(settings.log_level)
-    return serve(create_app(settings), settings, port=port or settings.port)
+    return serve(create_app, AnalyticsSettings(), port=port)
 
 
 async def _run_consumer(*, settings: AnalyticsSettings, store: AnalyticsStore, producer: Producer) -> None:

@@ -20,7 +20,7 @@ from services.dispatcher.service import DispatchRules, DispatchService
 from services.dispatcher.settings import DispatcherSettings
 from shared.contract.topics import POSITIONS, UNIT_STATUS
 from shared.errors import InfrastructureError
-from shared.web.service import Runtime, ServiceSpec, configure_logging, create_service_app, serve
+from shared.web.service import Runtime, ServiceSpec, create_service_app, serve
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +105,7 @@ def create_app(settings: DispatcherSettings) -> FastAPI:
 
 
 def main(port: int | None = None) -> int:
-    settings = DispatcherSettings()
-    configure_logging(settings.log_level)
-    return serve(create_app(settings), settings, port=port or settings.port)
+    return serve(create_app, DispatcherSettings(), port=port)
 
 
 def _observe(service: DispatchService, metrics: DispatcherMetrics) -> None:

@@ -26,7 +26,7 @@ from services.ingest.settings import IngestSettings
 from shared.contract.registry import UnitDirectory
 from shared.contract.topics import POSITIONS, TELEMETRY_RAW, VIDEO
 from shared.infra.kafka import started_consumer
-from shared.web.service import Runtime, ServiceSpec, configure_logging, create_service_app, serve
+from shared.web.service import Runtime, ServiceSpec, create_service_app, serve
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +92,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
 
 
 def main(port: int | None = None) -> int:
-    settings = IngestSettings()
-    configure_logging(settings.log_level)
-    return serve(create_app(settings), settings, port=port or settings.port)
+    return serve(create_app, IngestSettings(), port=port)
 
 
 async def _run_raw_consumer(

@@ -22,14 +22,14 @@ from prometheus_client import CollectorRegistry
 from shared.infra.kafka import ensure_topics, started_producer
 from shared.infra.postgres import apply_migrations, open_pool
 from shared.infra.supervision import Supervisor
-from shared.settings import CommonSettings
+from shared.settings import ServiceSettings
 from shared.web.errors import install_error_handlers
 from shared.web.probes import Readiness, probes_router
 
 log = logging.getLogger(__name__)
 
 S = TypeVar("S")
-C = TypeVar("C", bound=CommonSettings)
+C = TypeVar("C", bound=ServiceSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,14 +128,15 @@ def configure_logging(level: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def serve(app: FastAPI, settings: CommonSettings, *, port: int) -> int:
-    """Run one service in the foreground until SIGTERM / Ctrl-C (the `kuaijing serve` and `python -m` entries)."""
+def serve(create_app: Callable[[C], FastAPI], settings: C, *, port: int | None = None) -> int:
+    """Run one service in the foreground until SIGTERM / Ctrl-C (`kuaijing serve` and `python -m services.X`)."""
     import uvicorn
 
+    configure_logging(settings.log_level)
     uvicorn.run(
-        app,
+        create_app(settings),
         host=settings.bind_host,
-        port=port,
+        port=port or settings.port,
         log_level=settings.log_level.lower(),
         access_log=False,
         timeout_graceful_shutdown=round(settings.shutdown_timeout_s),

@@ -12,13 +12,20 @@ from fastapi import FastAPI
 from services.dispatcher.adapters.outbox import OutboxRelay
 from services.dispatcher.adapters.store import PostgresDispatchStore
 from services.dispatcher.api import router
-from services.dispatcher.consumer import assign_from, follow_positions, follow_statuses, history_offsets, tail_consumer
+from services.dispatcher.consumer import (
+    assign_from,
+    follow_calls,
+    follow_positions,
+    follow_statuses,
+    history_offsets,
+    tail_consumer,
+)
 from services.dispatcher.domain.eta import CircuityEta
 from services.dispatcher.events import EventHub
 from services.dispatcher.metrics import DispatcherMetrics
 from services.dispatcher.service import DispatchRules, DispatchService
 from services.dispatcher.settings import DispatcherSettings
-from shared.contract.topics import POSITIONS, UNIT_STATUS
+from shared.contract.topics import CALLS, POSITIONS, UNIT_STATUS
 from shared.errors import InfrastructureError
 from shared.web.service import Runtime, ServiceSpec, create_service_app, serve
 
@@ -44,18 +51,19 @@ def create_app(settings: DispatcherSettings) -> FastAPI:
                 recommendations=settings.recommendations,
             ),
         )
+        positions, statuses, calls = (tail_consumer(settings.kafka) for _ in range(3))
+        for consumer in (positions, statuses, calls):
+            await consumer.start()
+            runtime.stack.push_async_callback(consumer.stop)
+        # The status and call tails are pinned before memory is rebuilt: what another replica commits meanwhile is
+        # both in the rebuild and on the tails, and applying it twice changes nothing.
+        await assign_from(statuses, UNIT_STATUS, None)
+        await assign_from(calls, CALLS, None)
         await service.load()
         caught_up = asyncio.Event()
-        positions = tail_consumer(settings.kafka)
-        statuses = tail_consumer(settings.kafka)
-        await positions.start()
-        runtime.stack.push_async_callback(positions.stop)
-        await statuses.start()
-        runtime.stack.push_async_callback(statuses.stop)
         partitions = await assign_from(
             positions, POSITIONS, await history_offsets(settings.kafka, settings.history_group)
         )
-        await assign_from(statuses, UNIT_STATUS, None)
 
         supervisor = runtime.supervisor
         supervisor.spawn("outbox-relay", relay.run)
@@ -77,6 +85,16 @@ def create_app(settings: DispatcherSettings) -> FastAPI:
             partial(
                 follow_statuses,
                 consumer=statuses,
+                service=service,
+                producer=runtime.producer,
+                poll_ms=settings.consumer_poll_ms,
+            ),
+        )
+        supervisor.spawn(
+            "calls-tail",
+            partial(
+                follow_calls,
+                consumer=calls,
                 service=service,
                 producer=runtime.producer,
                 poll_ms=settings.consumer_poll_ms,

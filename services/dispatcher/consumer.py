@@ -1,8 +1,10 @@
-"""The dispatcher's Kafka inputs: the tail of `kuaijing.positions` and `kuaijing.unit-status`.
+"""The dispatcher's Kafka inputs: the tails of `kuaijing.positions`, `kuaijing.unit-status` and `kuaijing.calls`.
 
-Neither uses a consumer group's committed offsets: the live map is memory, so after a restart it is rebuilt from
-PostgreSQL and the positions tail resumes where the history writer's group has committed (everything before that
-is already in `unit_latest_positions`). Records are applied in event time, so replaying some twice is harmless.
+None uses a consumer group: every replica reads every partition, because each holds the whole live map and every
+open call. After a restart memory is rebuilt from PostgreSQL; the positions tail resumes where the history writer's
+group has committed (everything before that is already in `unit_latest_positions`), the status and call tails at
+their ends as they were just before the rebuild. Records are applied in event time and idempotently, so reading
+some twice is harmless.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from services.dispatcher.service import DispatchService
-from shared.contract.schemas import PositionRecord
-from shared.contract.topics import POSITIONS, UNIT_STATUS, Producer, Topic
+from shared.contract.schemas import CallEventMessage, PositionRecord
+from shared.contract.topics import CALLS, POSITIONS, UNIT_STATUS, Producer, Topic
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +49,14 @@ def tail_consumer(bootstrap: str) -> AIOKafkaConsumer:
 async def assign_from(
     consumer: AIOKafkaConsumer, topic: Topic[Any], start: dict[TopicPartition, int] | None
 ) -> list[TopicPartition]:
-    """Assign every partition; seek to `start` where given, else to the beginning (None: to the end)."""
+    """Assign every partition; seek to `start` where given, else to the beginning (None: to the end, resolved now,
+    so that what is published after this call is read even if it comes before the first fetch)."""
     partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
     consumer.assign(partitions)
     if start is None:
         await consumer.seek_to_end(*partitions)
+        for tp in partitions:
+            await consumer.position(tp)
         return partitions
     await consumer.seek_to_beginning(*[tp for tp in partitions if tp not in start])
     for tp, offset in start.items():
@@ -98,6 +103,21 @@ async def follow_positions(
 async def _apply_position(record: ConsumerRecord[bytes, bytes], service: PositionSink, producer: Producer) -> None:
     if (position := await POSITIONS.decode_or_dead_letter(record, producer)) is not None:
         await service.on_position(position)
+
+
+class CallEventSink(Protocol):
+    async def on_call_event(self, message: CallEventMessage) -> None: ...
+
+
+async def follow_calls(*, consumer: AIOKafkaConsumer, service: CallEventSink, producer: Producer, poll_ms: int) -> None:
+    """Call events from every replica's outbox: calls created, assigned or closed elsewhere reach this replica's
+    memory and its live subscribers."""
+    while True:
+        batches = await consumer.getmany(timeout_ms=poll_ms)
+        for records in batches.values():
+            for record in records:
+                if (message := await CALLS.decode_or_dead_letter(record, producer)) is not None:
+                    await service.on_call_event(message)
 
 
 async def follow_statuses(

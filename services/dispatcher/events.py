@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ class EventHub:
         *,
         position_interval_s: float = 1.0,
         queue_size: int = 2_000,
+        recent_limit: int = 50_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._subscribers: set[asyncio.Queue[LiveEvent]] = set()
@@ -36,6 +38,8 @@ class EventHub:
         self._queue_size = queue_size
         self._clock = clock
         self._last_position: dict[str, float] = {}
+        self._recent: OrderedDict[Hashable, None] = OrderedDict()
+        self._recent_limit = recent_limit
 
     @property
     def subscribers(self) -> int:
@@ -50,7 +54,15 @@ class EventHub:
         finally:
             self._subscribers.discard(queue)
 
-    def publish(self, kind: str, data: dict[str, Any]) -> None:
+    def publish(self, kind: str, data: dict[str, Any], *, once: Hashable | None = None) -> None:
+        """`once` names an event that may be heard twice (this replica's own call event, then the same one from the
+        topic): among the last `recent_limit` such names, each is published once."""
+        if once is not None:
+            if once in self._recent:
+                return
+            self._recent[once] = None
+            if len(self._recent) > self._recent_limit:
+                self._recent.popitem(last=False)
         event = LiveEvent(kind, data)
         for queue in list(self._subscribers):
             try:

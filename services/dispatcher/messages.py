@@ -26,6 +26,18 @@ def call_event_message(call: Call, event: CallEvent) -> CallEventMessage:
     )
 
 
+def call_event_of(message: CallEventMessage) -> CallEvent:
+    """A call event heard on the topic, as the domain holds it."""
+    return CallEvent(
+        call_id=message.call_id,
+        event=message.event,
+        ts=message.ts,
+        unit_id=message.unit_id,
+        source=message.source,
+        platform_id=message.platform_id,
+    )
+
+
 def unit_status_message(change: StatusChange) -> UnitStatusEvent:
     return UnitStatusEvent(unit_id=change.unit_id, status=change.status, call_id=change.call_id, ts=change.ts)
 

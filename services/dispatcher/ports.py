@@ -3,15 +3,17 @@ implement them in production, in-memory fakes in the unit tests."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from services.dispatcher.domain.calls import Call, CallStatus, Decision
+from services.dispatcher.domain.calls import Call, CallStatus, Decision, StatusChange
 from services.dispatcher.domain.live_map import Position
 from services.dispatcher.domain.zones import ZoneDefinition
 from shared.contract.registry import Platform, RegistryImport, Unit, Zone
 from shared.contract.schemas import UnitStatus
+from shared.errors import ConflictError
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +25,20 @@ class StoredUnit:
     status_since: datetime | None
     call_id: str | None
     position: Position | None
+
+
+@dataclass(frozen=True, slots=True)
+class Believed:
+    """What a replica believed when it decided: each changed unit's (status, since) and the calls that must still
+    be open. Replicas decide from memory; the store refuses a decision whose beliefs another replica has already
+    made false, so two replicas can never both assign one unit."""
+
+    statuses: Mapping[str, tuple[UnitStatus, datetime | None]] = field(default_factory=dict)
+    open_calls: frozenset[str] = frozenset()
+
+
+class StaleStateError(ConflictError):
+    """Another replica changed a unit or closed a call after this replica last heard of it."""
 
 
 class DispatchStore(Protocol):
@@ -41,11 +57,17 @@ class DispatchStore(Protocol):
 
     async def units(self) -> list[StoredUnit]: ...
 
-    async def create_call(self, call: Call, decision: Decision) -> bool:
-        """False, and nothing written, when the call_id exists already."""
+    async def create_call(self, call: Call, decision: Decision, believed: Believed) -> bool:
+        """False, and nothing written, when the call_id exists already; `StaleStateError` when `believed` is false."""
         ...
 
-    async def record(self, calls: dict[str, Call], decision: Decision) -> None: ...
+    async def record(self, calls: dict[str, Call], decision: Decision, believed: Believed) -> None:
+        """`StaleStateError`, and nothing written, when `believed` is no longer true."""
+        ...
+
+    async def unit_statuses(self, unit_ids: list[str]) -> list[StatusChange]:
+        """The statuses held for these units (none for a unit that never had one: it is available)."""
+        ...
 
     async def open_calls(self) -> list[Call]: ...
 

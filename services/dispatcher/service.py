@@ -13,26 +13,39 @@ import contextlib
 import gc
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import TypeVar
 
 from services.dispatcher.domain import calls as rules
-from services.dispatcher.domain.calls import Call, CallStatus, Decision
+from services.dispatcher.domain.calls import Call, CallEvent, CallStatus, Decision, StatusChange
 from services.dispatcher.domain.eta import EtaModel
 from services.dispatcher.domain.h3_index import ByDistance, Found
 from services.dispatcher.domain.live_map import LiveMap, Position, UnitFilter, UnitState
 from services.dispatcher.domain.zones import ZoneMap, validate_geometry
 from services.dispatcher.events import EventHub, LiveEvent
-from services.dispatcher.messages import call_event_message, live_position, unit_status_message
-from services.dispatcher.ports import DispatchStore, Outbox
+from services.dispatcher.messages import call_event_message, call_event_of, live_position, unit_status_message
+from services.dispatcher.ports import Believed, DispatchStore, Outbox, StaleStateError
 from shared.contract.registry import Platform, RegistryImport, Unit, UnitKind, Zone, ZoneClass
-from shared.contract.schemas import CallEventKind, EventSource, PositionRecord, UnitStatus, UnitStatusEvent
+from shared.contract.schemas import (
+    CallEventKind,
+    CallEventMessage,
+    EventSource,
+    PositionRecord,
+    UnitStatus,
+    UnitStatusEvent,
+)
 from shared.errors import ConflictError, NotFoundError
 
 log = logging.getLogger(__name__)
+
+_ATTEMPTS = 2
+"""A decision refused because another replica got there first is made once more from refreshed memory."""
+
+_C = TypeVar("_C", Call, Call | None)
 
 
 class Order(StrEnum):
@@ -121,12 +134,7 @@ class DispatchService:
         """Rebuild memory from PostgreSQL: registry, statuses, newest positions, open calls."""
         await self.reload_registry()
         for call in await self._store.open_calls():
-            call.assigned = {
-                unit_id: ts
-                for unit_id, ts in call.assigned.items()
-                if (unit := self._live_map.units.get(unit_id)) is not None and unit.call_id == call.call_id
-            }
-            self._open_calls[call.call_id] = call
+            self._hold(call)
         # The live map is long-lived: moving it out of the collector's generations keeps GC pauses off queries.
         gc.freeze()
         log.info(
@@ -310,22 +318,32 @@ class DispatchService:
                 address=request.address,
                 note=request.note,
             )
-            recommendations = self.nearest(
-                lat=call.lat,
-                lon=call.lon,
-                k=self._rules.recommendations,
-                unit_filter=UnitFilter(max_age_s=self._rules.max_position_age_s),
-                order=Order.ETA,
-                now=now,
-                zone_class=zone_class,
-            )
-            decision = rules.created(call)
-            assigned: str | None = None
-            if request.auto_assign and recommendations:
-                assigned = recommendations[0].unit_id
-                unit = self._live_map.units[assigned]
-                decision = decision.then(rules.assign(call, unit, ts=now, source=EventSource.AUTO))
-            if not await self._store.create_call(call, decision):
+            for attempt in range(_ATTEMPTS):
+                recommendations = self.nearest(
+                    lat=call.lat,
+                    lon=call.lon,
+                    k=self._rules.recommendations,
+                    unit_filter=UnitFilter(max_age_s=self._rules.max_position_age_s),
+                    order=Order.ETA,
+                    now=now,
+                    zone_class=zone_class,
+                )
+                decision = rules.created(call)
+                assigned: str | None = None
+                if request.auto_assign and recommendations:
+                    assigned = recommendations[0].unit_id
+                    unit = self._live_map.units[assigned]
+                    decision = decision.then(rules.assign(call, unit, ts=now, source=EventSource.AUTO))
+                believed = self._believed(decision)
+                try:
+                    created = await self._store.create_call(call, decision, believed)
+                except StaleStateError:
+                    if attempt + 1 == _ATTEMPTS:
+                        raise
+                    await self._refresh(believed)  # another replica took the unit first: recommend again
+                    continue
+                break
+            if not created:
                 raced = await self._store.call(call_id)
                 assert raced is not None
                 return CallCreated(raced, False, [], None)
@@ -335,49 +353,119 @@ class DispatchService:
         return CallCreated(call, True, recommendations, assigned)
 
     async def assign(self, call_id: str, unit_id: str, *, ts: datetime | None) -> Call:
-        async with self._lock:
+        async def decide() -> tuple[Call, Decision]:
             call = await self._open_call(call_id)
-            decision = rules.assign(call, self.unit(unit_id), ts=ts or self.clock(), source=EventSource.CONSOLE)
-            await self._store.record({call.call_id: call}, decision)
-            self._apply(decision)
+            return call, rules.assign(call, self.unit(unit_id), ts=ts or self.clock(), source=EventSource.CONSOLE)
+
+        async with self._lock:
+            call, _ = await self._commit(decide)
         self._outbox.kick()
         return call
 
     async def set_status(
         self, unit_id: str, status: UnitStatus, *, call_id: str | None, ts: datetime | None
     ) -> UnitState:
-        async with self._lock:
+        async def decide() -> tuple[Call | None, Decision]:
             unit = self.unit(unit_id)
             related = call_id or unit.call_id
             call = await self._open_call(related) if related else None
-            decision = rules.change_status(unit, status, call=call, ts=ts or self.clock(), source=EventSource.CONSOLE)
-            await self._store.record({call.call_id: call} if call else {}, decision)
-            self._apply(decision)
+            return call, rules.change_status(unit, status, call=call, ts=ts or self.clock(), source=EventSource.CONSOLE)
+
+        async with self._lock:
+            await self._commit(decide)
         self._outbox.kick()
-        return unit
+        return self.unit(unit_id)
+
+    async def _commit(self, decide: Callable[[], Awaitable[tuple[_C, Decision]]]) -> tuple[_C, Decision]:
+        """Decide from memory and record the decision with what it was based on. When another replica changed a
+        unit or closed a call first, the store refuses; memory is refreshed from it and the decision made once
+        more, which then refuses with the real reason (the unit is busy, the call is closed) or goes through."""
+        for attempt in range(_ATTEMPTS):
+            call, decision = await decide()
+            believed = self._believed(decision)
+            try:
+                await self._store.record({} if call is None else {call.call_id: call}, decision, believed)
+            except StaleStateError:
+                if attempt + 1 == _ATTEMPTS:
+                    raise
+                await self._refresh(believed)
+                continue
+            self._apply(decision)
+            return call, decision
+        raise AssertionError("unreachable")
+
+    def _believed(self, decision: Decision) -> Believed:
+        units = self._live_map.units
+        return Believed(
+            statuses={c.unit_id: (units[c.unit_id].status, units[c.unit_id].status_since) for c in decision.statuses},
+            open_calls=frozenset(e.call_id for e in decision.events)
+            - {e.call_id for e in decision.events if e.event is CallEventKind.CREATED},
+        )
+
+    async def _refresh(self, believed: Believed) -> None:
+        """Bring what a refused decision was based on up to date from the store."""
+        for change in await self._store.unit_statuses(list(believed.statuses)):
+            self._apply_status(change)
+        for call_id in believed.open_calls:
+            stored = await self._store.call(call_id)
+            if stored is None or stored.status is CallStatus.CLOSED:
+                self._open_calls.pop(call_id, None)
+            else:
+                await self._adopt(stored)
 
     async def _open_call(self, call_id: str) -> Call:
+        """The open call from memory, or from the store when another replica created it and this one has not heard
+        of it yet."""
         call = self._open_calls.get(call_id)
         if call is not None:
             return call
-        if await self._store.call(call_id) is not None:
+        stored = await self._store.call(call_id)
+        if stored is None:
+            raise NotFoundError(field="call_id", error=f"no call {call_id!r}")
+        if stored.status is CallStatus.CLOSED:
             raise ConflictError(f"call {call_id} is closed")
-        raise NotFoundError(field="call_id", error=f"no call {call_id!r}")
+        return await self._adopt(stored)
+
+    async def _adopt(self, call: Call) -> Call:
+        """Hold an open call another replica created. Its units' statuses are read with it: they come on another
+        topic and may not have reached this replica yet, and they say which assigned units are still on it."""
+        for change in await self._store.unit_statuses(list(call.assigned)):
+            self._apply_status(change)
+        return self._hold(call)
+
+    def _hold(self, call: Call) -> Call:
+        """Keep an open call read from the store in memory, with the units the live map has on it."""
+        call.assigned = {
+            unit_id: ts
+            for unit_id, ts in call.assigned.items()
+            if (unit := self._live_map.units.get(unit_id)) is not None and unit.call_id == call.call_id
+        }
+        self._open_calls[call.call_id] = call
+        return call
 
     def _apply(self, decision: Decision) -> None:
         for event in decision.events:
             call = self._open_calls[event.call_id]
-            call.apply(event)
-            self._hub.publish("call", call_event_message(call, event).model_dump(mode="json"))
+            if call.apply(event):
+                self._publish_call_event(call, event)
             if event.event is CallEventKind.CLOSED:
                 self._open_calls.pop(call.call_id, None)
         for change in decision.statuses:
-            unit = self._live_map.units[change.unit_id]
-            previous_call = unit.call_id
-            self._live_map.apply_status(change.unit_id, change.status, change.call_id, change.ts)
-            if previous_call and previous_call != change.call_id and previous_call in self._open_calls:
-                self._open_calls[previous_call].release(change.unit_id)
-            self._hub.publish("status", unit_status_message(change).model_dump(mode="json"))
+            self._apply_status(change)
+
+    def _apply_status(self, change: StatusChange) -> None:
+        unit = self._live_map.units.get(change.unit_id)
+        if unit is None:
+            return
+        previous_call = unit.call_id
+        if not self._live_map.apply_status(change.unit_id, change.status, change.call_id, change.ts):
+            return
+        if previous_call and previous_call != change.call_id and previous_call in self._open_calls:
+            self._open_calls[previous_call].release(change.unit_id)
+        self._hub.publish("status", unit_status_message(change).model_dump(mode="json"))
+
+    def _publish_call_event(self, call: Call, event: CallEvent) -> None:
+        self._hub.publish("call", call_event_message(call, event).model_dump(mode="json"), once=_key(event))
 
     # consumed events
 
@@ -396,11 +484,40 @@ class DispatchService:
             decision = rules.gps_arrival(call, unit, position, radius_m=self._rules.arrival_radius_m)
             if decision is None:
                 return
-            await self._store.record({call.call_id: call}, decision)
+            believed = self._believed(decision)
+            try:
+                await self._store.record({call.call_id: call}, decision, believed)
+            except StaleStateError:
+                # Every replica sees the same positions: another one recorded this arrival (or a newer status) first.
+                await self._refresh(believed)
+                return
             self._apply(decision)
         log.info("unit %s arrived at call %s (GPS)", unit.unit_id, call.call_id)
         self._outbox.kick()
 
     def on_unit_status(self, event: UnitStatusEvent) -> None:
         """A status from the topic (this or another replica): applied in event time, idempotently."""
-        self._live_map.apply_status(event.unit_id, event.status, event.call_id, event.ts)
+        self._apply_status(StatusChange(event.unit_id, event.status, event.call_id, event.ts))
+
+    async def on_call_event(self, message: CallEventMessage) -> None:
+        """A call event from the topic (this or another replica): the open call it belongs to is updated (read
+        from the store the first time this replica hears of it) and live subscribers see it once."""
+        event = call_event_of(message)
+        async with self._lock:
+            call = self._open_calls.get(message.call_id)
+            if call is None and message.event is not CallEventKind.CLOSED:
+                stored = await self._store.call(message.call_id)
+                if stored is not None and stored.status is CallStatus.OPEN:
+                    call = await self._adopt(stored)
+            if call is None:
+                self._hub.publish("call", message.model_dump(mode="json"), once=_key(event))
+                return
+            call.apply(event)
+            self._publish_call_event(call, event)
+            if event.event is CallEventKind.CLOSED:
+                self._open_calls.pop(call.call_id, None)
+
+
+def _key(event: CallEvent) -> tuple[str, CallEventKind, str | None, datetime]:
+    """Names a call event however often it is heard: from this replica's decision and again from the topic."""
+    return event.call_id, event.event, event.unit_id, event.ts

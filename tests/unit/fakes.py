@@ -14,7 +14,7 @@ from typing import Any
 
 from services.dispatcher.domain.calls import Call, CallEvent, CallStatus, Decision, StatusChange
 from services.dispatcher.domain.zones import ZoneDefinition
-from services.dispatcher.ports import StoredUnit
+from services.dispatcher.ports import Believed, StaleStateError, StoredUnit
 from shared.contract.registry import Platform, RegistryImport, Unit, Zone
 from shared.contract.schemas import CallEventKind, UnitStatus
 from shared.errors import UnavailableError
@@ -65,14 +65,16 @@ class FakeDispatchStore:
     async def units(self) -> list[StoredUnit]:
         return list(self.units_.values())
 
-    async def create_call(self, call: Call, decision: Decision) -> bool:
+    async def create_call(self, call: Call, decision: Decision, believed: Believed) -> bool:
         if call.call_id in self.calls_:
             return False
+        self._check(believed)
         self.calls_[call.call_id] = Call(**{**call.__dict__, "timeline": [], "assigned": {}, "arrived": set()})
-        await self.record({call.call_id: call}, decision)
+        await self.record({call.call_id: call}, decision, believed)
         return True
 
-    async def record(self, calls: dict[str, Call], decision: Decision) -> None:
+    async def record(self, calls: dict[str, Call], decision: Decision, believed: Believed) -> None:
+        self._check(believed)
         for event in decision.events:
             self.events.append(event)
             self.calls_[event.call_id].apply(event)
@@ -83,6 +85,19 @@ class FakeDispatchStore:
                 self.units_[change.unit_id] = StoredUnit(
                     held.unit, change.status, change.ts, change.call_id, held.position
                 )
+
+    async def unit_statuses(self, unit_ids: list[str]) -> list[StatusChange]:
+        held = [self.units_[u] for u in unit_ids if u in self.units_]
+        return [StatusChange(s.unit.id, s.status, s.call_id, s.status_since) for s in held if s.status_since]
+
+    def _check(self, believed: Believed) -> None:
+        """What the Postgres store checks under its locks: another replica may have changed a unit or a call."""
+        for unit_id, belief in believed.statuses.items():
+            held = self.units_[unit_id]
+            if (held.status, held.status_since) != belief:
+                raise StaleStateError(f"unit {unit_id} was changed by another replica")
+        if any(self.calls_[c].status is CallStatus.CLOSED for c in believed.open_calls):
+            raise StaleStateError("a call was closed by another replica")
 
     async def open_calls(self) -> list[Call]:
         return [copy.deepcopy(c) for c in self.calls_.values() if c.status is CallStatus.OPEN]

@@ -9,6 +9,7 @@ import pytest
 
 from services.dispatcher.domain.eta import CircuityEta
 from services.dispatcher.events import EventHub
+from services.dispatcher.messages import call_event_message, unit_status_message
 from services.dispatcher.service import DispatchRules, DispatchService, NewCall
 from shared.contract.registry import Platform, PlatformKind, Polygon, RegistryImport, Unit, UnitKind, Zone, ZoneClass
 from shared.contract.schemas import CallEventKind, PositionRecord, Source, UnitStatus
@@ -250,3 +251,84 @@ async def test_every_change_reaches_live_subscribers_and_kicks_the_outbox(servic
     ]
     assert kinds[0].data["call_id"] == created.call.call_id
     assert service.subscribers == 0
+
+
+# Two replicas over one store: each decides from its own memory, the store refuses what another made stale.
+
+
+@pytest.fixture
+async def other(store: FakeDispatchStore, clock: Clock, service: DispatchService) -> DispatchService:
+    """A second replica, started after the first one's positions were applied (it hears positions from the topic
+    too, so it gets the same ones)."""
+    replica = await started(store, clock)
+    for unit in service.units():
+        assert unit.position is not None
+        await replica.on_position(
+            ping(unit.unit_id, unit.position.lat, unit.position.lon, unit.position.ts + timedelta(microseconds=1))
+        )
+    return replica
+
+
+async def test_a_call_created_on_one_replica_is_assignable_on_the_other(
+    service: DispatchService, other: DispatchService, store: FakeDispatchStore
+) -> None:
+    call_id = (await service.create_call(call_at_centre())).call.call_id
+    assert other.open_call(call_id) is None  # not heard of yet
+    call = await other.assign(call_id, "U2", ts=None)
+    assert call.assigned.keys() == {"U2"}
+    assert store.events_of(call_id) == [CallEventKind.CREATED, CallEventKind.ASSIGNED]
+
+
+async def test_a_unit_taken_by_one_replica_is_refused_by_the_other_with_the_real_reason(
+    service: DispatchService, other: DispatchService, store: FakeDispatchStore
+) -> None:
+    first = (await service.create_call(call_at_centre())).call.call_id
+    second = (await other.create_call(call_at_centre())).call.call_id
+    await service.assign(first, "U1", ts=None)
+    assert other.unit("U1").status is UnitStatus.AVAILABLE  # the status has not reached it yet
+    with pytest.raises(ConflictError, match="not available"):
+        await other.assign(second, "U1", ts=None)
+    assert other.unit("U1").status is UnitStatus.DISPATCHED  # refreshed from the store
+    assert [e.call_id for e in store.events if e.event is CallEventKind.ASSIGNED] == [first]
+
+
+async def test_auto_assign_on_a_stale_replica_takes_the_next_best_unit(
+    service: DispatchService, other: DispatchService, store: FakeDispatchStore
+) -> None:
+    await service.create_call(call_at_centre(auto_assign=True))
+    created = await other.create_call(call_at_centre(auto_assign=True))
+    assert created.assigned_unit_id == "U2"
+    assert [e.unit_id for e in store.events if e.event is CallEventKind.ASSIGNED] == ["U1", "U2"]
+
+
+async def test_a_gps_arrival_seen_by_both_replicas_is_recorded_once(
+    service: DispatchService, other: DispatchService, store: FakeDispatchStore, clock: Clock
+) -> None:
+    call_id = (await service.create_call(call_at_centre())).call.call_id
+    clock.now = T0 + timedelta(seconds=10)
+    await service.assign(call_id, "U3", ts=None)
+    for event in (e for e in store.events if e.call_id == call_id):
+        await other.on_call_event(call_event_message(store.calls_[call_id], event))
+    for change in store.statuses:
+        other.on_unit_status(unit_status_message(change))
+    arrival = ping("U3", CENTRE[0] + 20 / 111_195, CENTRE[1], T0 + timedelta(seconds=90))
+    await service.on_position(arrival)
+    await other.on_position(arrival)
+    assert store.events_of(call_id).count(CallEventKind.ON_SCENE) == 1
+    assert other.unit("U3").status is UnitStatus.ON_SCENE
+
+
+async def test_another_replica_s_call_events_reach_this_one_s_subscribers_once(
+    service: DispatchService, other: DispatchService, store: FakeDispatchStore
+) -> None:
+    call_id = (await service.create_call(call_at_centre(auto_assign=True))).call.call_id
+    messages = [call_event_message(store.calls_[call_id], e) for e in store.events if e.call_id == call_id]
+    async with other.subscribe() as queue:
+        for message in messages + messages:  # the topic delivers at least once
+            await other.on_call_event(message)
+        heard = [queue.get_nowait() for _ in range(queue.qsize())]
+    assert [e.data["event"] for e in heard if e.kind == "call"] == ["created", "assigned"]
+    assert [(e.data["unit_id"], e.data["status"]) for e in heard if e.kind == "status"] == [("U1", "dispatched")]
+    held = other.open_call(call_id)
+    assert held is not None
+    assert [e.event for e in held.timeline] == [CallEventKind.CREATED, CallEventKind.ASSIGNED]

@@ -9,11 +9,11 @@ from typing import Any
 import asyncpg
 import orjson
 
-from services.dispatcher.domain.calls import Call, CallEvent, CallStatus, Decision
+from services.dispatcher.domain.calls import Call, CallEvent, CallStatus, Decision, StatusChange
 from services.dispatcher.domain.live_map import Position
 from services.dispatcher.domain.zones import ZoneDefinition
 from services.dispatcher.messages import call_event_message, unit_status_message
-from services.dispatcher.ports import StoredUnit
+from services.dispatcher.ports import Believed, StaleStateError, StoredUnit
 from shared.contract.registry import Platform, RegistryImport, Unit, UnitKind, Zone, ZoneClass
 from shared.contract.schemas import CallEventKind, EventSource, UnitStatus
 from shared.contract.topics import CALLS, UNIT_STATUS
@@ -84,7 +84,7 @@ class PostgresDispatchStore:
 
     # calls
 
-    async def create_call(self, call: Call, decision: Decision) -> bool:
+    async def create_call(self, call: Call, decision: Decision, believed: Believed) -> bool:
         """Insert the call with its decision; False (and nothing written) when the call_id already exists."""
         async with self._pool.acquire() as conn, conn.transaction():
             inserted = await conn.fetchval(
@@ -104,12 +104,20 @@ class PostgresDispatchStore:
             )
             if not inserted:
                 return False
+            await _check(conn, believed)
             await self._record(conn, {call.call_id: call}, decision)
             return True
 
-    async def record(self, calls: dict[str, Call], decision: Decision) -> None:
+    async def record(self, calls: dict[str, Call], decision: Decision, believed: Believed) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
+            await _check(conn, believed)
             await self._record(conn, calls, decision)
+
+    async def unit_statuses(self, unit_ids: list[str]) -> list[StatusChange]:
+        rows = await self._pool.fetch(
+            "SELECT unit_id, status, call_id, since FROM unit_status WHERE unit_id = ANY($1)", unit_ids
+        )
+        return [StatusChange(r["unit_id"], UnitStatus(r["status"]), r["call_id"], r["since"]) for r in rows]
 
     async def _record(self, conn: Connection, calls: dict[str, Call], decision: Decision) -> None:
         outbox: list[tuple[str, bytes, bytes]] = []
@@ -186,6 +194,28 @@ class PostgresDispatchStore:
                 )
             )
         return list(calls.values())
+
+
+async def _check(conn: Connection, believed: Believed) -> None:
+    """Within the decision's transaction: lock each unit it changes (an advisory lock, so a unit without a status
+    row yet is locked too; in id order, so two decisions never wait on each other in a circle) and the calls it
+    adds to, then compare with what the deciding replica believed."""
+    units = sorted(believed.statuses)
+    for unit_id in units:
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", unit_id)
+    if units:
+        rows = await conn.fetch("SELECT unit_id, status, since FROM unit_status WHERE unit_id = ANY($1)", units)
+        held = {r["unit_id"]: (UnitStatus(r["status"]), r["since"]) for r in rows}
+        for unit_id, belief in believed.statuses.items():
+            if held.get(unit_id, (UnitStatus.AVAILABLE, None)) != belief:
+                raise StaleStateError(f"unit {unit_id} was changed by another replica")
+    if believed.open_calls:
+        open_calls = await conn.fetch(
+            "SELECT call_id FROM calls WHERE call_id = ANY($1) AND status = 'open' ORDER BY call_id FOR UPDATE",
+            sorted(believed.open_calls),
+        )
+        if len(open_calls) != len(believed.open_calls):
+            raise StaleStateError("a call was closed by another replica")
 
 
 def _call_from_row(r: Any) -> Call:

@@ -59,8 +59,11 @@ class Call:
     arrived: set[str] = field(default_factory=set)
     timeline: list[CallEvent] = field(default_factory=list)
 
-    def apply(self, event: CallEvent) -> None:
-        """Fold one event into the call; used both for new decisions and when rebuilding from storage."""
+    def apply(self, event: CallEvent) -> bool:
+        """Fold one event into the call (new decisions, rebuilding from storage, another replica's events from the
+        topic); an event the call already holds changes nothing. True when it was new."""
+        if event in self.timeline:
+            return False
         self.timeline.append(event)
         self.timeline.sort(key=lambda e: e.ts)
         if event.event is CallEventKind.ASSIGNED and event.unit_id:
@@ -70,6 +73,7 @@ class Call:
         elif event.event is CallEventKind.CLOSED:
             self.status = CallStatus.CLOSED
             self.assigned.clear()
+        return True
 
     def release(self, unit_id: str) -> None:
         self.assigned.pop(unit_id, None)

@@ -116,9 +116,12 @@ class LiveMap:
         return True
 
     def apply_status(self, unit_id: str, status: UnitStatus, call_id: str | None, ts: datetime) -> bool:
-        """Set the status unless a newer one is already held; True when it changed."""
+        """Set the status unless a newer one is already held; True when it changed (the same status heard twice,
+        from this replica's decision and then from the topic, changes nothing)."""
         unit = self.units.get(unit_id)
         if unit is None or (unit.status_since is not None and ts < unit.status_since):
+            return False
+        if (unit.status, unit.call_id, unit.status_since) == (status, call_id, ts):
             return False
         if unit.cell is not None and status is not unit.status:
             self._index.remove(unit_id, unit.cell, unit.status)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
+from time import perf_counter
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -17,13 +19,13 @@ from pydantic import AwareDatetime, BaseModel
 from services.analytics.adapters.store import AnalyticsStore, GroupBy
 from services.analytics.dashboard import Today, render_dashboard
 from services.analytics.domain.latency import GroupFigures, Spread
+from services.analytics.metrics import AnalyticsMetrics
 from services.analytics.settings import AnalyticsSettings
 from shared.contract.roles import Role
 from shared.errors import InvalidError
 from shared.web.auth import require_role
 from shared.web.service import service_state, settings_of
 
-router = APIRouter()
 Reader = Depends(require_role(Role.VIEWER, Role.DISPATCHER))
 ScreenReader = Depends(require_role(Role.VIEWER, Role.DISPATCHER, query_token=True))
 
@@ -85,8 +87,29 @@ def _csv(header: Sequence[str], rows: Sequence[Sequence[Any]], filename: str) ->
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Analytics:
+    """What analytics' routes use: the store the reports read, the metrics they are timed in."""
+
+    store: AnalyticsStore
+    metrics: AnalyticsMetrics
+
+
 def store_of(request: Request) -> AnalyticsStore:
-    return service_state(request, AnalyticsStore)
+    return service_state(request, Analytics).store
+
+
+async def timed(request: Request) -> AsyncIterator[None]:
+    """Every report and the dashboard are timed into `kuaijing_analytics_report_seconds{route}`."""
+    started = perf_counter()
+    yield
+    route = request.scope.get("route")
+    service_state(request, Analytics).metrics.report_seconds.labels(getattr(route, "path", "?")).observe(
+        perf_counter() - started
+    )
+
+
+router = APIRouter(dependencies=[Depends(timed)])
 
 
 def timezone_name(request: Request) -> str:

@@ -21,32 +21,48 @@ async def import_registry(conn: Connection, document: RegistryImport) -> dict[st
 
 
 async def _import(conn: Connection, document: RegistryImport) -> dict[str, int]:
+    """One statement per table, whatever the size of the document: each row-by-row statement would also fire the
+    revision trigger, and a long chain of updates to its one row made large imports quadratic. Within a document
+    the last entry of an id wins, as it would row by row."""
+    platforms = list({p.id: p for p in document.platforms}.values())
+    units = list({u.id: u for u in document.units}.values())
+    zones = list({z.id: z for z in document.zones}.values())
     async with conn.transaction():
-        if document.platforms:
-            await conn.executemany(
-                "INSERT INTO platforms (id, name, kind, lat, lon) VALUES ($1, $2, $3, $4, $5) "
+        if platforms:
+            await conn.execute(
+                "INSERT INTO platforms (id, name, kind, lat, lon) "
+                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[]) "
                 "ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind, lat = excluded.lat, "
                 "lon = excluded.lon, updated_at = now()",
-                [(p.id, p.name, p.kind.value, p.lat, p.lon) for p in document.platforms],
+                [p.id for p in platforms],
+                [p.name for p in platforms],
+                [p.kind.value for p in platforms],
+                [p.lat for p in platforms],
+                [p.lon for p in platforms],
             )
-        if document.units:
-            await conn.executemany(
+        if units:
+            await conn.execute(
                 "INSERT INTO units (id, platform_id, kind, callsign, terminal_id, terminal_utc_offset_min) "
-                "VALUES ($1, $2, $3, $4, $5, $6) "
+                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[]) "
                 "ON CONFLICT (id) DO UPDATE SET platform_id = excluded.platform_id, kind = excluded.kind, "
                 "callsign = excluded.callsign, terminal_id = excluded.terminal_id, "
                 "terminal_utc_offset_min = excluded.terminal_utc_offset_min, updated_at = now()",
-                [
-                    (u.id, u.platform_id, u.kind.value, u.callsign, u.terminal_id, u.terminal_utc_offset_min)
-                    for u in document.units
-                ],
+                [u.id for u in units],
+                [u.platform_id for u in units],
+                [u.kind.value for u in units],
+                [u.callsign for u in units],
+                [u.terminal_id for u in units],
+                [u.terminal_utc_offset_min for u in units],
             )
-        if document.zones:
-            await conn.executemany(
-                "INSERT INTO zones (id, class, geometry) VALUES ($1, $2, $3::jsonb) "
+        if zones:
+            await conn.execute(
+                "INSERT INTO zones (id, class, geometry) "
+                "SELECT i, c, g::jsonb FROM unnest($1::text[], $2::text[], $3::text[]) AS t(i, c, g) "
                 "ON CONFLICT (id) DO UPDATE SET class = excluded.class, geometry = excluded.geometry, "
                 "updated_at = now()",
-                [(z.id, z.class_.value, orjson.dumps(z.geometry_json()).decode()) for z in document.zones],
+                [z.id for z in zones],
+                [z.class_.value for z in zones],
+                [orjson.dumps(z.geometry_json()).decode() for z in zones],
             )
     return {"platforms": len(document.platforms), "units": len(document.units), "zones": len(document.zones)}
 

@@ -272,3 +272,42 @@ async def test_reports_need_a_reading_role(analytics: RunningService) -> None:
             "/v1/reports/response-times", params={"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"}
         )
         assert inverted.status_code == 422
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in a Prometheus text exposition (0 when absent)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    head = f"{name}{{{wanted}}}" if labels else name
+    for line in text.splitlines():
+        if line.startswith(head + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_metrics_count_events_facts_lag_and_report_latency(
+    settings: CommonSettings, analytics: RunningService, db: asyncpg.Connection
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    events = scenario(start, tag, random.Random(7), calls=10)
+    async with console(analytics, "viewer") as client:
+        before = (await client.get("/metrics")).text
+        await publish(settings, events)
+
+        async def all_stored() -> bool:
+            return await stored_calls(db, tag) == 10
+
+        await eventually(all_stored, timeout_s=30, what="the calls in analytics")
+        await group_caught_up(settings.kafka, AnalyticsSettings().analytics_group, CALLS)
+        assert (await client.get("/v1/reports/response-times")).status_code == 200
+
+        async def counted() -> str | None:
+            text = (await client.get("/metrics")).text
+            applied = metric(text, "kuaijing_analytics_events_applied_total")
+            return text if applied - metric(before, "kuaijing_analytics_events_applied_total") >= len(events) else None
+
+        after = await eventually(counted, what="the applied events counted")
+    group = AnalyticsSettings().analytics_group
+    assert metric(after, "kuaijing_analytics_facts_recomputed_total") >= 10
+    assert f'kuaijing_consumer_lag{{group="{group}",topic="{CALLS.name}"}}' in after
+    assert metric(after, "kuaijing_analytics_report_seconds_count", route="/v1/reports/response-times") >= 1

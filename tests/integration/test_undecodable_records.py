@@ -15,6 +15,7 @@ from shared.contract.topics import CALLS, DEADLETTER, POSITIONS, UNIT_STATUS, To
 from shared.settings import CommonSettings
 from tests.conftest import Fleet, RunningService, console
 from tests.harness import TopicTail, eventually
+from tests.integration.test_analytics import metric
 
 pytestmark = pytest.mark.integration
 
@@ -60,3 +61,5 @@ async def test_analytics_dead_letters_a_call_event_it_cannot_decode(
         [letter] = await deadletter.collect(lambda v: marker in v["payload"], 1)
     assert (letter["reason"], letter["source"]) == ("invalid_value", "kafka")
     assert letter["origin"].startswith(f"{CALLS.name}/")
+    async with console(analytics, "viewer") as c:
+        assert metric((await c.get("/metrics")).text, "kuaijing_analytics_dead_letters_total") >= 1

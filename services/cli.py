@@ -257,6 +257,21 @@ def cmd_registry_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_contract(args: argparse.Namespace) -> int:
+    from services.published import PUBLISHED, stale_documents, write_documents
+
+    if args.check:
+        stale = stale_documents()
+        if stale:
+            print(f"out of date under {PUBLISHED} (run `kuaijing contract`): {', '.join(stale)}", file=sys.stderr)
+            return 1
+        print(f"{PUBLISHED}: current")
+        return 0
+    changed = write_documents()
+    print(f"{PUBLISHED}: {len(changed)} file(s) written" + (f": {', '.join(changed)}" if changed else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kuaijing",
@@ -301,6 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("file", type=Path)
     imp.set_defaults(func=cmd_registry_import)
+    contract = commands.add_parser(
+        "contract",
+        help="write the published contract (AsyncAPI, JSON Schemas, OpenAPI) under shared/contract/published/",
+    )
+    contract.add_argument("--check", action="store_true", help="only check that the files are current (exit 1 if not)")
+    contract.set_defaults(func=cmd_contract)
     return parser
 
 

@@ -110,7 +110,9 @@ Ping = Annotated[PositionPing | VideoPing, Field(discriminator="kind")]
 
 
 class _Outbound(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    """Values Kuaijing publishes: exactly these fields (the published JSON Schemas say so to other consumers)."""
+
+    model_config = ConfigDict(frozen=True, json_schema_extra={"additionalProperties": False})
 
     v: Literal[1] = 1
 

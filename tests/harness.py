@@ -13,6 +13,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.contract.topics import Topic
+from shared.settings import CommonSettings
 
 T = TypeVar("T")
 
@@ -122,3 +123,13 @@ async def group_caught_up(bootstrap: str, group: str, topic: Topic[Any], timeout
         await eventually(committed_all, timeout_s=timeout_s, what=f"group {group} to catch up on {topic.name}")
     finally:
         await admin.close()
+
+
+def kuaijing_variables(*settings: type[CommonSettings]) -> set[str]:
+    """Every environment variable these settings classes read (`KUAIJING_<FIELD>`, or a field's own alias)."""
+    names = set()
+    for cls in settings:
+        for name, field in cls.model_fields.items():
+            alias = field.validation_alias
+            names.add(alias if isinstance(alias, str) else f"KUAIJING_{name.upper()}")
+    return names

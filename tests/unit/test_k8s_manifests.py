@@ -24,7 +24,7 @@ from services.dispatcher.settings import DispatcherSettings
 from services.ingest.app import create_app as ingest_app
 from services.ingest.settings import IngestSettings
 from shared.contract.topics import ALL_TOPICS
-from shared.settings import CommonSettings
+from tests.harness import kuaijing_variables
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = ROOT / "tests" / "data" / "k8s-crds"
@@ -126,17 +126,9 @@ def test_ports_probes_and_commands_are_the_ones_the_services_have(overlay: str) 
     assert jt808["spec"]["ports"] == [{"name": "jt808", "port": 6808, "targetPort": "jt808", "protocol": "TCP"}]
 
 
-def _env_names(settings: type[CommonSettings]) -> set[str]:
-    names = set()
-    for name, field in settings.model_fields.items():
-        alias = field.validation_alias
-        names.add(alias if isinstance(alias, str) else f"KUAIJING_{name.upper()}")
-    return names
-
-
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_kuaijing_variable_in_the_manifests_is_a_setting(overlay: str) -> None:
-    known = _env_names(IngestSettings) | _env_names(DispatcherSettings) | _env_names(AnalyticsSettings)
+    known = kuaijing_variables(IngestSettings, DispatcherSettings, AnalyticsSettings)
     used = set()
     for config in of_kind(overlay, "ConfigMap"):
         used |= set(config["data"])

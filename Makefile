@@ -1,5 +1,5 @@
 # The two commands of the README: `make up` runs the system, `make test` runs every gate and test.
-.PHONY: up test lint typecheck pytest bench bootstrap
+.PHONY: up test lint typecheck pytest bench bootstrap lock image
 
 VENV := .venv/bin
 
@@ -26,3 +26,9 @@ test: bootstrap lint typecheck pytest
 bench:
 	@deploy/bootstrap.sh --bench
 	$(VENV)/python -m bench
+
+# Pin every dependency (the image installs deploy/requirements.lock; bootstrap installs with the dev lock as
+# constraints). Run after changing a dependency in pyproject.toml; tests/unit/test_lock.py fails until then.
+lock:
+	$(VENV)/uv pip compile pyproject.toml --python-version 3.11 --python-platform x86_64-manylinux_2_28 -q -o deploy/requirements.lock
+	$(VENV)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --python-platform x86_64-manylinux_2_28 -q -o deploy/requirements-dev.lock

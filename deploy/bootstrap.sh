@@ -14,6 +14,9 @@ command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
 command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
 # The dashboard test renders the page in a real headless browser.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# The image test builds with Debian's podman on a base made with debootstrap (no image registry is reachable).
+command -v podman >/dev/null 2>&1 || need_apt+=(podman uidmap fuse-overlayfs)
+command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
 if [ "${1:-}" = "--bench" ]; then
   # The dispatcher benchmark's anchor: PostGIS KNN, from Debian's packages, for the installed PostgreSQL major.
   for bindir in /usr/lib/postgresql/*/bin; do
@@ -32,12 +35,12 @@ fi
 # The Debian package starts a cluster of its own on 5432; Kuaijing runs its own cluster and does not need it.
 
 stamp=.venv/.kuaijing-deps
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml deploy/requirements-dev.lock | sha256sum | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "bootstrap: installing Python dependencies into .venv"
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
   log=$(mktemp)
-  if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e '.[dev]'; } >"$log" 2>&1; then
+  if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -c deploy/requirements-dev.lock -e '.[dev]'; } >"$log" 2>&1; then
     cat "$log" >&2
     echo "bootstrap: pip install failed" >&2
     exit 1

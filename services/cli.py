@@ -220,6 +220,21 @@ def cmd_infra(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_health(_args: argparse.Namespace) -> int:
+    """The container health check: the service this process runs answers `/healthz` on its port (one container
+    runs one service, so whichever of the three ports answers is it)."""
+    host = "127.0.0.1"
+    for service in SERVICES:
+        try:
+            if httpx.get(f"http://{host}:{_service_port(service)}/healthz", timeout=2).status_code == 200:
+                print(f"{service} healthy")
+                return 0
+        except httpx.HTTPError:
+            continue
+    print("no Kuaijing service answers /healthz here", file=sys.stderr)
+    return 1
+
+
 def cmd_migrate(_args: argparse.Namespace) -> int:
     settings = CommonSettings()
     configure_logging(settings.log_level)
@@ -304,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     infra = commands.add_parser("infra", help="the embedded Kafka and PostgreSQL")
     infra.add_argument("action", choices=("start", "stop", "status"))
     infra.set_defaults(func=cmd_infra)
+
+    health = commands.add_parser("health", help="exit 0 when a service of this host answers /healthz (for containers)")
+    health.set_defaults(func=cmd_health)
 
     mig = commands.add_parser("migrate", help="apply pending database migrations")
     mig.set_defaults(func=cmd_migrate)

@@ -5,25 +5,21 @@ every call event, and the survivor of a SIGKILL loses nothing the other committe
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-import httpx
 import orjson
 import pytest
 
 from shared.contract.topics import CALLS
 from shared.settings import CommonSettings
-from tests.conftest import TOKENS, Fleet, Infra, register_fleet
-from tests.harness import TopicTail, eventually, free_port
+from tests.conftest import Fleet, Infra, register_fleet
+from tests.harness import TopicTail, eventually
 from tests.integration.test_dispatcher import report, unit_view
+from tests.replicas import Replica, running, start_replica
 
 pytestmark = pytest.mark.integration
 
@@ -31,59 +27,10 @@ SITE = (30.90, 119.80)
 """Where these tests' units patrol: away from every other test's units and zones."""
 
 
-@dataclass
-class Replica:
-    url: str
-    process: subprocess.Popen[bytes]
-
-    def client(self, role: str = "dispatcher") -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, headers={"Authorization": f"Bearer {TOKENS[role]}"}, timeout=30)
-
-
-def start_replica(infra: Infra) -> Replica:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KUAIJING_")} | {
-        "KUAIJING_KAFKA_BOOTSTRAP": infra.kafka,
-        "KUAIJING_DATABASE_URL": infra.database,
-        "KUAIJING_API_TOKENS": ",".join(f"{role}:{token}" for role, token in TOKENS.items()),
-        "KUAIJING_DISPATCHER_PORT": str(port),
-        "KUAIJING_CONSUMER_POLL_MS": "50",
-        "KUAIJING_REGISTRY_POLL_S": "0.2",
-        "KUAIJING_LOG_LEVEL": "WARNING",
-    }
-    process = subprocess.Popen([sys.executable, "-m", "services.dispatcher"], env=env)
-    return Replica(f"http://127.0.0.1:{port}", process)
-
-
 @pytest.fixture(scope="module")
 def replicas(infra: Infra) -> Iterator[list[Replica]]:
-    started = [start_replica(infra), start_replica(infra)]
-
-    async def ready() -> None:
-        async def all_ready() -> bool:
-            for replica in started:
-                assert replica.process.poll() is None, "a dispatcher replica exited during start-up"
-                try:
-                    async with httpx.AsyncClient(base_url=replica.url, timeout=2) as c:
-                        if (await c.get("/readyz")).status_code != 200:
-                            return False
-                except httpx.HTTPError:
-                    return False
-            return True
-
-        await eventually(all_ready, timeout_s=90, what="both dispatcher replicas ready")
-
-    asyncio.run(ready())
-    yield started
-    for replica in started:
-        if replica.process.poll() is None:
-            replica.process.send_signal(signal.SIGTERM)
-    for replica in started:
-        try:
-            replica.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            replica.process.kill()
-            replica.process.wait()
+    with running([start_replica(infra, "dispatcher"), start_replica(infra, "dispatcher")]) as started:
+        yield started
 
 
 @pytest.fixture

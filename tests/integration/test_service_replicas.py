@@ -4,20 +4,12 @@ partitions, each record is handled by one of them, and a JT/T 808 terminal may r
 
 from __future__ import annotations
 
-import asyncio
-import os
 import random
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -26,70 +18,13 @@ from services.ingest.domain import jt808
 from services.ingest.domain.jt808 import MessageId, RegisterResult, Result
 from shared.contract.topics import CALLS, TELEMETRY_RAW
 from shared.settings import CommonSettings
-from tests.conftest import TOKENS, Infra, register_fleet
-from tests.harness import eventually, free_port
+from tests.conftest import Infra, register_fleet
+from tests.harness import eventually
 from tests.integration.test_analytics import metric, publish, scenario, stored_calls
 from tests.integration.test_jt808_gateway import Terminal, location
+from tests.replicas import Replica, running, start_replica
 
 pytestmark = pytest.mark.integration
-
-
-@dataclass
-class Replica:
-    url: str
-    jt808_port: int
-    process: subprocess.Popen[bytes]
-
-    def client(self, role: str = "terminal") -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, headers={"Authorization": f"Bearer {TOKENS[role]}"}, timeout=30)
-
-
-def start(infra: Infra, service: str, **env: str) -> Replica:
-    port, jt808_port = free_port(), free_port()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("KUAIJING_")} | {
-        "KUAIJING_KAFKA_BOOTSTRAP": infra.kafka,
-        "KUAIJING_DATABASE_URL": infra.database,
-        "KUAIJING_API_TOKENS": ",".join(f"{role}:{token}" for role, token in TOKENS.items()),
-        f"KUAIJING_{service.upper()}_PORT": str(port),
-        "KUAIJING_JT808_PORT": str(jt808_port),
-        "KUAIJING_CONSUMER_POLL_MS": "50",
-        "KUAIJING_REGISTRY_POLL_S": "0.2",
-        "KUAIJING_LOG_LEVEL": "WARNING",
-        **env,
-    }
-    process = subprocess.Popen([sys.executable, "-m", f"services.{service}"], env=environment)
-    return Replica(f"http://127.0.0.1:{port}", jt808_port, process)
-
-
-@contextmanager
-def running(replicas: list[Replica]) -> Iterator[list[Replica]]:
-    async def ready() -> None:
-        async def all_ready() -> bool:
-            for replica in replicas:
-                assert replica.process.poll() is None, "a replica exited during start-up"
-                try:
-                    async with httpx.AsyncClient(base_url=replica.url, timeout=2) as c:
-                        if (await c.get("/readyz")).status_code != 200:
-                            return False
-                except httpx.HTTPError:
-                    return False
-            return True
-
-        await eventually(all_ready, timeout_s=90, what="both replicas ready")
-
-    try:
-        asyncio.run(ready())
-        yield replicas
-    finally:
-        for replica in replicas:
-            if replica.process.poll() is None:
-                replica.process.send_signal(signal.SIGTERM)
-        for replica in replicas:
-            try:
-                replica.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                replica.process.kill()
-                replica.process.wait()
 
 
 GROUPS = {kind: f"test-{kind}-{uuid.uuid4().hex[:8]}" for kind in ("raw", "history", "analytics")}
@@ -98,19 +33,19 @@ GROUPS = {kind: f"test-{kind}-{uuid.uuid4().hex[:8]}" for kind in ("raw", "histo
 @pytest.fixture(scope="module")
 def ingest_replicas(infra: Infra) -> Iterator[list[Replica]]:
     groups = {"KUAIJING_RAW_GROUP": GROUPS["raw"], "KUAIJING_HISTORY_GROUP": GROUPS["history"]}
-    with running([start(infra, "ingest", **groups), start(infra, "ingest", **groups)]) as replicas:
+    with running([start_replica(infra, "ingest", **groups), start_replica(infra, "ingest", **groups)]) as replicas:
         yield replicas
 
 
 @pytest.fixture(scope="module")
 def analytics_replicas(infra: Infra) -> Iterator[list[Replica]]:
     group = {"KUAIJING_ANALYTICS_GROUP": GROUPS["analytics"]}
-    with running([start(infra, "analytics", **group), start(infra, "analytics", **group)]) as replicas:
+    with running([start_replica(infra, "analytics", **group), start_replica(infra, "analytics", **group)]) as replicas:
         yield replicas
 
 
 async def metrics_of(replica: Replica) -> str:
-    async with replica.client() as c:
+    async with replica.client("viewer") as c:
         return (await c.get("/metrics")).text
 
 
@@ -129,7 +64,7 @@ async def test_ingest_replicas_share_the_raw_topic_and_the_history_writer_by_con
                 "lat": 27.2,
                 "lon": 111.4,
             }
-            async with replica.client() as c:
+            async with replica.client("terminal") as c:
                 if (await c.post("/v1/telemetry", json=probe)).json()["accepted"] != 1:
                     return False
         return True
@@ -203,7 +138,7 @@ async def test_a_terminal_registered_on_one_ingest_replica_authenticates_and_rep
 
     async def second_knows_the_unit() -> bool:
         probe = {"kind": "position", "unit_id": fleet.unit_ids[0], "ts": now.isoformat(), "lat": 27.2, "lon": 111.4}
-        async with second.client() as c:
+        async with second.client("terminal") as c:
             return bool((await c.post("/v1/telemetry", json=probe)).json()["accepted"] == 1)
 
     await eventually(second_knows_the_unit, timeout_s=30, what="the second replica to learn the unit")

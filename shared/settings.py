@@ -39,6 +39,10 @@ class CommonSettings(BaseSettings):
     consumer_poll_ms: int = Field(default=200, gt=0, description="longest wait of a consumer poll with nothing new")
     history_batch_size: int = Field(default=5_000, gt=0, description="records per consumer batch")
     shutdown_timeout_s: float = Field(default=20.0, gt=0, description="longest graceful stop on SIGTERM")
+    max_in_flight: int = Field(default=256, gt=0, description="requests in a service's handlers at once")
+    admission_wait_s: float = Field(
+        default=1.0, gt=0, description="longest wait for a free slot before a request is answered 503"
+    )
     log_level: str = "INFO"
 
     @field_validator("api_tokens")

@@ -23,6 +23,7 @@ from shared.infra.kafka import ensure_topics, started_producer
 from shared.infra.postgres import apply_migrations, open_pool
 from shared.infra.supervision import Supervisor
 from shared.settings import ServiceSettings
+from shared.web.admission import EXEMPT_PATHS, AdmissionControl
 from shared.web.errors import install_error_handlers
 from shared.web.probes import Readiness, probes_router
 
@@ -88,6 +89,13 @@ def create_service_app(spec: ServiceSpec[C, S], settings: C, *, pool_size: int) 
     for router in spec.routers:
         app.include_router(router)
     app.include_router(probes_router(spec.metrics, readiness))
+    app.add_middleware(
+        AdmissionControl,
+        limit=settings.max_in_flight,
+        wait_s=settings.admission_wait_s,
+        registry=spec.metrics,
+        exempt=EXEMPT_PATHS,
+    )
     install_error_handlers(app)
     return app
 

@@ -51,3 +51,31 @@ def test_no_service_imports_another(service: str) -> None:
         if (found := [m for m in imports_of(path) if m.startswith(others)])
     }
     assert offending == {}
+
+
+_SQL_CALLS = frozenset(
+    {"execute", "executemany", "fetch", "fetchrow", "fetchval", "prepare", "cursor", "copy_records_to_table"}
+)
+
+
+def _built_strings(tree: ast.AST) -> Iterator[ast.Call]:
+    """Database calls whose statement is assembled at run time (an f-string, `%`, `+` or `.format`)."""
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args):
+            continue
+        if node.func.attr not in _SQL_CALLS:
+            continue
+        statement = node.args[0]
+        if (
+            (isinstance(statement, ast.JoinedStr) and any(isinstance(v, ast.FormattedValue) for v in statement.values))
+            or (isinstance(statement, ast.BinOp) and isinstance(statement.op, ast.Add | ast.Mod))
+            or (isinstance(statement, ast.Call) and getattr(statement.func, "attr", None) == "format")
+        ):
+            yield node
+
+
+@pytest.mark.parametrize("path", [*modules("shared"), *modules("services")], ids=lambda p: str(p.relative_to(ROOT)))
+def test_sql_takes_values_only_through_parameters(path: Path) -> None:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    offending = [f"line {call.lineno}" for call in _built_strings(tree)]
+    assert offending == [], f"{path.relative_to(ROOT)} builds SQL from strings at {offending}: pass values as $n"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
 
 import asyncpg
 
@@ -93,6 +94,30 @@ def _inserted(status: str) -> int:
     return int(status.rsplit(" ", 1)[1])
 
 
+_INSERT_POSITIONS = (
+    f"INSERT INTO positions ({', '.join(_POSITION_COLUMNS)}) SELECT {', '.join(_POSITION_COLUMNS)} "
+    "FROM stage_positions ON CONFLICT (unit_id, ts) DO NOTHING"
+)
+_INSERT_VIDEOS = (
+    f"INSERT INTO video_pings ({', '.join(_VIDEO_COLUMNS)}) SELECT {', '.join(_VIDEO_COLUMNS)} "
+    "FROM stage_video ON CONFLICT (unit_id, ts, channel) DO NOTHING"
+)
+"""Built once from the column constants above: no value ever enters these statements."""
+
+HistoryTable = Literal["positions", "video_pings"]
+
+
+def partition_ddl(table: HistoryTable, day: date) -> str:
+    """The partition of `table` for one UTC day. DDL takes no parameters; its only inputs are a table name from
+    this module's own literal type and a date, never text from outside."""
+    start = datetime.combine(day, time(), tzinfo=UTC)
+    end = start + timedelta(days=1)
+    return (
+        f"CREATE TABLE IF NOT EXISTS {table}_{day:%Y%m%d} PARTITION OF {table} "
+        f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+    )
+
+
 class HistoryStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -113,11 +138,7 @@ class HistoryStore:
         await conn.copy_records_to_table(
             "stage_positions", records=[_position_row(r) for r in records], columns=_POSITION_COLUMNS
         )
-        columns = ", ".join(_POSITION_COLUMNS)
-        status = await conn.execute(
-            f"INSERT INTO positions ({columns}) SELECT {columns} FROM stage_positions "
-            "ON CONFLICT (unit_id, ts) DO NOTHING"
-        )
+        status = await conn.execute(_INSERT_POSITIONS)
         await conn.execute(
             "INSERT INTO unit_latest_positions AS latest "
             "(unit_id, ts, lat, lon, speed_kmh, heading_deg, platform_id, h3, received_at) "
@@ -135,25 +156,15 @@ class HistoryStore:
         await conn.copy_records_to_table(
             "stage_video", records=[_video_row(r) for r in records], columns=_VIDEO_COLUMNS
         )
-        columns = ", ".join(_VIDEO_COLUMNS)
-        status = await conn.execute(
-            f"INSERT INTO video_pings ({columns}) SELECT {columns} FROM stage_video "
-            "ON CONFLICT (unit_id, ts, channel) DO NOTHING"
-        )
+        status = await conn.execute(_INSERT_VIDEOS)
         return _inserted(status)
 
-    async def _ensure_partitions(self, conn: Connection, table: str, stamps: Iterable[datetime]) -> None:
+    async def _ensure_partitions(self, conn: Connection, table: HistoryTable, stamps: Iterable[datetime]) -> None:
         days = {ts.astimezone(UTC).date() for ts in stamps}
         for day in sorted(days):
             if (table, day) in self._partitions:
                 continue
-            start = datetime.combine(day, time(), tzinfo=UTC)
-            end = start + timedelta(days=1)
-            name = f"{table}_{day:%Y%m%d}"
             # Another writer may create the same day between our IF NOT EXISTS check and our CREATE.
             with contextlib.suppress(asyncpg.DuplicateTableError):
-                await conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table} "
-                    f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
-                )
+                await conn.execute(partition_ddl(table, day))
             self._partitions.add((table, day))

@@ -123,10 +123,19 @@ def tz_of(request: Request) -> ZoneInfo:
 Store = Annotated[AnalyticsStore, Depends(store_of)]
 
 
+JSON_OR_CSV: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "JSON, or CSV with `?format=csv` or `Accept: text/csv`",
+        "content": {"application/json": {}, "text/csv": {"schema": {"type": "string"}}},
+    }
+}
+
+
 @router.get(
     "/v1/reports/response-times",
     tags=["reports"],
     dependencies=[Reader],
+    responses=JSON_OR_CSV,
     description="Exact figures over every call received in [from, to) (default: the last 24 hours). "
     "`?format=csv` or `Accept: text/csv` for CSV. Days (`group_by=day`) are local to KUAIJING_REPORT_TIMEZONE.",
 )
@@ -199,6 +208,7 @@ async def _day_rows(store: AnalyticsStore, start: datetime, end: datetime) -> li
     "/v1/reports/daily",
     tags=["reports"],
     dependencies=[Reader],
+    responses=JSON_OR_CSV,
     description="One day per platform (and `all`): calls, reached, closed, mean handling time (received to "
     "closed), mean response time, share within target. `date` is a local day (default today).",
 )
@@ -223,6 +233,7 @@ async def daily(
     "/v1/reports/weekly",
     tags=["reports"],
     dependencies=[Reader],
+    responses=JSON_OR_CSV,
     description="Week over week per platform: the local week (Monday to Sunday) containing `week_of` (default: "
     "this week) beside the week before.",
 )

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.dispatcher.domain.calls import Call, CallStatus
@@ -29,6 +29,7 @@ from shared.contract.registry import (
 )
 from shared.contract.roles import Role
 from shared.contract.schemas import CallEventMessage, Latitude, Longitude, UnitStatus
+from shared.errors import InvalidError
 from shared.web.auth import require_role
 from shared.web.service import service_state
 
@@ -123,23 +124,36 @@ def unit_view(service: DispatchService, unit: UnitState) -> UnitView:
     )
 
 
+R = TypeVar("R", Platform, Unit, Zone)
+
+
+def registry_item(model: type[R], fields: dict[str, Any]) -> R:
+    """The path's id joined to the body, validated as the registry item: what the id or a field breaks (an id too
+    long, a terminal number of zeros) is a 422 naming the field, never a 500."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        raise InvalidError(first["msg"], field=".".join(str(part) for part in first["loc"]) or None) from e
+
+
 @router.put("/v1/platforms/{platform_id}", response_model=Platform, tags=["registry"], dependencies=[Admin])
 async def put_platform(platform_id: str, body: PlatformBody, service: Service) -> Platform:
-    platform = Platform(id=platform_id, **body.model_dump())
+    platform = registry_item(Platform, {"id": platform_id, **body.model_dump()})
     await service.import_registry(RegistryImport(platforms=[platform]))
     return platform
 
 
 @router.put("/v1/units/{unit_id}", response_model=Unit, tags=["registry"], dependencies=[Admin])
 async def put_unit(unit_id: str, body: UnitBody, service: Service) -> Unit:
-    unit = Unit(id=unit_id, **body.model_dump())
+    unit = registry_item(Unit, {"id": unit_id, **body.model_dump()})
     await service.register_unit(unit)
     return unit
 
 
 @router.put("/v1/zones/{zone_id}", response_model=Zone, tags=["registry"], dependencies=[Admin])
 async def put_zone(zone_id: str, body: ZoneBody, service: Service) -> Zone:
-    zone = Zone(id=zone_id, geometry=body.geometry, **{"class": body.class_})
+    zone = registry_item(Zone, {"id": zone_id, "geometry": body.geometry, "class": body.class_})
     await service.import_registry(RegistryImport(zones=[zone]))
     return zone
 

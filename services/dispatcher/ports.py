@@ -29,12 +29,13 @@ class StoredUnit:
 
 @dataclass(frozen=True, slots=True)
 class Believed:
-    """What a replica believed when it decided: each changed unit's (status, since) and the calls that must still
-    be open. Replicas decide from memory; the store refuses a decision whose beliefs another replica has already
-    made false, so two replicas can never both assign one unit."""
+    """What a replica believed when it decided: each changed unit's (status, since), and each call the decision
+    adds to, which must still be open with exactly these units on it. Replicas decide from memory; the store refuses
+    a decision whose beliefs another replica has already made false, so two replicas can never both assign one unit,
+    nor close a call on which the other has just put a unit."""
 
     statuses: Mapping[str, tuple[UnitStatus, datetime | None]] = field(default_factory=dict)
-    open_calls: frozenset[str] = frozenset()
+    open_calls: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 class StaleStateError(ConflictError):

@@ -398,8 +398,12 @@ class DispatchService:
         units = self._live_map.units
         return Believed(
             statuses={c.unit_id: (units[c.unit_id].status, units[c.unit_id].status_since) for c in decision.statuses},
-            open_calls=frozenset(e.call_id for e in decision.events)
-            - {e.call_id for e in decision.events if e.event is CallEventKind.CREATED},
+            open_calls={
+                call_id: frozenset(call.assigned)
+                for call_id in {e.call_id for e in decision.events if e.event is not CallEventKind.CREATED}
+                - {e.call_id for e in decision.events if e.event is CallEventKind.CREATED}
+                if (call := self._open_calls.get(call_id)) is not None
+            },
         )
 
     async def _refresh(self, believed: Believed) -> None:

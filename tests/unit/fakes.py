@@ -98,6 +98,11 @@ class FakeDispatchStore:
                 raise StaleStateError(f"unit {unit_id} was changed by another replica")
         if any(self.calls_[c].status is CallStatus.CLOSED for c in believed.open_calls):
             raise StaleStateError("a call was closed by another replica")
+        on_call = (UnitStatus.DISPATCHED, UnitStatus.EN_ROUTE, UnitStatus.ON_SCENE)
+        for call_id, believed_units in believed.open_calls.items():
+            on_it = {s.unit.id for s in self.units_.values() if s.call_id == call_id and s.status in on_call}
+            if on_it != believed_units:
+                raise StaleStateError("another replica changed the units on a call")
 
     async def open_calls(self) -> list[Call]:
         return [copy.deepcopy(c) for c in self.calls_.values() if c.status is CallStatus.OPEN]

@@ -332,3 +332,19 @@ async def test_another_replica_s_call_events_reach_this_one_s_subscribers_once(
     held = other.open_call(call_id)
     assert held is not None
     assert [e.event for e in held.timeline] == [CallEventKind.CREATED, CallEventKind.ASSIGNED]
+
+
+async def test_a_replica_does_not_close_a_call_on_which_the_other_has_just_put_a_unit(
+    service: DispatchService, other: DispatchService, store: FakeDispatchStore, clock: Clock
+) -> None:
+    call_id = (await service.create_call(call_at_centre())).call.call_id
+    clock.now = T0 + timedelta(seconds=10)
+    await service.assign(call_id, "U1", ts=None)
+    clock.now = T0 + timedelta(seconds=20)
+    await other.assign(call_id, "U2", ts=None)  # the first replica has not heard of it
+    clock.now = T0 + timedelta(seconds=30)
+    await service.set_status("U1", UnitStatus.AVAILABLE, call_id=None, ts=None)
+    assert CallEventKind.CLOSED not in store.events_of(call_id)
+    held = service.open_call(call_id)
+    assert held is not None
+    assert held.assigned.keys() == {"U2"}

@@ -197,25 +197,51 @@ class PostgresDispatchStore:
 
 
 async def _check(conn: Connection, believed: Believed) -> None:
-    """Within the decision's transaction: lock each unit it changes (an advisory lock, so a unit without a status
-    row yet is locked too; in id order, so two decisions never wait on each other in a circle) and the calls it
-    adds to, then compare with what the deciding replica believed."""
+    """Within the decision's transaction: lock what it changes, then compare with what the deciding replica
+    believed; `StaleStateError` when another replica got there first."""
+    await _check_units(conn, believed)
+    await _check_calls(conn, believed)
+
+
+async def _check_units(conn: Connection, believed: Believed) -> None:
+    """An advisory lock per changed unit (so a unit without a status row yet is locked too), in id order so that
+    two decisions never wait on each other in a circle."""
     units = sorted(believed.statuses)
     for unit_id in units:
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", unit_id)
-    if units:
-        rows = await conn.fetch("SELECT unit_id, status, since FROM unit_status WHERE unit_id = ANY($1)", units)
-        held = {r["unit_id"]: (UnitStatus(r["status"]), r["since"]) for r in rows}
-        for unit_id, belief in believed.statuses.items():
-            if held.get(unit_id, (UnitStatus.AVAILABLE, None)) != belief:
-                raise StaleStateError(f"unit {unit_id} was changed by another replica")
-    if believed.open_calls:
-        open_calls = await conn.fetch(
-            "SELECT call_id FROM calls WHERE call_id = ANY($1) AND status = 'open' ORDER BY call_id FOR UPDATE",
-            sorted(believed.open_calls),
-        )
-        if len(open_calls) != len(believed.open_calls):
-            raise StaleStateError("a call was closed by another replica")
+    if not units:
+        return
+    rows = await conn.fetch("SELECT unit_id, status, since FROM unit_status WHERE unit_id = ANY($1)", units)
+    held = {r["unit_id"]: (UnitStatus(r["status"]), r["since"]) for r in rows}
+    for unit_id, belief in believed.statuses.items():
+        if held.get(unit_id, (UnitStatus.AVAILABLE, None)) != belief:
+            raise StaleStateError(f"unit {unit_id} was changed by another replica")
+
+
+async def _check_calls(conn: Connection, believed: Believed) -> None:
+    """The call rows locked (a decision that puts a unit on one of them waits for this one), still open, with
+    exactly the units on them that the replica believed."""
+    if not believed.open_calls:
+        return
+    call_ids = sorted(believed.open_calls)
+    still_open = await conn.fetch(
+        "SELECT call_id FROM calls WHERE call_id = ANY($1) AND status = 'open' ORDER BY call_id FOR UPDATE", call_ids
+    )
+    if len(still_open) != len(call_ids):
+        raise StaleStateError("a call was closed by another replica")
+    rows = await conn.fetch(
+        "SELECT call_id, unit_id FROM unit_status WHERE call_id = ANY($1) AND status = ANY($2)",
+        call_ids,
+        [s.value for s in _ON_CALL],
+    )
+    on_calls: dict[str, set[str]] = {call_id: set() for call_id in call_ids}
+    for row in rows:
+        on_calls[row["call_id"]].add(row["unit_id"])
+    if any(on_calls[call_id] != believed_units for call_id, believed_units in believed.open_calls.items()):
+        raise StaleStateError("another replica changed the units on a call")
+
+
+_ON_CALL = (UnitStatus.DISPATCHED, UnitStatus.EN_ROUTE, UnitStatus.ON_SCENE)
 
 
 def _call_from_row(r: Any) -> Call:

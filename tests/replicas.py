@@ -9,7 +9,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -29,8 +29,11 @@ class Replica:
         return httpx.AsyncClient(base_url=self.url, headers={"Authorization": f"Bearer {TOKENS[role]}"}, timeout=30)
 
 
-def start_replica(infra: Infra, service: str, **env: str) -> Replica:
-    port, jt808_port = free_port(), free_port()
+def start_replica(
+    infra: Infra, service: str, *, port: int | None = None, env: Mapping[str, str] | None = None
+) -> Replica:
+    """`port` for a replica that takes over a dead one's address (a free one otherwise); `env` adds settings."""
+    port, jt808_port = port or free_port(), free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("KUAIJING_")} | {
         "KUAIJING_KAFKA_BOOTSTRAP": infra.kafka,
         "KUAIJING_DATABASE_URL": infra.database,
@@ -40,7 +43,7 @@ def start_replica(infra: Infra, service: str, **env: str) -> Replica:
         "KUAIJING_CONSUMER_POLL_MS": "50",
         "KUAIJING_REGISTRY_POLL_S": "0.2",
         "KUAIJING_LOG_LEVEL": "WARNING",
-        **env,
+        **(env or {}),
     }
     process = subprocess.Popen([sys.executable, "-m", f"services.{service}"], env=environment)
     return Replica(f"http://127.0.0.1:{port}", jt808_port, process)

@@ -33,14 +33,16 @@ GROUPS = {kind: f"test-{kind}-{uuid.uuid4().hex[:8]}" for kind in ("raw", "histo
 @pytest.fixture(scope="module")
 def ingest_replicas(infra: Infra) -> Iterator[list[Replica]]:
     groups = {"KUAIJING_RAW_GROUP": GROUPS["raw"], "KUAIJING_HISTORY_GROUP": GROUPS["history"]}
-    with running([start_replica(infra, "ingest", **groups), start_replica(infra, "ingest", **groups)]) as replicas:
+    with running([start_replica(infra, "ingest", env=groups), start_replica(infra, "ingest", env=groups)]) as replicas:
         yield replicas
 
 
 @pytest.fixture(scope="module")
 def analytics_replicas(infra: Infra) -> Iterator[list[Replica]]:
     group = {"KUAIJING_ANALYTICS_GROUP": GROUPS["analytics"]}
-    with running([start_replica(infra, "analytics", **group), start_replica(infra, "analytics", **group)]) as replicas:
+    with running(
+        [start_replica(infra, "analytics", env=group), start_replica(infra, "analytics", env=group)]
+    ) as replicas:
         yield replicas
 
 

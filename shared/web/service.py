@@ -44,8 +44,6 @@ class Runtime(Generic[C]):
     producer: AIOKafkaProducer
     supervisor: Supervisor
     """Long-running loops: restarted with backoff on failure, cancelled on exit."""
-    readiness: Readiness
-    """`/readyz` checks Kafka and PostgreSQL; a service may add its own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +72,7 @@ def create_service_app(spec: ServiceSpec[C, S], settings: C, *, pool_size: int) 
             )
             supervisor = Supervisor()
             stack.push_async_callback(supervisor.aclose)
-            state = await spec.start(Runtime(settings, stack, pool, producer, supervisor, readiness))
+            state = await spec.start(Runtime(settings, stack, pool, producer, supervisor))
             _check_infrastructure(readiness, pool, producer)
             app.state.service = state
             log.info("%s ready: Kafka %s, PostgreSQL %s", spec.name, settings.kafka, redact(settings.database))

@@ -30,10 +30,16 @@ class Replica:
 
 
 def start_replica(
-    infra: Infra, service: str, *, port: int | None = None, env: Mapping[str, str] | None = None
+    infra: Infra,
+    service: str,
+    *,
+    port: int | None = None,
+    jt808_port: int | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Replica:
-    """`port` for a replica that takes over a dead one's address (a free one otherwise); `env` adds settings."""
-    port, jt808_port = port or free_port(), free_port()
+    """`port` and `jt808_port` for a replica that takes over a dead one's addresses (free ones otherwise); `env`
+    adds settings."""
+    port, jt808_port = port or free_port(), jt808_port or free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("KUAIJING_")} | {
         "KUAIJING_KAFKA_BOOTSTRAP": infra.kafka,
         "KUAIJING_DATABASE_URL": infra.database,

@@ -17,6 +17,15 @@ from shared.errors import InfrastructureError
 log = logging.getLogger(__name__)
 
 Connection = asyncpg.Connection | PoolConnectionProxy
+
+UNREACHABLE: tuple[type[Exception], ...] = (
+    ConnectionError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+)
+"""What asyncpg raises while PostgreSQL is down, restarting or failing over (refused connections, connections
+lost, "the database system is starting up"): the client should try again, not report a bug."""
 """A connection of our own or one borrowed from a pool: the stores accept either."""
 
 _MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")

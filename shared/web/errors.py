@@ -77,10 +77,17 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
 
-def install_error_handlers(app: FastAPI) -> None:
+async def _unreachable(request: Request, exc: Exception) -> JSONResponse:
+    """A dependency the service cannot reach (PostgreSQL restarting, failing over): a 503 to retry, not a 500."""
+    return await _answer(request, UnavailableError(f"the database is unreachable: {type(exc).__name__}: {exc}"))
+
+
+def install_error_handlers(app: FastAPI, *, unreachable: tuple[type[Exception], ...] = ()) -> None:
     app.add_exception_handler(KuaijingError, _answer)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for error in unreachable:
+        app.add_exception_handler(error, _unreachable)
     app.openapi = _documented(app)  # type: ignore[method-assign]
 
 

@@ -20,7 +20,7 @@ from fastapi import APIRouter, FastAPI, Request
 from prometheus_client import CollectorRegistry
 
 from shared.infra.kafka import ensure_topics, started_producer
-from shared.infra.postgres import apply_migrations, open_pool
+from shared.infra.postgres import UNREACHABLE, apply_migrations, open_pool
 from shared.infra.supervision import Supervisor
 from shared.settings import ServiceSettings
 from shared.web.admission import EXEMPT_PATHS, AdmissionControl
@@ -94,7 +94,7 @@ def create_service_app(spec: ServiceSpec[C, S], settings: C, *, pool_size: int) 
         registry=spec.metrics,
         exempt=EXEMPT_PATHS,
     )
-    install_error_handlers(app)
+    install_error_handlers(app, unreachable=UNREACHABLE)
     return app
 
 

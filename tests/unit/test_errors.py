@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import asyncpg
+import httpx
 import pytest
+from fastapi import FastAPI
 
 from services.ingest.domain.jt808 import Jt808Error
 from services.ingest.domain.telemetry import TelemetryRejected
@@ -23,7 +26,8 @@ from shared.errors import (
     UnavailableError,
     UnreadableError,
 )
-from shared.web.errors import status_of
+from shared.infra.postgres import UNREACHABLE
+from shared.web.errors import install_error_handlers, status_of
 
 
 @pytest.mark.parametrize(
@@ -66,3 +70,28 @@ def test_an_error_reads_field_then_message_and_keeps_both_apart() -> None:
 def test_refused_input_carries_its_dead_letter_reason(error: RejectedError, reason: str) -> None:
     letter = dead_letter(b"\x7e\x00\x7e", error, source=Source.JT808, now=datetime(2026, 11, 30, tzinfo=UTC))
     assert (letter.reason, letter.error) == (reason, str(error))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConnectionRefusedError(111, "Connection refused"),
+        asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
+        asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+        asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command"),
+    ],
+    ids=type,
+)
+async def test_a_database_that_cannot_be_reached_is_a_503_to_retry_not_a_500(error: Exception) -> None:
+    app = FastAPI()
+    install_error_handlers(app, unreachable=UNREACHABLE)
+
+    @app.get("/")
+    async def route() -> None:
+        raise error
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        response = await client.get("/")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert type(error).__name__ in response.json()["detail"]["error"]

@@ -15,6 +15,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from shared.errors import ConfigurationError, InfrastructureError
 from shared.infra.embedded.process import port_open
@@ -132,11 +133,13 @@ class EmbeddedPostgres:
         log.info("PostgreSQL ready on 127.0.0.1:%s (%s)", self.port, self.cluster)
         return True
 
-    def stop(self) -> None:
+    def stop(self, mode: Literal["fast", "immediate"] = "fast") -> None:
+        """`fast` lets sessions end cleanly; `immediate` is a crash as far as the data is concerned (recovery from
+        the WAL on the next start), which is what the fault tests use."""
         if not (self.cluster / "postmaster.pid").exists():
             return
         self._run_as_owner(
-            [str(server_bindir() / "pg_ctl"), "-D", str(self.cluster), "-m", "fast", "-w", "stop"],
+            [str(server_bindir() / "pg_ctl"), "-D", str(self.cluster), "-m", mode, "-w", "stop"],
             check=False,
         )
 

@@ -18,7 +18,7 @@ from services.ingest.adapters.terminal_store import TerminalStore
 from services.ingest.api import Ingest, router
 from services.ingest.consumer import consume_raw_telemetry
 from services.ingest.domain.telemetry import TelemetryRules
-from services.ingest.gateway import Jt808Gateway, allow_many_connections
+from services.ingest.gateway import Jt808Gateway, Limits, allow_many_connections
 from services.ingest.history import write_history
 from services.ingest.intake import TelemetryIntake
 from services.ingest.metrics import IngestMetrics
@@ -70,7 +70,14 @@ def create_app(settings: IngestSettings) -> FastAPI:
                 directory=directory.current,
                 terminals=TerminalStore(runtime.pool),
                 metrics=metrics,
-                idle_timeout_s=settings.jt808_idle_timeout_s,
+                limits=Limits(
+                    idle_timeout_s=settings.jt808_idle_timeout_s,
+                    auth_timeout_s=settings.jt808_auth_timeout_s,
+                    frame_timeout_s=settings.jt808_frame_timeout_s,
+                    max_sessions=settings.jt808_max_sessions,
+                    max_discarded_bytes=settings.jt808_max_discarded_bytes,
+                    max_failed_logins=settings.jt808_max_failed_logins,
+                ),
             )
             allow_many_connections()
             server = await asyncio.start_server(

@@ -2,8 +2,13 @@
 
 One session per connection. Frames are handled in order and a location is acknowledged (0x8001) only after Kafka
 acknowledged its ping, so a terminal that loses the connection re-sends what was not confirmed (at least once), and
-a slow Kafka slows the reading of the socket: backpressure reaches the terminal through TCP. A session silent for
-longer than the heartbeat timeout is closed.
+a slow Kafka slows the reading of the socket: backpressure reaches the terminal through TCP.
+
+What a gateway on the internet meets besides terminals is bounded by `Limits`, each a setting, each closing the
+connection with a log line and a count in `kuaijing_jt808_closed_total{reason}`: a silent or half-open connection
+(`idle`), one that never authenticates, as slow-loris connections and floods of unknown terminals do
+(`unauthenticated`), a frame dribbled byte by byte (`slow_frame`), junk and frames longer than any valid message
+(`junk`), repeated refused logins (`failed_logins`), and connections past the gateway's capacity (`capacity`).
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import resource
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -30,6 +37,7 @@ from shared.errors import UnavailableError
 log = logging.getLogger(__name__)
 
 _READ_SIZE = 64 * 1024
+_TURNED_AWAY_LOG_EVERY_S = 10.0
 
 
 def allow_many_connections() -> int:
@@ -47,11 +55,22 @@ def allow_many_connections() -> int:
     return hard
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    idle_timeout_s: float
+    auth_timeout_s: float
+    frame_timeout_s: float
+    max_sessions: int
+    max_discarded_bytes: int
+    max_failed_logins: int
+
+
 @dataclass
 class Session:
     peer: str
     unit: UnitRef | None = None
     serial: int = 0
+    failed_logins: int = 0
     reassembler: jt808.Reassembler = field(default_factory=jt808.Reassembler)
 
     def next_serial(self) -> int:
@@ -67,13 +86,15 @@ class Jt808Gateway:
         directory: Callable[[], UnitDirectory],
         terminals: TerminalStore,
         metrics: IngestMetrics,
-        idle_timeout_s: float,
+        limits: Limits,
     ) -> None:
         self._intake = intake
         self._directory = directory
         self._terminals = terminals
         self._metrics = metrics
-        self._idle_timeout_s = idle_timeout_s
+        self._limits = limits
+        self._turned_away = 0
+        self._turned_away_logged_at = -math.inf
         self.sessions = 0
         self._writers: set[asyncio.StreamWriter] = set()
         self._frame_counters: dict[int, Counter] = {}
@@ -92,39 +113,88 @@ class Jt808Gateway:
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = "{}:{}".format(*writer.get_extra_info("peername", ("?", 0))[:2])
+        if self.sessions >= self._limits.max_sessions:
+            self._turn_away(peer)
+            writer.close()
+            return
         session = Session(peer)
-        splitter = jt808.FrameSplitter()
         self.sessions += 1
         self._writers.add(writer)
         self._metrics.jt808_sessions.set(self.sessions)
+        reason = "hung_up"
         try:
-            while True:
-                try:
-                    async with asyncio.timeout(self._idle_timeout_s):
-                        data = await reader.read(_READ_SIZE)
-                except TimeoutError:
-                    log.info("closing %s (%s): silent for %.0f s", peer, _who(session), self._idle_timeout_s)
-                    return
-                if not data:
-                    return
-                replies = await self._handle_chunk(session, splitter.feed(data))
-                if replies:
-                    writer.write(b"".join(replies))
-                await writer.drain()
-                if replies is None:
-                    return
+            reason = await self._converse(session, reader, writer)
         except (ConnectionError, OSError) as e:
             log.info("connection %s (%s) lost: %s", peer, _who(session), e)
         except UnavailableError as e:
             # Nothing unacknowledged was answered with 0x8001, so the terminal re-sends it after reconnecting.
+            reason = "kafka_unavailable"
             log.warning("closing %s (%s): Kafka did not acknowledge (%s)", peer, _who(session), e)
         finally:
+            self._metrics.jt808_closed.labels(reason).inc()
             self.sessions -= 1
             self._writers.discard(writer)
             self._metrics.jt808_sessions.set(self.sessions)
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
+
+    async def _converse(self, session: Session, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str:
+        """Reads, answers and enforces the limits until the connection ends; returns why it ended."""
+        limits, peer = self._limits, session.peer
+        loop = asyncio.get_running_loop()
+        opened = loop.time()
+        frame_began: float | None = None
+        splitter = jt808.FrameSplitter()
+        while True:
+            deadline, reason = loop.time() + limits.idle_timeout_s, "idle"
+            why = f"silent for {limits.idle_timeout_s:.0f} s"
+            if session.unit is None and opened + limits.auth_timeout_s < deadline:
+                deadline, reason = opened + limits.auth_timeout_s, "unauthenticated"
+                why = f"not authenticated within {limits.auth_timeout_s:.0f} s of connecting"
+            if frame_began is not None and frame_began + limits.frame_timeout_s < deadline:
+                deadline, reason = frame_began + limits.frame_timeout_s, "slow_frame"
+                why = f"a frame begun {limits.frame_timeout_s:.0f} s ago is still not complete"
+            try:
+                async with asyncio.timeout_at(deadline):
+                    data = await reader.read(_READ_SIZE)
+            except TimeoutError:
+                log.info("closing %s (%s): %s", peer, _who(session), why)
+                return reason
+            if not data:
+                return "hung_up"
+            frames = splitter.feed(data)
+            frame_began = None if not splitter.pending else frame_began or loop.time()
+            replies = await self._handle_chunk(session, frames)
+            if replies:
+                writer.write(b"".join(replies))
+            await writer.drain()
+            if replies is None:
+                return "logout"
+            if splitter.discarded > limits.max_discarded_bytes:
+                log.warning(
+                    "closing %s (%s): %s bytes of junk or of frames longer than any valid message (%s bytes)",
+                    peer, _who(session), splitter.discarded, jt808.MAX_FRAME,
+                )  # fmt: skip
+                return "junk"
+            if session.failed_logins >= limits.max_failed_logins:
+                log.warning(
+                    "closing %s: %s refused registrations or authentications (unknown terminal or wrong code)",
+                    peer, session.failed_logins,
+                )  # fmt: skip
+                return "failed_logins"
+
+    def _turn_away(self, peer: str) -> None:
+        """At capacity: closed on arrival, logged at most every few seconds however many arrive."""
+        self._metrics.jt808_closed.labels("capacity").inc()
+        self._turned_away += 1
+        now = time.monotonic()
+        if now - self._turned_away_logged_at >= _TURNED_AWAY_LOG_EVERY_S:
+            log.warning(
+                "turned away %s connections (latest %s): already %s terminal connections, the most allowed "
+                "(KUAIJING_JT808_MAX_SESSIONS)", self._turned_away, peer, self.sessions,
+            )  # fmt: skip
+            self._turned_away, self._turned_away_logged_at = 0, now
 
     async def _handle_chunk(self, session: Session, wires: list[bytes]) -> list[bytes] | None:
         """Frames that arrived together, answered in order; consecutive locations go to Kafka as one batch, which
@@ -213,6 +283,7 @@ class Jt808Gateway:
         try:
             jt808.decode_registration(frame.body, wide=header.is_2019)
         except Jt808Error as e:
+            session.failed_logins += 1
             log.info("bad registration from %s: %s", session.peer, e)
             return self._send(
                 session,
@@ -222,6 +293,7 @@ class Jt808Gateway:
             )
         unit = self._directory().by_terminal.get(header.terminal_id)
         if unit is None:
+            session.failed_logins += 1
             log.info("registration refused: terminal %s is not in the registry", header.terminal_id)
             body = jt808.encode_register_response(header.serial, RegisterResult.TERMINAL_UNKNOWN, None)
         else:
@@ -239,6 +311,7 @@ class Jt808Gateway:
         unit = self._directory().by_terminal.get(header.terminal_id)
         if unit is None or not await self._terminals.authenticates(header.terminal_id, auth.auth_code):
             log.info("authentication failed for terminal %s from %s", header.terminal_id, session.peer)
+            session.failed_logins += 1
             session.unit = None
             return self._reply(session, frame, Result.FAILURE)
         session.unit = unit

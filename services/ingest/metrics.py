@@ -58,6 +58,12 @@ class IngestMetrics:
             registry=self.registry,
         )
         self.jt808_sessions = Gauge("kuaijing_jt808_sessions", "Open terminal connections", registry=self.registry)
+        self.jt808_closed = Counter(
+            "kuaijing_jt808_closed_total",
+            "Terminal connections the gateway closed, by why (a limit, or the terminal's own logout or hang-up)",
+            ["reason"],
+            registry=self.registry,
+        )
 
     def set_lag(self, group: str, lag_by_topic: dict[str, int]) -> None:
         for topic, lag in lag_by_topic.items():

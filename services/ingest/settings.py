@@ -14,6 +14,17 @@ class IngestSettings(ServiceSettings):
     jt808_enabled: bool = True
     jt808_idle_timeout_s: float = Field(default=180.0, gt=0, description="close a terminal silent this long")
     jt808_read_limit_bytes: int = Field(default=1 << 20, gt=0, description="buffer of one terminal connection")
+    jt808_max_sessions: int = Field(default=20_000, gt=0, description="terminal connections at once; more are closed")
+    jt808_auth_timeout_s: float = Field(
+        default=30.0, gt=0, description="close a connection that has not authenticated this long after it opened"
+    )
+    jt808_frame_timeout_s: float = Field(default=30.0, gt=0, description="close a connection whose frame is this slow")
+    jt808_max_discarded_bytes: int = Field(
+        default=16 * 1024, gt=0, description="junk and over-long frames a connection may send before it is closed"
+    )
+    jt808_max_failed_logins: int = Field(
+        default=3, gt=0, description="refused registrations and authentications before a connection is closed"
+    )
     max_future_skew_s: float = 300.0
     max_batch_items: int = 10_000
     max_body_bytes: int = 8 * 1024 * 1024

@@ -55,6 +55,11 @@ class FrameSplitter:
         self._buffer = bytearray()
         self.discarded = 0
 
+    @property
+    def pending(self) -> int:
+        """Bytes of a frame begun but not yet ended."""
+        return len(self._buffer)
+
     def feed(self, data: bytes) -> list[bytes]:
         self._buffer += data
         frames: list[bytes] = []

@@ -63,7 +63,7 @@ class Infrastructure:
             )
             if kafka.start():
                 self.started_kafka = kafka
-        created = asyncio.run(ensure_topics(self.settings.kafka))
+        created = asyncio.run(ensure_topics(self.settings.kafka_client))
         applied = asyncio.run(migrate(self.settings.database))
         print(f"kafka      ready  {self.settings.kafka}  (topics created: {len(created)})", flush=True)
         print(f"postgres   ready  {self.settings.database}  (migrations applied: {len(applied)})", flush=True)

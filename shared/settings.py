@@ -8,11 +8,12 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.contract.roles import Role, parse_api_tokens
 from shared.errors import ConfigurationError
+from shared.infra.kafka import KafkaClient, SaslMechanism, SecurityProtocol
 
 EMBEDDED_KAFKA_PORT = 9092
 EMBEDDED_POSTGRES_PORT = 55432
@@ -30,6 +31,15 @@ class CommonSettings(BaseSettings):
     kafka_bootstrap: str | None = Field(
         default=None, description="host:port[,host:port]; unset means the embedded broker"
     )
+    kafka_security_protocol: SecurityProtocol = Field(
+        default="PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+    )
+    kafka_sasl_mechanism: SaslMechanism = Field(default="SCRAM-SHA-512", description="with SASL_*: SCRAM or PLAIN")
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = Field(default=None, description="PEM of the CA that signed the brokers")
+    kafka_ssl_certfile: Path | None = Field(default=None, description="PEM client certificate, for mutual TLS")
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="PEM key of the client certificate")
     database_url: str | None = Field(default=None, description="postgresql://...; unset means embedded")
     api_tokens: str = Field(default="", description="role:token,role:token")
     data_dir: Path = Field(default_factory=_default_data_dir)
@@ -61,6 +71,20 @@ class CommonSettings(BaseSettings):
     @property
     def kafka(self) -> str:
         return self.kafka_bootstrap or f"127.0.0.1:{self.embedded_kafka_port}"
+
+    @cached_property
+    def kafka_client(self) -> KafkaClient:
+        """`kafka` and how to authenticate to it: what every Kafka client of the process is made from."""
+        return KafkaClient(
+            self.kafka,
+            security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username,
+            password=self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None,
+            ssl_cafile=self.kafka_ssl_cafile,
+            ssl_certfile=self.kafka_ssl_certfile,
+            ssl_keyfile=self.kafka_ssl_keyfile,
+        )
 
     @property
     def database(self) -> str:

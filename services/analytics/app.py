@@ -46,7 +46,7 @@ async def _run_consumer(
     *, settings: AnalyticsSettings, store: AnalyticsStore, producer: Producer, metrics: AnalyticsMetrics
 ) -> None:
     async with started_consumer(
-        settings.kafka, CALLS, group_id=settings.analytics_group, client_id="kuaijing-analytics"
+        settings.kafka_client, CALLS, group_id=settings.analytics_group, client_id="kuaijing-analytics"
     ) as consumer:
         await consume_call_events(
             group=settings.analytics_group,

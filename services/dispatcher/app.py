@@ -51,7 +51,7 @@ def create_app(settings: DispatcherSettings) -> FastAPI:
                 recommendations=settings.recommendations,
             ),
         )
-        positions, statuses, calls = (tail_consumer(settings.kafka) for _ in range(3))
+        positions, statuses, calls = (tail_consumer(settings.kafka_client) for _ in range(3))
         for consumer in (positions, statuses, calls):
             await consumer.start()
             runtime.stack.push_async_callback(consumer.stop)
@@ -62,7 +62,7 @@ def create_app(settings: DispatcherSettings) -> FastAPI:
         await service.load()
         caught_up = asyncio.Event()
         partitions = await assign_from(
-            positions, POSITIONS, await history_offsets(settings.kafka, settings.history_group)
+            positions, POSITIONS, await history_offsets(settings.kafka_client, settings.history_group)
         )
 
         supervisor = runtime.supervisor

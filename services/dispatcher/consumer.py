@@ -14,18 +14,18 @@ import logging
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from services.dispatcher.service import DispatchService
 from shared.contract.schemas import CallEventMessage, PositionRecord
 from shared.contract.topics import CALLS, POSITIONS, UNIT_STATUS, Producer, Topic
+from shared.infra.kafka import Kafka, client_options, make_admin
 
 log = logging.getLogger(__name__)
 
 
-async def history_offsets(bootstrap: str, group: str) -> dict[TopicPartition, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="kuaijing-dispatcher-admin")
+async def history_offsets(kafka: Kafka, group: str) -> dict[TopicPartition, int]:
+    admin = make_admin(kafka, client_id="kuaijing-dispatcher-admin")
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)
@@ -36,9 +36,9 @@ async def history_offsets(bootstrap: str, group: str) -> dict[TopicPartition, in
     return {tp: meta.offset for tp, meta in offsets.items() if tp.topic == POSITIONS.name and meta.offset >= 0}
 
 
-def tail_consumer(bootstrap: str) -> AIOKafkaConsumer:
+def tail_consumer(kafka: Kafka) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **client_options(kafka),
         client_id="kuaijing-dispatcher",
         group_id=None,
         enable_auto_commit=False,

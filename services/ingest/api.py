@@ -86,7 +86,9 @@ def _key_of(value: Any) -> bytes:
         "Answers 202 once every accepted ping is acknowledged by Kafka; each rejected item is listed by index and "
         "also published to `kuaijing.deadletter`. 400 when the body is not JSON at all (the body is dead-lettered "
         "too), 413 over 10,000 pings or 8 MiB, 503 when Kafka did not acknowledge (nothing in the body may be "
-        "assumed accepted; resend it: repeated pings are stored once)."
+        "assumed accepted; resend it: repeated pings are stored once). Not JSON includes nesting deeper than "
+        "1,024, invalid UTF-8, NaN, Infinity and numbers beyond a double; a key given twice in one object takes "
+        "its last value."
     ),
     responses={
         400: {"description": "not JSON"},

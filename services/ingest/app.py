@@ -110,7 +110,7 @@ async def _run_raw_consumer(
     directory: Callable[[], UnitDirectory],
 ) -> None:
     async with started_consumer(
-        settings.kafka, TELEMETRY_RAW, group_id=settings.raw_group, client_id="kuaijing-ingest-raw"
+        settings.kafka_client, TELEMETRY_RAW, group_id=settings.raw_group, client_id="kuaijing-ingest-raw"
     ) as consumer:
         await consume_raw_telemetry(
             group=settings.raw_group,
@@ -127,7 +127,7 @@ async def _run_history_writer(
     *, settings: IngestSettings, store: HistoryStore, producer: AIOKafkaProducer, metrics: IngestMetrics
 ) -> None:
     async with started_consumer(
-        settings.kafka, POSITIONS, VIDEO, group_id=settings.history_group, client_id="kuaijing-history"
+        settings.kafka_client, POSITIONS, VIDEO, group_id=settings.history_group, client_id="kuaijing-history"
     ) as consumer:
         await write_history(
             group=settings.history_group,

@@ -9,22 +9,80 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 
 from shared.contract.topics import ALL_TOPICS, Topic
-from shared.errors import InfrastructureError
+from shared.errors import ConfigurationError, InfrastructureError
 
 log = logging.getLogger(__name__)
 
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
-def make_producer(bootstrap: str, *, client_id: str = "kuaijing") -> AIOKafkaProducer:
+
+@dataclass(frozen=True, slots=True)
+class KafkaClient:
+    """Where the brokers are and how a client proves who it is: TLS (a CA to trust, optionally a client
+    certificate) and SASL (SCRAM or PLAIN). Every producer, consumer and admin client of the project is made from
+    one of these; a bare `host:port` string means PLAINTEXT."""
+
+    bootstrap: str
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.security_protocol.startswith("SASL_") and not (self.username and self.password):
+            raise ConfigurationError(
+                f"Kafka {self.security_protocol} needs KUAIJING_KAFKA_SASL_USERNAME and KUAIJING_KAFKA_SASL_PASSWORD"
+            )
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ConfigurationError("KUAIJING_KAFKA_SSL_CERTFILE and KUAIJING_KAFKA_SSL_KEYFILE go together")
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments for aiokafka's clients."""
+        options: dict[str, Any] = {"bootstrap_servers": self.bootstrap, "security_protocol": self.security_protocol}
+        if self.security_protocol.endswith("SSL"):
+            options["ssl_context"] = create_ssl_context(
+                cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
+                certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
+                keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
+            )
+        if self.security_protocol.startswith("SASL_"):
+            options |= {
+                "sasl_mechanism": self.sasl_mechanism,
+                "sasl_plain_username": self.username,
+                "sasl_plain_password": self.password,
+            }
+        return options
+
+
+Kafka = KafkaClient | str
+
+
+def client_options(kafka: Kafka) -> dict[str, Any]:
+    return (kafka if isinstance(kafka, KafkaClient) else KafkaClient(kafka)).options()
+
+
+def bootstrap_of(kafka: Kafka) -> str:
+    return kafka.bootstrap if isinstance(kafka, KafkaClient) else kafka
+
+
+def make_producer(kafka: Kafka, *, client_id: str = "kuaijing") -> AIOKafkaProducer:
     """acks=all with idempotence: a retried send never duplicates and never reorders a unit's records."""
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        **client_options(kafka),
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
@@ -35,12 +93,12 @@ def make_producer(bootstrap: str, *, client_id: str = "kuaijing") -> AIOKafkaPro
 
 
 def make_consumer(
-    bootstrap: str, *topics: Topic[Any], group_id: str, client_id: str = "kuaijing", max_poll_records: int = 5_000
+    kafka: Kafka, *topics: Topic[Any], group_id: str, client_id: str = "kuaijing", max_poll_records: int = 5_000
 ) -> AIOKafkaConsumer:
     """Manual commits only: callers commit after what a batch produced is durable (at-least-once)."""
     return AIOKafkaConsumer(
         *(t.name for t in topics),
-        bootstrap_servers=bootstrap,
+        **client_options(kafka),
         client_id=client_id,
         group_id=group_id,
         enable_auto_commit=False,
@@ -52,14 +110,18 @@ def make_consumer(
     )
 
 
+def make_admin(kafka: Kafka, *, client_id: str, request_timeout_ms: int = 40_000) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**client_options(kafka), client_id=client_id, request_timeout_ms=request_timeout_ms)
+
+
 @asynccontextmanager
-async def started_producer(bootstrap: str, *, client_id: str = "kuaijing") -> AsyncIterator[AIOKafkaProducer]:
-    producer = make_producer(bootstrap, client_id=client_id)
+async def started_producer(kafka: Kafka, *, client_id: str = "kuaijing") -> AsyncIterator[AIOKafkaProducer]:
+    producer = make_producer(kafka, client_id=client_id)
     try:
         await producer.start()
     except KafkaError as e:
         await producer.stop()
-        raise InfrastructureError(f"cannot reach Kafka at {bootstrap}: {e}") from e
+        raise InfrastructureError(f"cannot reach Kafka at {bootstrap_of(kafka)}: {e!r}") from e
     try:
         yield producer
     finally:
@@ -68,10 +130,10 @@ async def started_producer(bootstrap: str, *, client_id: str = "kuaijing") -> As
 
 @asynccontextmanager
 async def started_consumer(
-    bootstrap: str, *topics: Topic[Any], group_id: str, client_id: str = "kuaijing"
+    kafka: Kafka, *topics: Topic[Any], group_id: str, client_id: str = "kuaijing"
 ) -> AsyncIterator[AIOKafkaConsumer]:
     """A group consumer from `make_consumer`, started, and stopped however the block ends."""
-    consumer = make_consumer(bootstrap, *topics, group_id=group_id, client_id=client_id)
+    consumer = make_consumer(kafka, *topics, group_id=group_id, client_id=client_id)
     await consumer.start()
     try:
         yield consumer
@@ -79,9 +141,9 @@ async def started_consumer(
         await consumer.stop()
 
 
-async def ensure_topics(bootstrap: str, topics: Iterable[Topic[Any]] = ALL_TOPICS) -> list[str]:
+async def ensure_topics(kafka: Kafka, topics: Iterable[Topic[Any]] = ALL_TOPICS) -> list[str]:
     """Create the contract's topics that do not exist yet; returns the names it created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="kuaijing-admin")
+    admin = make_admin(kafka, client_id="kuaijing-admin")
     try:
         await admin.start()
         existing = set(await admin.list_topics())
@@ -102,7 +164,7 @@ async def ensure_topics(bootstrap: str, topics: Iterable[Topic[Any]] = ALL_TOPIC
         await _wait_for_group_coordinator(admin)
         return created
     except KafkaError as e:
-        raise InfrastructureError(f"cannot create topics on {bootstrap}: {e}") from e
+        raise InfrastructureError(f"cannot create topics on {bootstrap_of(kafka)}: {e!r}") from e
     finally:
         await admin.close()
 
@@ -130,9 +192,9 @@ async def _wait_for_group_coordinator(admin: AIOKafkaAdminClient, timeout_s: flo
             await asyncio.sleep(0.2)
 
 
-async def describe_cluster(bootstrap: str, timeout_s: float = 10.0) -> dict[str, object]:
+async def describe_cluster(kafka: Kafka, timeout_s: float = 10.0) -> dict[str, object]:
     """A real metadata request: the broker answers only once it is unfenced and serving."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="kuaijing-probe", request_timeout_ms=5_000)
+    admin = make_admin(kafka, client_id="kuaijing-probe", request_timeout_ms=5_000)
     try:
         async with asyncio.timeout(timeout_s):
             await admin.start()

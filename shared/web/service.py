@@ -66,9 +66,9 @@ def create_service_app(spec: ServiceSpec[C, S], settings: C, *, pool_size: int) 
             pool = await stack.enter_async_context(open_pool(settings.database, max_size=pool_size))
             async with pool.acquire() as conn:
                 await apply_migrations(conn)
-            await ensure_topics(settings.kafka)
+            await ensure_topics(settings.kafka_client)
             producer = await stack.enter_async_context(
-                started_producer(settings.kafka, client_id=f"kuaijing-{spec.name}")
+                started_producer(settings.kafka_client, client_id=f"kuaijing-{spec.name}")
             )
             supervisor = Supervisor()
             stack.push_async_callback(supervisor.aclose)

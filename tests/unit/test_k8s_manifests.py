@@ -156,3 +156,22 @@ def test_production_ships_no_tokens_and_replicates_kafka_and_postgres() -> None:
     assert all(t["spec"]["replicas"] == 3 for t in of_kind("production", "KafkaTopic"))
     assert of_kind("production", "Cluster")[0]["spec"]["instances"] == 3
     assert of_kind("production", "HorizontalPodAutoscaler")[0]["spec"]["minReplicas"] == 3
+
+
+def test_production_services_reach_kafka_as_their_own_scram_user_over_tls() -> None:
+    [config] = of_kind("production", "ConfigMap")
+    assert config["data"]["KUAIJING_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert config["data"]["KUAIJING_KAFKA_BOOTSTRAP"].endswith(":9093")
+    [kafka] = of_kind("production", "Kafka")
+    [listener] = [item for item in kafka["spec"]["kafka"]["listeners"] if item["port"] == 9093]
+    assert (listener["tls"], listener["authentication"]["type"]) == (True, "scram-sha-512")
+    user = config["data"]["KUAIJING_KAFKA_SASL_USERNAME"]
+    assert user in {u["metadata"]["name"] for u in of_kind("production", "KafkaUser")}
+    ca = config["data"]["KUAIJING_KAFKA_SSL_CAFILE"]
+    for pod in (d["spec"]["template"]["spec"] for d in rendered("production") if d["kind"] in ("Deployment", "Job")):
+        [container] = pod["containers"]
+        [password] = [e for e in container["env"] if e["name"] == "KUAIJING_KAFKA_SASL_PASSWORD"]
+        assert password["valueFrom"]["secretKeyRef"] == {"name": user, "key": "password"}
+        [mount] = [m for m in container["volumeMounts"] if ca.startswith(m["mountPath"] + "/")]
+        [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+        assert volume["secret"]["secretName"] == "kuaijing-cluster-ca-cert"

@@ -84,6 +84,10 @@ class EmbeddedKafka:
     port: int = 9092
     controller_port: int = 9093
     heap: str = "512m"
+    secure_port: int | None = None
+    """A second listener, SASL_SSL with SCRAM-SHA-512, for trying the clients' security settings against a real
+    broker; its certificate is self-signed (`tls_ca`) and `scram_user` is created when the log dir is formatted."""
+    scram_user: tuple[str, str] | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -92,6 +96,16 @@ class EmbeddedKafka:
     @property
     def home(self) -> Path:
         return self.data_dir / "kafka"
+
+    @property
+    def secure_bootstrap(self) -> str:
+        assert self.secure_port is not None, "this broker has no SASL_SSL listener"
+        return f"127.0.0.1:{self.secure_port}"
+
+    @property
+    def tls_ca(self) -> Path:
+        """PEM of the secure listener's self-signed certificate: what a client trusts."""
+        return self.home / "tls" / "ca.pem"
 
     @property
     def pid_file(self) -> Path:
@@ -124,6 +138,10 @@ class EmbeddedKafka:
         ]
         (self.home / "tmp").mkdir(exist_ok=True)
         if not (self.home / "data" / "meta.properties").exists():
+            scram = []
+            if self.scram_user is not None:
+                user, password = self.scram_user
+                scram = ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
             subprocess.run(
                 [
                     java,
@@ -139,6 +157,7 @@ class EmbeddedKafka:
                     "-c",
                     str(properties),
                     "-g",
+                    *scram,
                 ],
                 check=True,
                 capture_output=True,
@@ -195,18 +214,24 @@ class EmbeddedKafka:
             resources.files("shared.infra.embedded").joinpath("log4j2.properties").read_bytes()
         )
         properties = self.home / "server.properties"
+        listeners = [f"PLAINTEXT://127.0.0.1:{self.port}", f"CONTROLLER://127.0.0.1:{self.controller_port}"]
+        protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+        secure: list[str] = []
+        if self.secure_port is not None:
+            listeners.append(f"SASL_SSL://127.0.0.1:{self.secure_port}")
+            protocols += ",SASL_SSL:SASL_SSL"
+            secure = self._secure_listener_config()
         properties.write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port},"
-                    f"CONTROLLER://127.0.0.1:{self.controller_port}",
+                    f"listeners={','.join(listeners)}",
+                    f"advertised.listeners={','.join(listeners)}",
                     "inter.broker.listener.name=PLAINTEXT",
                     "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    f"listener.security.protocol.map={protocols}",
                     f"log.dirs={self.home / 'data'}",
                     "num.partitions=1",
                     "offsets.topic.replication.factor=1",
@@ -218,8 +243,36 @@ class EmbeddedKafka:
                     "share.coordinator.state.topic.min.isr=1",
                     "group.initial.rebalance.delay.ms=0",
                     "auto.create.topics.enable=false",
+                    *secure,
                     "",
                 ]
             )
         )
         return properties
+
+    def _secure_listener_config(self) -> list[str]:
+        """A self-signed certificate for 127.0.0.1 (made once with the JDK's keytool) and SCRAM on the listener."""
+        tls = self.home / "tls"
+        keystore, password = tls / "broker.p12", "kuaijing-embedded"
+        if not keystore.exists():
+            tls.mkdir(parents=True, exist_ok=True)
+            keytool = shutil.which("keytool")
+            if keytool is None:
+                raise ConfigurationError("keytool (part of OpenJDK) is needed for the embedded broker's TLS listener")
+            common = ["-keystore", str(keystore), "-storepass", password, "-alias", "broker"]
+            subprocess.run(
+                [keytool, "-genkeypair", *common, "-keyalg", "RSA", "-keysize", "2048", "-storetype", "PKCS12",
+                 "-dname", "CN=localhost", "-ext", "SAN=ip:127.0.0.1,dns:localhost", "-validity", "3650"],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            subprocess.run(
+                [keytool, "-exportcert", "-rfc", *common, "-file", str(self.tls_ca)], check=True, capture_output=True
+            )
+        return [
+            f"ssl.keystore.location={keystore}",
+            f"ssl.keystore.password={password}",
+            "ssl.keystore.type=PKCS12",
+            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        ]

@@ -6,16 +6,27 @@ import argparse
 import importlib
 
 BENCHES = ("ingest", "dispatcher", "analytics", "jt808")
+ON_REQUEST = ("soak",)
+"""Run only when named: the soak takes ten minutes by default."""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"one of {', '.join(BENCHES)} (default: all)")
-    parser.add_argument("--quick", action="store_true", help="smaller volumes, for a smoke run")
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", choices=[[], *BENCHES, *ON_REQUEST],
+        help=f"one of {', '.join(BENCHES + ON_REQUEST)} (default: all but {', '.join(ON_REQUEST)})",
+    )  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help="smaller volumes, for a smoke run (soak: 60 s)")
+    parser.add_argument("--minutes", type=float, help="soak: how long to run (default 10)")
     args = parser.parse_args()
+    if args.minutes is not None and "soak" not in args.names:
+        parser.error("--minutes is for the soak")
     for name in args.names or BENCHES:
         module = importlib.import_module(f"bench.{name}")
-        module.run(quick=args.quick)
+        if name == "soak":
+            module.run(quick=args.quick, minutes=args.minutes)
+        else:
+            module.run(quick=args.quick)
 
 
 if __name__ == "__main__":

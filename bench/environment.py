@@ -35,6 +35,16 @@ class BenchInfra:
     database: str
     data_dir: Path
 
+    @property
+    def kafka_pid(self) -> int | None:
+        return EmbeddedKafka(self.data_dir).running_pid()
+
+
+@dataclass(frozen=True)
+class ServiceProcess:
+    url: str
+    pid: int
+
 
 @contextlib.contextmanager
 def bench_infra() -> Iterator[BenchInfra]:
@@ -61,6 +71,13 @@ async def prepare_topics_and_schema(kafka: str, database: str) -> None:
 @contextlib.contextmanager
 def service(infra: BenchInfra, name: str, port: int, **env: str) -> Iterator[str]:
     """Run `kuaijing serve NAME` as its own process, as in production; yields its base URL once ready."""
+    with service_process(infra, name, port, **env) as process:
+        yield process.url
+
+
+@contextlib.contextmanager
+def service_process(infra: BenchInfra, name: str, port: int, **env: str) -> Iterator[ServiceProcess]:
+    """`service`, also telling the process id (for its memory)."""
     environment = {
         **os.environ,
         "KUAIJING_KAFKA_BOOTSTRAP": infra.kafka,
@@ -82,7 +99,11 @@ def service(infra: BenchInfra, name: str, port: int, **env: str) -> Iterator[str
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name} not ready after 60 s")
             time.sleep(0.2)
-        yield url
+        yield ServiceProcess(url, process.pid)
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -43,6 +43,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
             directory=directory.current,
             metrics=metrics,
             rules=TelemetryRules(max_future_skew=timedelta(seconds=settings.max_future_skew_s)),
+            ack_timeout_s=settings.publish_timeout_s,
         )
         supervisor = runtime.supervisor
         supervisor.spawn("registry-follow", partial(directory.follow, settings.registry_poll_s))

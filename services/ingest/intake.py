@@ -21,7 +21,7 @@ from shared.contract.deadletter import dead_letter
 from shared.contract.registry import UnitDirectory
 from shared.contract.schemas import RejectReason, Source
 from shared.contract.topics import DEADLETTER, POSITIONS, VIDEO, Producer
-from shared.errors import RejectedError
+from shared.errors import RejectedError, UnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +62,29 @@ class TelemetryIntake:
         metrics: IngestMetrics,
         rules: TelemetryRules,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        ack_timeout_s: float = 5.0,
     ) -> None:
         self._producer = producer
+        self._ack_timeout_s = ack_timeout_s
         self._directory = directory
         self._metrics = metrics
         self._rules = rules
         self._clock = clock
 
     async def submit(self, candidates: Sequence[Candidate], *, source: Source) -> list[Rejection]:
-        """Validate and publish; returns once Kafka acknowledged every record of the batch."""
+        """Validate and publish; returns once Kafka acknowledged every record of the batch, or raises
+        `UnavailableError` past `ack_timeout_s` (a broker that died mid-request): the client hears "retry" within a
+        bound instead of waiting out the producer's own timeouts, and a ping sent again is stored once."""
         submission = await self.enqueue(candidates, source=source)
-        await submission.acknowledged
+        try:
+            async with asyncio.timeout(self._ack_timeout_s):
+                await asyncio.shield(submission.acknowledged)
+        except TimeoutError as e:
+            # Whatever the broker says later is only counted; the client was already told to retry.
+            submission.acknowledged.add_done_callback(lambda done: done.cancelled() or done.exception())
+            raise UnavailableError(
+                f"Kafka did not acknowledge within {self._ack_timeout_s:g} s; retry", field="kafka"
+            ) from e
         return submission.rejections
 
     async def enqueue(self, candidates: Sequence[Candidate], *, source: Source) -> Submission:

@@ -26,6 +26,9 @@ class IngestSettings(ServiceSettings):
         default=3, gt=0, description="refused registrations and authentications before a connection is closed"
     )
     max_future_skew_s: float = 300.0
+    publish_timeout_s: float = Field(
+        default=5.0, gt=0, description="longest wait for Kafka's acknowledgement before a sender is told to retry"
+    )
     max_batch_items: int = 10_000
     max_body_bytes: int = 8 * 1024 * 1024
     registry_poll_s: float = Field(default=1.0, gt=0, description="how often ingest checks for registry changes")

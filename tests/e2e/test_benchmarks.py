@@ -31,3 +31,21 @@ def test_the_quick_benchmarks_run_and_report_every_figure() -> None:
     for figure in ("HTTP POST /v1/telemetry", "kuaijing.telemetry.raw consumer", "decode 0x0200 frame",
                    "gateway end to end", "report / anchor"):  # fmt: skip
         assert figure in done.stdout, (figure, done.stdout[-3000:])
+
+
+@pytest.mark.timeout(600)
+def test_the_quick_soak_loses_nothing_and_prints_its_figures() -> None:
+    """`python -m bench soak --quick`: the mixed load for 60 s; it exits non-zero when an acknowledged ping is
+    missing from history."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "soak", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=540,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for figure in ("ack p99 http", "live-map p99", "lag {", "RSS MB", "lost (acknowledged, not in history): 0;",
+                   "highest rate sustained"):  # fmt: skip
+        assert figure in done.stdout, (figure, done.stdout[-3000:])

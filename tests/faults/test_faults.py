@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from shared.contract.topics import CALLS, POSITIONS
+from shared.infra.postgres import connect
 from shared.settings import CommonSettings
 from tests.conftest import TOKENS, Fleet, register_fleet
 from tests.faults.checks import (
@@ -180,7 +181,29 @@ async def test_ingest_sigkilled_mid_batch_and_restarted(stage: Stage) -> None:
 
 
 async def test_history_writer_sigkilled_mid_transaction_and_restarted(stage: Stage) -> None:
-    await run(stage, killed("ingest-history"), "history writer SIGKILLed mid-transaction, restarted")
+    """Killed the moment PostgreSQL shows one of its transactions open (COPY into staging, then the upsert)."""
+
+    async def strike(stage: Stage) -> float:
+        conn = await connect(stage.infra.database)
+        try:
+
+            async def in_transaction() -> bool:
+                open_ = await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() "
+                    "AND (query ILIKE '%positions%' OR query ILIKE 'COPY%')"
+                )
+                return bool(open_)
+
+            await eventually(in_transaction, timeout_s=60, what="a history transaction open")
+            at = stage.kill("ingest-history")
+        finally:
+            await conn.close()
+        return at
+
+    async def heal(stage: Stage) -> None:
+        stage.start("ingest-history")
+
+    await run(stage, Fault(strike, heal), "history writer SIGKILLed with a transaction open, restarted")
 
 
 async def test_dispatcher_sigkilled_with_open_calls_and_restarted(stage: Stage) -> None:

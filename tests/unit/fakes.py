@@ -145,10 +145,14 @@ class FakeProducer:
 
     sent: list[tuple[str, bytes, bytes | None]] = field(default_factory=list)
     refuse: bool = False
+    silent: bool = False
+    """A broker that died mid-request: no acknowledgement ever comes."""
 
     async def send(self, topic: str, value: bytes, key: bytes | None = None) -> asyncio.Future[Any]:
         self.sent.append((topic, value, key))
         acknowledged: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.silent:
+            return acknowledged
         if self.refuse:
             acknowledged.set_exception(UnavailableError("not acknowledged (refused by the test); retry", field="kafka"))
         else:

@@ -3,6 +3,7 @@ and that nothing is answered as accepted before the broker acknowledged it."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -84,6 +85,19 @@ async def test_nothing_is_answered_as_accepted_when_the_broker_did_not_acknowled
     with pytest.raises(UnavailableError):
         await intake_over(producer, metrics).submit([Candidate(value=position())], source=Source.HTTP)
     assert metrics.accepted.labels("position", "http")._value.get() == 0
+
+
+async def test_a_broker_that_never_answers_is_a_retry_within_the_publish_timeout() -> None:
+    intake = TelemetryIntake(
+        producer=FakeProducer(silent=True),
+        directory=lambda: DIRECTORY,
+        metrics=IngestMetrics(),
+        rules=TelemetryRules(max_future_skew=timedelta(seconds=300)),
+        clock=lambda: NOW,
+        ack_timeout_s=0.05,
+    )
+    with pytest.raises(UnavailableError, match=r"within 0\.05 s; retry"):
+        await asyncio.wait_for(intake.submit([Candidate(value=position())], source=Source.HTTP), timeout=5)
 
 
 async def test_enqueue_hands_records_over_before_their_acknowledgement_is_awaited() -> None:

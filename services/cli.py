@@ -27,6 +27,7 @@ from shared.contract.roles import generate_api_tokens
 from shared.errors import KuaijingError
 from shared.infra.embedded.kafka import EmbeddedKafka
 from shared.infra.embedded.postgres import EmbeddedPostgres
+from shared.infra.embedded.process import bindable, dying_with, listener_of
 from shared.infra.kafka import ensure_topics
 from shared.infra.postgres import connect, migrate
 from shared.infra.registry_store import import_registry
@@ -82,6 +83,24 @@ def _service_port(service: str) -> int:
     return SERVICES[service]().port
 
 
+def _ports_to_take() -> dict[int, str]:
+    """Every port the services of `up` will listen on, with the variable that moves it."""
+    ports = {_service_port(service): f"KUAIJING_{service.upper()}_PORT" for service in SERVICES}
+    ingest = IngestSettings()
+    if ingest.jt808_enabled:
+        ports[ingest.jt808_port] = "KUAIJING_JT808_PORT"
+    return ports
+
+
+def _check_ports_free(host: str) -> None:
+    """Stops `up` before it starts anything when a port it needs is taken (a stale service of an earlier run, say),
+    naming the port and, where it can tell, the process holding it."""
+    for port, variable in _ports_to_take().items():
+        if not bindable(host, port):
+            holder = listener_of(port) or "another process"
+            raise KuaijingError(f"port {port} is taken by {holder}; stop it, or move this service with {variable}")
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     env_tokens = os.environ.get("KUAIJING_API_TOKENS")
     if not env_tokens:
@@ -98,7 +117,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, request_stop)
     infra = Infrastructure(settings)
     children: dict[str, subprocess.Popen[bytes]] = {}
+    owner = dying_with(os.getpid())
     try:
+        _check_ports_free(settings.bind_host)
         infra.start()
         env = {
             **os.environ,
@@ -106,11 +127,15 @@ def cmd_up(args: argparse.Namespace) -> int:
             "KUAIJING_DATABASE_URL": settings.database,
         }
         for service in SERVICES:
-            children[service] = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", service], env=env)
+            children[service] = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", "serve", service], env=env, preexec_fn=owner
+            )
         for service in SERVICES:
             _wait_ready(service, _service_port(service), children[service], settings.bind_host)
         if args.simulate:
-            children["simulation"] = subprocess.Popen([sys.executable, "-m", "services.cli", "simulate"], env=env)
+            children["simulation"] = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", "simulate"], env=env, preexec_fn=owner
+            )
             print("simulation running: a city of 33 platforms and 231 vehicles around Shaoyang", flush=True)
         if not env_tokens:
             print("api tokens (KUAIJING_API_TOKENS, generated for this run):", flush=True)

@@ -135,3 +135,62 @@ async def test_up_runs_the_system_on_embedded_defaults_and_stops_what_it_started
             await up.wait()
             EmbeddedKafka(data_dir, port=kafka_port).stop()
         postgres.stop()
+
+
+def up_environment(data_dir: Path, ports: dict[str, int]) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("KUAIJING_")} | {
+        "KUAIJING_DATA_DIR": str(data_dir),
+        "KUAIJING_LOG_LEVEL": "WARNING",
+        **{f"KUAIJING_{name.upper()}_PORT": str(port) for name, port in ports.items()},
+    }
+
+
+def fresh_ports() -> dict[str, int]:
+    return {"embedded_kafka": free_port_pair(), "embedded_postgres": free_port(), "ingest": free_port(),
+            "dispatcher": free_port(), "analytics": free_port(), "jt808": free_port()}  # fmt: skip
+
+
+@pytest.mark.timeout(300)
+async def test_the_services_die_with_an_up_that_is_killed(tmp_path: Path) -> None:
+    """`kill -9` of `up` leaves no service behind: the next `up` would otherwise find stale ones on its ports."""
+    ports, data_dir = fresh_ports(), tmp_path / "data"
+    up = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", "up", "--no-simulation", env=up_environment(data_dir, ports),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert up.stdout is not None
+        await read_until(up.stdout, "kuaijing is up")
+        up.kill()
+        await up.wait()
+        deadline = asyncio.get_running_loop().time() + 40
+        for service in ("ingest", "dispatcher", "analytics", "jt808"):
+            while port_open("127.0.0.1", ports[service]):
+                assert asyncio.get_running_loop().time() < deadline, f"{service} outlived the up that started it"
+                await asyncio.sleep(0.2)
+    finally:
+        if up.returncode is None:
+            up.kill()
+            await up.wait()
+        EmbeddedKafka(data_dir, port=ports["embedded_kafka"]).stop()
+        EmbeddedPostgres(data_dir, port=ports["embedded_postgres"]).stop()
+
+
+@pytest.mark.timeout(120)
+async def test_a_taken_port_stops_up_at_once_naming_the_port_and_the_process(tmp_path: Path) -> None:
+    ports = fresh_ports()
+    squatter = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", ports["dispatcher"])
+    try:
+        up = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.cli", "up", env=up_environment(tmp_path / "data", ports),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        stdout, stderr = await asyncio.wait_for(up.communicate(), timeout=30)
+    finally:
+        squatter.close()
+    assert up.returncode == 1
+    message = stderr.decode()
+    assert f"port {ports['dispatcher']} is taken by pid {os.getpid()}" in message, message
+    assert "KUAIJING_DISPATCHER_PORT" in message
+    assert "ready" not in stdout.decode()
+    assert not port_open("127.0.0.1", ports["embedded_kafka"]), "nothing is started when a port is taken"

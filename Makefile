@@ -1,10 +1,14 @@
-# The two commands of the README: `make up` runs the system, `make test` runs every gate and test.
-.PHONY: up test lint typecheck pytest bench bootstrap lock image
+# The two commands of the README: `make demo` runs the system with a simulated city, `make test` runs every gate and
+# test. `make up` runs the system for real use, with no simulated data.
+.PHONY: demo up test lint typecheck pytest bench bootstrap lock image
 
 VENV := .venv/bin
 
 bootstrap:
 	@deploy/bootstrap.sh
+
+demo: bootstrap
+	$(VENV)/kuaijing demo
 
 up: bootstrap
 	$(VENV)/kuaijing up

@@ -101,7 +101,25 @@ def _check_ports_free(host: str) -> None:
             raise KuaijingError(f"port {port} is taken by {holder}; stop it, or move this service with {variable}")
 
 
-def cmd_up(args: argparse.Namespace) -> int:
+def cmd_up(_args: argparse.Namespace) -> int:
+    return _run_system(simulation=None)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from services.demo import DemoSettings
+
+    demo = DemoSettings()
+    environment = demo.environment(dict(os.environ))
+    os.environ.clear()
+    os.environ.update(environment)
+    print(f"demo: a simulated city in {demo.data_dir} (never the data or ports `kuaijing up` uses)", flush=True)
+    simulation = ["--call-every", str(args.call_every)] + (["--seed", str(args.seed)] if args.seed is not None else [])
+    return _run_system(simulation=simulation)
+
+
+def _run_system(*, simulation: list[str] | None) -> int:
+    """The system in the foreground: infrastructure, services, and with `simulation` (its arguments) a simulated
+    city driven against them."""
     env_tokens = os.environ.get("KUAIJING_API_TOKENS")
     if not env_tokens:
         os.environ["KUAIJING_API_TOKENS"] = generate_api_tokens()
@@ -132,9 +150,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             )
         for service in SERVICES:
             _wait_ready(service, _service_port(service), children[service], settings.bind_host)
-        if args.simulate:
+        if simulation is not None:
             children["simulation"] = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", "simulate"], env=env, preexec_fn=owner
+                [sys.executable, "-m", "services.cli", "simulate", *simulation], env=env, preexec_fn=owner
             )
             print("simulation running: a city of 33 platforms and 231 vehicles around Shaoyang", flush=True)
         if not env_tokens:
@@ -142,6 +160,10 @@ def cmd_up(args: argparse.Namespace) -> int:
             for entry in os.environ["KUAIJING_API_TOKENS"].split(","):
                 role, _, token = entry.partition(":")
                 print(f"  {role:<10} {token}", flush=True)
+        viewer = next((t for t, role in CommonSettings().tokens.items() if role.value == "viewer"), None)
+        if viewer is not None:
+            url = f"http://{settings.bind_host}:{_service_port('analytics')}/?token={viewer}"
+            print(f"dashboard  {url}", flush=True)
         print("kuaijing is up; Ctrl-C stops everything", flush=True)
         while not stopping:
             for service, child in list(children.items()):
@@ -320,20 +342,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    up = commands.add_parser("up", help="start the whole system in the foreground; Ctrl-C stops it")
-    up.add_argument(
-        "--no-simulation",
-        dest="simulate",
-        action="store_false",
-        help="do not drive the simulated city (default: drive it)",
+    up = commands.add_parser(
+        "up", help="start the whole system in the foreground, with no simulated data; Ctrl-C stops it"
     )
     up.set_defaults(func=cmd_up)
 
-    simulate = commands.add_parser(
-        "simulate", help="drive a simulated city (vehicles, 110 calls, arrivals) against running services"
+    demo = commands.add_parser(
+        "demo",
+        help="the whole system and a simulated city, in a data directory and on ports of their own "
+        "(KUAIJING_DEMO_DATA_DIR, default ~/.local/share/kuaijing-demo; ingest 18081, dispatcher 18082, analytics "
+        "18083, JT/T 808 16808, Kafka 19092, PostgreSQL 55433; KUAIJING_DEMO_*_PORT moves them)",
     )
-    simulate.add_argument("--call-every", type=float, default=20.0, metavar="S", help="mean seconds between calls")
-    simulate.add_argument("--seed", type=int, help="replay the same night")
+    simulate = commands.add_parser(
+        "simulate", help="drive a simulated city (vehicles, 110 calls, arrivals) against services already running"
+    )
+    for command in (demo, simulate):
+        command.add_argument("--call-every", type=float, default=20.0, metavar="S", help="mean seconds between calls")
+        command.add_argument("--seed", type=int, help="replay the same night")
+    demo.set_defaults(func=cmd_demo)
     simulate.set_defaults(func=cmd_simulate)
 
     serve = commands.add_parser("serve", help="run one service in the foreground")

@@ -74,7 +74,8 @@ async def test_up_runs_the_system_on_embedded_defaults_and_stops_what_it_started
         assert any(line.startswith("ingest") and f":{ingest_port}" in line for line in lines)
         assert any(line.startswith("dispatcher") and f":{dispatcher_port}" in line for line in lines)
         assert any(line.startswith("analytics") and f":{analytics_port}" in line for line in lines)
-        assert any(line.startswith("simulation running") for line in lines)
+        assert not any("simulation" in line for line in lines), "up runs no simulated data"
+        assert any(line.startswith("dashboard") and f":{analytics_port}/?token=" in line for line in lines)
         tokens = {line.split()[0]: line.split()[1] for line in lines if line.startswith("  ")}
         assert set(tokens) == {"terminal", "dispatcher", "viewer", "admin"}
 
@@ -114,13 +115,8 @@ async def test_up_runs_the_system_on_embedded_defaults_and_stops_what_it_started
                 assert asyncio.get_running_loop().time() < deadline + 15, "unit never reached the live map"
                 await asyncio.sleep(0.3)
 
-            async def simulated_city_online() -> int:
-                units = (await client.get("/v1/units", headers=headers)).json()
-                return sum(1 for u in units if u["id"].startswith("SY-") and u["online"])
-
-            while await simulated_city_online() < 231:
-                assert asyncio.get_running_loop().time() < deadline + 45, "the simulated city never came online"
-                await asyncio.sleep(0.5)
+            units = (await client.get("/v1/units", headers=headers)).json()
+            assert [u["id"] for u in units] == ["E2E-2095"], "up must not register a simulated city"
 
         up.terminate()
         assert await asyncio.wait_for(up.wait(), timeout=60) == 0
@@ -155,7 +151,7 @@ async def test_the_services_die_with_an_up_that_is_killed(tmp_path: Path) -> Non
     """`kill -9` of `up` leaves no service behind: the next `up` would otherwise find stale ones on its ports."""
     ports, data_dir = fresh_ports(), tmp_path / "data"
     up = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", "up", "--no-simulation", env=up_environment(data_dir, ports),
+        sys.executable, "-m", "services.cli", "up", env=up_environment(data_dir, ports),
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -194,3 +190,50 @@ async def test_a_taken_port_stops_up_at_once_naming_the_port_and_the_process(tmp
     assert "KUAIJING_DISPATCHER_PORT" in message
     assert "ready" not in stdout.decode()
     assert not port_open("127.0.0.1", ports["embedded_kafka"]), "nothing is started when a port is taken"
+
+
+@pytest.mark.timeout(300)
+async def test_demo_runs_a_simulated_city_in_a_world_of_its_own(tmp_path: Path) -> None:
+    """`kuaijing demo` ignores the settings of a real deployment (here: a Kafka and a database `up` would use) and
+    runs its own embedded Kafka and PostgreSQL in its own data directory, with the simulated city on top."""
+    demo_dir, ports = tmp_path / "demo", fresh_ports()
+    env = up_environment(tmp_path / "real", {}) | {
+        "KUAIJING_KAFKA_BOOTSTRAP": "real-kafka.invalid:9092",
+        "KUAIJING_DATABASE_URL": "postgresql://real@real-db.invalid/kuaijing",
+        "KUAIJING_DEMO_DATA_DIR": str(demo_dir),
+        **{f"KUAIJING_DEMO_{name.removeprefix('embedded_').upper()}_PORT": str(port) for name, port in ports.items()},
+    }
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", "demo", "--call-every", "5", "--seed", "7", env=env,
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert demo.stdout is not None
+        lines = await read_until(demo.stdout, "kuaijing is up")
+        assert any(line.startswith("simulation running") for line in lines)
+        assert any(line.startswith("kafka") and f":{ports['embedded_kafka']}" in line for line in lines)
+        tokens = {line.split()[0]: line.split()[1] for line in lines if line.startswith("  ")}
+        headers = {"Authorization": f"Bearer {tokens['viewer']}"}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['dispatcher']}", timeout=10) as client:
+
+            async def city_online() -> bool:
+                units = (await client.get("/v1/units", headers=headers)).json()
+                return sum(1 for u in units if u["id"].startswith("SY-") and u["online"]) == 231
+
+            deadline = asyncio.get_running_loop().time() + 90
+            while not await city_online():
+                assert asyncio.get_running_loop().time() < deadline, "the simulated city never came online"
+                await asyncio.sleep(0.5)
+        assert (demo_dir / "kafka").is_dir()
+        assert (demo_dir / "postgres").is_dir()
+        assert not (tmp_path / "real").exists(), "the demo wrote where up keeps its data"
+        demo.terminate()
+        assert await asyncio.wait_for(demo.wait(), timeout=60) == 0
+        for name in ("ingest", "dispatcher", "analytics", "embedded_kafka"):
+            assert not port_open("127.0.0.1", ports[name]), f"{name} still serving after the demo stopped"
+    finally:
+        if demo.returncode is None:
+            demo.kill()
+            await demo.wait()
+        EmbeddedKafka(demo_dir, port=ports["embedded_kafka"]).stop()
+        EmbeddedPostgres(demo_dir, port=ports["embedded_postgres"]).stop()

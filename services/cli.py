@@ -102,7 +102,7 @@ def _check_ports_free(host: str) -> None:
 
 
 def cmd_up(_args: argparse.Namespace) -> int:
-    return _run_system(simulation=None)
+    return _run_system(simulation=None, stop_after_simulation=False)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -113,13 +113,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     os.environ.clear()
     os.environ.update(environment)
     print(f"demo: a simulated city in {demo.data_dir} (never the data or ports `kuaijing up` uses)", flush=True)
-    simulation = ["--call-every", str(args.call_every)] + (["--seed", str(args.seed)] if args.seed is not None else [])
-    return _run_system(simulation=simulation)
+    simulation = ["--call-every", str(args.call_every), "--seed", str(args.seed), "--speedup", str(args.speedup),
+                  "--hours", str(args.hours)] + (["--record", str(args.record)] if args.record else [])  # fmt: skip
+    return _run_system(simulation=simulation, stop_after_simulation=args.stop_after_night)
 
 
-def _run_system(*, simulation: list[str] | None) -> int:
+def _run_system(*, simulation: list[str] | None, stop_after_simulation: bool) -> int:
     """The system in the foreground: infrastructure, services, and with `simulation` (its arguments) a simulated
-    city driven against them."""
+    night played against them; with `stop_after_simulation` everything stops when the night is over, with its
+    exit code."""
     env_tokens = os.environ.get("KUAIJING_API_TOKENS")
     if not env_tokens:
         os.environ["KUAIJING_API_TOKENS"] = generate_api_tokens()
@@ -154,7 +156,6 @@ def _run_system(*, simulation: list[str] | None) -> int:
             children["simulation"] = subprocess.Popen(
                 [sys.executable, "-m", "services.cli", "simulate", *simulation], env=env, preexec_fn=owner
             )
-            print("simulation running: a city of 33 platforms and 231 vehicles around Shaoyang", flush=True)
         if not env_tokens:
             print("api tokens (KUAIJING_API_TOKENS, generated for this run):", flush=True)
             for entry in os.environ["KUAIJING_API_TOKENS"].split(","):
@@ -165,18 +166,24 @@ def _run_system(*, simulation: list[str] | None) -> int:
             url = f"http://{settings.bind_host}:{_service_port('analytics')}/?token={viewer}"
             print(f"dashboard  {url}", flush=True)
         print("kuaijing is up; Ctrl-C stops everything", flush=True)
+        outcome = 0
         while not stopping:
             for service, child in list(children.items()):
                 if child.poll() is None:
                     continue
                 if service == "simulation":
-                    log.warning("the simulation exited with code %s; the services keep running", child.returncode)
                     del children[service]
+                    if stop_after_simulation:
+                        outcome, stopping = child.returncode, True
+                    elif child.returncode == 0:
+                        print("the simulated night is over; the system stays up for a look around", flush=True)
+                    else:
+                        log.warning("the simulation exited with code %s; the services keep running", child.returncode)
                     continue
                 log.error("%s exited with code %s; stopping", service, child.returncode)
-                stopping = True
+                stopping, outcome = True, 1
             time.sleep(0.2)
-        return 0
+        return outcome
     except KuaijingError as e:
         log.error("%s", e)
         return 1
@@ -213,32 +220,26 @@ def _wait_ready(service: str, port: int, child: subprocess.Popen[bytes], host: s
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from services.simulator.runner import Simulation
+    from services.simulator.runner import Simulation, Urls, main_loop
 
     settings = CommonSettings()
     configure_logging(settings.log_level)
     tokens = {role.value: token for token, role in settings.tokens.items()}
-    missing = {"terminal", "dispatcher", "admin"} - set(tokens)
+    missing = {"terminal", "dispatcher", "viewer", "admin"} - set(tokens)
     if missing:
         raise KuaijingError(f"the simulation needs KUAIJING_API_TOKENS for {', '.join(sorted(missing))}")
     host = settings.bind_host
+    urls = Urls(*(f"http://{host}:{_service_port(service)}" for service in ("ingest", "dispatcher", "analytics")))
     simulation = Simulation(
-        ingest_url=f"http://{host}:{_service_port('ingest')}",
-        dispatcher_url=f"http://{host}:{_service_port('dispatcher')}",
+        urls=urls,
         tokens=tokens,
+        speedup=args.speedup,
+        hours=args.hours,
         call_every_s=args.call_every,
         seed=args.seed,
+        record=args.record,
     )
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        await simulation.run(stop)
-
-    asyncio.run(run())
-    return 0
+    return main_loop(simulation)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -357,8 +358,20 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate", help="drive a simulated city (vehicles, 110 calls, arrivals) against services already running"
     )
     for command in (demo, simulate):
-        command.add_argument("--call-every", type=float, default=20.0, metavar="S", help="mean seconds between calls")
-        command.add_argument("--seed", type=int, help="replay the same night")
+        command.add_argument(
+            "--hours", type=float, default=2.0, metavar="H", help="simulated hours of the night (default 2)"
+        )
+        command.add_argument(
+            "--speedup", type=float, default=60.0, metavar="N", help="simulated seconds per real second (default 60)"
+        )
+        command.add_argument(
+            "--call-every", type=float, default=30.0, metavar="S", help="mean simulated seconds between 110 calls"
+        )
+        command.add_argument("--seed", type=int, default=1, help="the same seed plays the same night (default 1)")
+        command.add_argument("--record", type=Path, metavar="FILE", help="write every call and the report as JSON")
+    demo.add_argument(
+        "--stop-after-night", action="store_true", help="stop everything once the night is played and reported"
+    )
     demo.set_defaults(func=cmd_demo)
     simulate.set_defaults(func=cmd_simulate)
 

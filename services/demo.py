@@ -44,4 +44,5 @@ class DemoSettings(BaseSettings):
             "KUAIJING_DISPATCHER_PORT": str(self.dispatcher_port),
             "KUAIJING_ANALYTICS_PORT": str(self.analytics_port),
             "KUAIJING_JT808_PORT": str(self.jt808_port),
+            "KUAIJING_CLOCK": "event",
         }

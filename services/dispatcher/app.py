@@ -50,6 +50,7 @@ def create_app(settings: DispatcherSettings) -> FastAPI:
                 max_position_age_s=settings.max_position_age_s,
                 recommendations=settings.recommendations,
             ),
+            event_time=settings.clock == "event",
         )
         positions, statuses, calls = (tail_consumer(settings.kafka_client) for _ in range(3))
         for consumer in (positions, statuses, calls):

@@ -114,14 +114,17 @@ class DispatchService:
         eta: EtaModel,
         rules: DispatchRules,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        event_time: bool = False,
     ) -> None:
+        """`event_time`: "now" is the newest fix on the live map, not `clock` (a replay, or a simulated night
+        played faster than real time, whose positions are all in the past)."""
         self._store = store
         self._outbox = outbox
         self._hub = hub
         self._eta = eta
         self._rules = rules
-        self.clock = clock
         self._live_map = LiveMap()
+        self.clock: Callable[[], datetime] = (lambda: self._live_map.newest or clock()) if event_time else clock
         self._zones = ZoneMap()
         self._open_calls: dict[str, Call] = {}
         self._registry_revision = 0
@@ -296,7 +299,9 @@ class DispatchService:
     # changes
 
     async def create_call(self, request: NewCall) -> CallCreated:
-        now = self.clock()
+        # Freshness and an auto-assignment are judged at the call's own time: a call entered late (or a simulated
+        # night replayed fast) gets the units that were available when it was received.
+        now = request.received_at or self.clock()
         call_id = request.call_id or f"C-{now:%Y%m%d}-{uuid.uuid4().hex[:10]}"
         existing = self._open_calls.get(call_id)
         if existing is not None:
@@ -308,7 +313,7 @@ class DispatchService:
             zone_class = self._zones.classify(lat=request.lat, lon=request.lon)
             call = Call(
                 call_id=call_id,
-                received_at=request.received_at or now,
+                received_at=now,
                 lat=request.lat,
                 lon=request.lon,
                 category=request.category,

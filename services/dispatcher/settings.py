@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from shared.settings import ServiceSettings
@@ -19,6 +21,11 @@ class DispatcherSettings(ServiceSettings):
     eta_circuity: float = Field(default=1.3, ge=1.0, description="road distance over great-circle distance")
     recommendations: int = Field(default=5, ge=1, le=50, description="units recommended with each new call")
     registry_poll_s: float = Field(default=1.0, gt=0, description="how often the live map checks the registry")
+    clock: Literal["wall", "event"] = Field(
+        default="wall",
+        description="what 'now' is for freshness and default timestamps: the wall clock, or the newest fix on the "
+        "live map (for replays and `kuaijing demo`, whose simulated nights run in the past, faster than real time)",
+    )
     history_group: str = Field(
         default="kuaijing-history", description="the history writer's group: the positions tail starts at its offsets"
     )

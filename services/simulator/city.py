@@ -99,7 +99,7 @@ class Vehicle:
     task: Task = Task.PATROL
     target: tuple[float, float] | None = None
     call_id: str | None = None
-    clear_at: float | None = None
+    clear_at: datetime | None = None
     seq: int = 0
     waypoint: tuple[float, float] | None = field(default=None)
 

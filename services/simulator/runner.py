@@ -1,193 +1,270 @@
-"""Drives the simulated city against the running services, as terminals and dispatch consoles would: vehicles post
-their positions to ingest, 110 calls arrive at the dispatcher, responders drive to them (the dispatcher sees them
-arrive by GPS) and clear after a while. It only talks HTTP, so it exercises the system exactly as users do."""
+"""Plays a simulated night (`services/simulator/night.py`) against the running services, as terminals and dispatch
+consoles would, at `speedup` times real time: each tick's fixes go to ingest, then its calls, assignments and
+clears to the dispatcher, every one carrying its event time. Prints progress while it runs and, at the end, the
+services' own report beside what the simulation recorded.
+
+The night is played in the past (it ends about when it is played), so no timestamp is ahead of ingest's clock;
+the services judge it in event time (the dispatcher with `KUAIJING_CLOCK=event`), so the figures are the same at
+any speed-up. A crew is cleared only once the dispatcher has seen it arrive, which keeps a busy machine from
+turning a GPS arrival into a race.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
+import signal
+import sys
 import time
-import uuid
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import httpx
+import orjson
 
-from services.simulator.city import CATEGORIES, Task, Vehicle, call_location, city_registry, vehicles_of
+from services.simulator.city import city_registry
+from services.simulator.night import Assign, Clear, NewCall, Night, Tick
 
 log = logging.getLogger(__name__)
+
+PROGRESS_EVERY_S = 5.0
+IN_FLIGHT = 4
+BAR = 24
+
+
+@dataclass(frozen=True)
+class Urls:
+    ingest: str
+    dispatcher: str
+    analytics: str
 
 
 class Simulation:
     def __init__(
         self,
         *,
-        ingest_url: str,
-        dispatcher_url: str,
+        urls: Urls,
         tokens: dict[str, str],
-        tick_s: float = 2.0,
-        call_every_s: float = 20.0,
-        seed: int | None = None,
+        speedup: float,
+        hours: float,
+        call_every_s: float,
+        seed: int,
+        record: Path | None = None,
     ) -> None:
-        self._ingest = httpx.AsyncClient(base_url=ingest_url, headers=_bearer(tokens["terminal"]), timeout=10)
-        self._dispatcher = httpx.AsyncClient(base_url=dispatcher_url, headers=_bearer(tokens["dispatcher"]), timeout=10)
-        self._admin_token = tokens["admin"]
-        self._tick_s = tick_s
+        self._urls = urls
+        self._tokens = tokens
+        self._speedup = speedup
+        self._hours = hours
         self._call_every_s = call_every_s
-        self._rng = random.Random(seed)
-        self.vehicles: dict[str, Vehicle] = {}
-        self.calls_created = 0
-        self.calls_closed = 0
+        self._seed = seed
+        self._record = record
         self.pings_sent = 0
-        self._to_dispatch: list[tuple[float, str, float, float]] = []
+        self.refused: dict[str, int] = {}
+        self._in_flight: set[asyncio.Task[None]] = set()
 
-    async def run(self, stop: asyncio.Event) -> None:
-        try:
-            await self._seed()
-            next_call = time.monotonic() + self._rng.expovariate(1 / self._call_every_s)
-            last_report = time.monotonic()
-            while not stop.is_set():
-                started = time.monotonic()
-                await self._tick()
-                await self._dispatch_due()
-                if started >= next_call:
-                    await self._new_call()
-                    next_call = started + self._rng.expovariate(1 / self._call_every_s)
-                if started - last_report >= 30:
-                    last_report = started
-                    log.info(
-                        "simulation: %s vehicles, %s pings, %s calls (%s closed), %s responding",
-                        len(self.vehicles),
-                        self.pings_sent,
-                        self.calls_created,
-                        self.calls_closed,
-                        sum(1 for v in self.vehicles.values() if v.task is not Task.PATROL),
-                    )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=max(0.0, self._tick_s - (time.monotonic() - started)))
-        finally:
-            await self._ingest.aclose()
-            await self._dispatcher.aclose()
+    def _client(self, url: str, role: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {self._tokens[role]}"}, timeout=30)
 
-    async def _seed(self) -> None:
-        registry = city_registry(rng=self._rng)
-        response = await self._dispatcher.post(
-            "/v1/registry/import",
-            content=registry.model_dump_json(by_alias=True),
-            headers={**_bearer(self._admin_token), "Content-Type": "application/json"},
-        )
-        response.raise_for_status()
-        self.vehicles = {v.unit_id: v for v in vehicles_of(registry, self._rng)}
-        await self._await_ingest_knows(next(iter(self.vehicles.values())))
-        log.info(
-            "simulated city: %s platforms, %s vehicles, %s zones around Shaoyang",
-            len(registry.platforms),
-            len(registry.units),
-            len(registry.zones),
-        )
+    async def run(self, stop: asyncio.Event) -> bool:
+        """Plays the whole night unless `stop` is set first; True when it was played to the end."""
+        registry = city_registry(rng=random.Random(self._seed))
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=self._hours, minutes=1)
+        night = Night(registry, start=start, hours=self._hours, call_every_s=self._call_every_s, seed=self._seed)
+        async with (
+            self._client(self._urls.ingest, "terminal") as ingest,
+            self._client(self._urls.dispatcher, "dispatcher") as dispatcher,
+            self._client(self._urls.analytics, "viewer") as analytics,
+            self._client(self._urls.dispatcher, "admin") as admin,
+        ):
+            response = await admin.post(
+                "/v1/registry/import",
+                content=registry.model_dump_json(by_alias=True),
+                headers={"Content-Type": "application/json"},
+            )
+            response.raise_for_status()
+            await self._ingest_knows(ingest, next(iter(night.vehicles)))
+            print(
+                f"simulation running: {len(registry.platforms)} platforms, {len(registry.units)} vehicles, "
+                f"{self._hours:g} simulated hours from {start:%H:%M} UTC at {self._speedup:g}x (seed {self._seed})",
+                flush=True,
+            )
+            began = time.monotonic()
+            last_progress, pings_then = began, 0
+            for tick in night.ticks():
+                due = began + (tick.at - night.start).total_seconds() / self._speedup
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=max(0.0, due - time.monotonic()))
+                    return False
+                except TimeoutError:
+                    pass
+                await self._report(ingest, tick)
+                if tick.actions:
+                    await self._reported()
+                    await self._act(dispatcher, tick)
+                if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
+                    rate = (self.pings_sent - pings_then) / (time.monotonic() - last_progress)
+                    last_progress, pings_then = time.monotonic(), self.pings_sent
+                    print(_progress(night, rate), flush=True)
+            await self._reported()
+            print(_progress(night, self.pings_sent / (time.monotonic() - began)), flush=True)
+            report = await self._report_of(analytics, night)
+        if self._record is not None:
+            self._record.write_bytes(
+                orjson.dumps(
+                    {
+                        "start": night.start.isoformat(),
+                        "end": night.end.isoformat(),
+                        "calls": [c.as_json() for c in night.calls.values()],
+                        "report": report,
+                    }
+                )
+            )
+        print(_table(report, night), flush=True)
+        return True
 
-    async def _await_ingest_knows(self, vehicle: Vehicle, timeout_s: float = 15.0) -> None:
-        """Ingest follows the registry within a poll interval; report only once it knows the fleet."""
+    async def _ingest_knows(self, ingest: httpx.AsyncClient, unit_id: str, timeout_s: float = 30.0) -> None:
+        """Ingest follows the registry within a poll interval; play only once it knows the fleet."""
+        probe = {"kind": "position", "unit_id": unit_id, "ts": "2020-01-01T00:00:00+00:00", "lat": 27.2, "lon": 111.4}
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            ping = vehicle.position_ping(datetime.now(UTC), satellites=12)
-            response = await self._ingest.post("/v1/telemetry", json=ping)
+            response = await ingest.post("/v1/telemetry", json=probe)
             if response.status_code == 202 and response.json()["accepted"] == 1:
                 return
             await asyncio.sleep(0.25)
-        log.warning("ingest did not learn the simulated fleet within %.0f s; reporting anyway", timeout_s)
+        raise RuntimeError(f"ingest did not learn the simulated fleet within {timeout_s:.0f} s")
 
-    async def _tick(self) -> None:
-        now = datetime.now(UTC)
-        pings = []
-        for vehicle in self.vehicles.values():
-            vehicle.step(self._tick_s, self._rng)
-            vehicle.seq += 1
-            pings.append(vehicle.position_ping(now, satellites=self._rng.randint(9, 18)))
-            if vehicle.seq % 15 == 1:
-                pings.append(
-                    {
-                        "kind": "video",
-                        "unit_id": vehicle.unit_id,
-                        "ts": now.isoformat(),
-                        "channel": 1,
-                        "state": "streaming",
-                        "bitrate_kbps": 1800,
-                        "fps": 25,
-                        "resolution": "1280x720",
-                        "codec": "H.264",
-                        "network": "4G",
-                        "signal_dbm": self._rng.randint(-100, -70),
-                    }
-                )
-        try:
-            response = await self._ingest.post("/v1/telemetry", json=pings)
-            if response.status_code == 202:
-                answer = response.json()
-                self.pings_sent += answer["accepted"]
-                for rejection in answer["rejected"][:3]:
-                    log.warning("ingest rejected a simulated ping: %s", rejection["error"])
-        except httpx.HTTPError as e:
-            log.warning("telemetry post failed: %s", e)
-        await self._advance_responders(now)
+    async def _report(self, ingest: httpx.AsyncClient, tick: Tick) -> None:
+        """The tick's fixes are sent while earlier ticks' are still being acknowledged (a few at a time, in order
+        per unit as ingest keys them); a tick with calls or crews to act on waits for all of them first."""
+        if len(self._in_flight) >= IN_FLIGHT:
+            await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+        task = asyncio.create_task(self._post_fixes(ingest, tick))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
 
-    async def _advance_responders(self, now: datetime) -> None:
-        for vehicle in self.vehicles.values():
-            if vehicle.task is Task.RESPONDING and vehicle.arrived():
-                vehicle.task = Task.ON_SCENE
-                vehicle.clear_at = time.monotonic() + self._rng.uniform(60, 240)
-            elif (
-                vehicle.task is Task.ON_SCENE and vehicle.clear_at is not None and time.monotonic() >= vehicle.clear_at
-            ):
-                response = await self._dispatcher.post(
-                    f"/v1/units/{vehicle.unit_id}/status", json={"status": "available", "ts": now.isoformat()}
-                )
-                if response.status_code == 200:
-                    self.calls_closed += 1
-                vehicle.task, vehicle.target, vehicle.call_id, vehicle.clear_at = Task.PATROL, None, None, None
+    async def _reported(self) -> None:
+        await asyncio.gather(*self._in_flight)
 
-    async def _new_call(self) -> None:
-        """A 110 call arrives; the console operator takes a few seconds to read it and dispatch."""
-        lat, lon = call_location(self._rng)
-        body = {
-            "call_id": f"SIM-{uuid.uuid4().hex[:12]}",
-            "lat": lat,
-            "lon": lon,
-            "category": self._rng.choice(CATEGORIES),
-            "priority": self._rng.choice((1, 2, 2, 3)),
-        }
-        try:
-            response = await self._dispatcher.post("/v1/calls", json=body)
-        except httpx.HTTPError as e:
-            log.warning("call post failed: %s", e)
-            return
-        if response.status_code != 201:
-            log.warning("call refused (%s): %s", response.status_code, response.text)
-            return
-        self.calls_created += 1
-        due = time.monotonic() + self._rng.uniform(5, 40)
-        self._to_dispatch.append((due, str(body["call_id"]), lat, lon))
+    async def _post_fixes(self, ingest: httpx.AsyncClient, tick: Tick) -> None:
+        """The tick's pings, sent until accepted."""
+        answer = await self._send(ingest, "/v1/telemetry", tick.pings, ok=(202,))
+        self.pings_sent += answer["accepted"]
+        for rejection in answer["rejected"][:3]:
+            log.warning("ingest rejected a simulated ping: %s", rejection["error"])
 
-    async def _dispatch_due(self) -> None:
-        now = time.monotonic()
-        due, self._to_dispatch = (
-            [c for c in self._to_dispatch if c[0] <= now],
-            [c for c in self._to_dispatch if c[0] > now],
-        )
-        for _, call_id, lat, lon in due:
-            nearest = await self._dispatcher.get("/v1/nearest", params={"lat": lat, "lon": lon, "k": 3})
-            for candidate in nearest.json().get("units", []) if nearest.status_code == 200 else []:
-                unit_id = candidate["unit_id"]
-                assigned = await self._dispatcher.post(f"/v1/calls/{call_id}/assign", json={"unit_id": unit_id})
-                vehicle = self.vehicles.get(unit_id)
-                if assigned.status_code == 200 and vehicle is not None:
-                    vehicle.task, vehicle.target, vehicle.call_id = Task.RESPONDING, (lat, lon), call_id
-                    await self._dispatcher.post(f"/v1/units/{unit_id}/status", json={"status": "en_route"})
-                    break
-            else:
-                log.info("call %s: no unit available; it stays unassigned", call_id)
+    async def _act(self, dispatcher: httpx.AsyncClient, tick: Tick) -> None:
+        for action in tick.actions:
+            match action:
+                case NewCall():
+                    body = {"call_id": action.call_id, "lat": action.lat, "lon": action.lon,
+                            "category": action.category, "priority": action.priority,
+                            "received_at": action.received_at.isoformat()}  # fmt: skip
+                    await self._send(dispatcher, "/v1/calls", body, ok=(200, 201))
+                case Assign():
+                    body = {"unit_id": action.unit_id, "ts": action.ts.isoformat()}
+                    await self._send(dispatcher, f"/v1/calls/{action.call_id}/assign", body, ok=(200,))
+                case Clear():
+                    await self._seen_arriving(dispatcher, action.call_id)
+                    body = {"status": "available", "call_id": action.call_id, "ts": action.ts.isoformat()}
+                    await self._send(dispatcher, f"/v1/units/{action.unit_id}/status", body, ok=(200,))
+
+    async def _seen_arriving(self, dispatcher: httpx.AsyncClient, call_id: str, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            timeline = (await dispatcher.get(f"/v1/calls/{call_id}")).json().get("timeline", [])
+            if any(e["event"] == "on_scene" for e in timeline):
+                return
+            await asyncio.sleep(0.05)
+        log.warning("the dispatcher did not see the unit of %s arrive within %.0f s; clearing it", call_id, timeout_s)
+
+    async def _send(self, client: httpx.AsyncClient, path: str, body: object, *, ok: tuple[int, ...]) -> dict[str, Any]:
+        """As a terminal or console does: a 503 or a lost connection means send again; anything else is a bug of
+        the simulation or the service, and stops the night."""
+        for _ in range(100):
+            try:
+                response = await client.post(path, json=body)
+            except httpx.HTTPError as e:
+                self.refused[type(e).__name__] = self.refused.get(type(e).__name__, 0) + 1
+                await asyncio.sleep(0.2)
+                continue
+            if response.status_code in ok:
+                answer: dict[str, Any] = response.json()
+                return answer
+            if response.status_code != 503:
+                raise RuntimeError(f"{path} answered {response.status_code}: {response.text}")
+            self.refused["503"] = self.refused.get("503", 0) + 1
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"{path} refused 100 times in a row")
+
+    async def _report_of(self, analytics: httpx.AsyncClient, night: Night, timeout_s: float = 60.0) -> dict[str, Any]:
+        """Analytics' figures for the night, once it holds every call the night made and every arrival."""
+        window = {"from": night.start.isoformat(), "to": (night.end + timedelta(seconds=1)).isoformat()}
+        reached = sum(1 for c in night.calls.values() if c.arrived_at is not None)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            by_zone = await analytics.get("/v1/reports/response-times", params=window | {"group_by": "zone_class"})
+            groups = by_zone.json()["groups"]
+            calls = sum(g["calls"] for g in groups)
+            arrived = sum(g["calls"] - g["not_arrived"] for g in groups)
+            if (calls, arrived) == (len(night.calls), reached) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        by_platform = await analytics.get("/v1/reports/response-times", params=window | {"group_by": "platform"})
+        return {"zone_class": groups, "platform": by_platform.json()["groups"]}
 
 
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+def _progress(night: Night, pings_per_s: float) -> str:
+    done = night.progress
+    bar = "#" * round(done * BAR) + "." * (BAR - round(done * BAR))
+    calls = night.calls.values()
+    open_ = sum(1 for c in calls if c.cleared_at is None)
+    responding = sum(1 for c in calls if c.unit_id is not None and c.cleared_at is None)
+    return (
+        f"[{night.now:%H:%M:%S}] [{bar}] {done:4.0%}  calls {len(night.calls)} ({open_} open, {responding} with a "
+        f"unit)  units {len(night.vehicles)}  pings/s {pings_per_s:,.0f}"
+    )
+
+
+def _table(report: dict[str, Any], night: Night) -> str:
+    """The services' report (analytics) per zone class and per platform, and what the simulation recorded."""
+    lines = ["", "report (analytics, event time):"]
+    header = f"  {'':<16}{'calls':>7}{'reached':>9}{'p50 s':>8}{'p90 s':>8}{'within target':>15}"
+    for title, key in (("zone class", "zone_class"), ("platform", "platform")):
+        lines += ["", f"  by {title}", header]
+        for g in sorted(report[key], key=lambda g: str(g["key"])):
+            response = g["response_s"] or {}
+            met = g["target_met_pct"]
+            lines.append(
+                f"  {g['key']:<16}{g['calls']:>7}{g['calls'] - g['not_arrived']:>9}"
+                f"{_num(response.get('p50')):>8}{_num(response.get('p90')):>8}"
+                f"{'-' if met is None else f'{met:.1f}%':>15}"
+            )
+    calls = list(night.calls.values())
+    sent = sum(1 for c in calls if c.unit_id is not None)
+    reached = sum(1 for c in calls if c.arrived_at is not None)
+    lines += ["", f"simulation recorded: {len(calls)} calls, {sent} with a unit sent, {reached} reached"]
+    return "\n".join(lines)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def main_loop(simulation: Simulation) -> int:
+    """Runs `simulation` until the night ends or SIGINT/SIGTERM; 0 when it played to the end."""
+
+    async def run() -> bool:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        return await simulation.run(stop)
+
+    try:
+        return 0 if asyncio.run(run()) else 1
+    except (RuntimeError, httpx.HTTPError) as e:
+        print(f"simulation stopped: {e}", file=sys.stderr)
+        return 1

@@ -210,8 +210,8 @@ async def test_demo_runs_a_simulated_city_in_a_world_of_its_own(tmp_path: Path) 
     try:
         assert demo.stdout is not None
         lines = await read_until(demo.stdout, "kuaijing is up")
-        assert any(line.startswith("simulation running") for line in lines)
         assert any(line.startswith("kafka") and f":{ports['embedded_kafka']}" in line for line in lines)
+        await read_until(demo.stdout, "simulation running")
         tokens = {line.split()[0]: line.split()[1] for line in lines if line.startswith("  ")}
         headers = {"Authorization": f"Bearer {tokens['viewer']}"}
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['dispatcher']}", timeout=10) as client:

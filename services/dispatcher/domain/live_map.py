@@ -62,6 +62,8 @@ class UnitFilter:
 class LiveMap:
     def __init__(self, resolution: int | None = None) -> None:
         self.units: dict[str, UnitState] = {}
+        self.newest: datetime | None = None
+        """The latest fix time applied to any unit: the map's clock in event time."""
         self._fixed_resolution = resolution
         self._index: H3Index[UnitState] = H3Index(resolution or resolution_for(0))
 
@@ -110,6 +112,8 @@ class LiveMap:
             self._index.remove(unit_id, unit.cell, unit.status)
         unit.position = position
         unit.position_epoch = epoch
+        if self.newest is None or position.ts > self.newest:
+            self.newest = position.ts
         unit.xyz = unit_vector(position.lat, position.lon)
         self._index.add(unit_id, unit, cell, unit.status)
         unit.cell = cell

@@ -1,0 +1,192 @@
+"""A night in the simulated city, in simulated time: a tick every `TICK_S` seconds of event time, in which the
+vehicles move and report, 110 calls arrive, a console operator sends the nearest patrolling vehicle, responders
+arrive and clear. Plain Python and deterministic: the same registry, start and seed give the same ticks whatever
+the speed they are played at, so every figure the services compute in event time is the same at any speed-up.
+
+The night also keeps its own record of every call (received, unit sent, arrived), judged the way the dispatcher
+judges a GPS arrival: the first fix within `ARRIVAL_RADIUS_M` of the call after the unit was assigned.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from services.simulator.city import CATEGORIES, Task, Vehicle, call_location, vehicles_of
+from shared.contract.registry import RegistryImport
+from shared.geo import great_circle_m
+
+TICK_S = 2.0
+VIDEO_EVERY_REPORTS = 15
+REPORT_EVERY_TICKS = 5
+"""A patrolling vehicle reports every 10 s, as terminals commonly do; one on a call reports every tick."""
+ARRIVAL_RADIUS_M = 100.0
+"""The dispatcher's default GPS arrival radius (`KUAIJING_ARRIVAL_RADIUS_M`)."""
+READ_S = (5.0, 40.0)
+"""How long the operator takes to read a call before dispatching."""
+ON_SCENE_S = (60.0, 240.0)
+
+
+@dataclass(frozen=True, slots=True)
+class NewCall:
+    call_id: str
+    lat: float
+    lon: float
+    category: str
+    priority: int
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Assign:
+    call_id: str
+    unit_id: str
+    ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Clear:
+    call_id: str
+    unit_id: str
+    ts: datetime
+
+
+Action = NewCall | Assign | Clear
+
+
+@dataclass
+class CallRecord:
+    """What the simulation knows happened to a call, to hold the services' figures against."""
+
+    call_id: str
+    lat: float
+    lon: float
+    received_at: datetime
+    unit_id: str | None = None
+    assigned_at: datetime | None = None
+    arrived_at: datetime | None = None
+    cleared_at: datetime | None = None
+
+    def as_json(self) -> dict[str, object]:
+        def iso(ts: datetime | None) -> str | None:
+            return None if ts is None else ts.isoformat()
+
+        return {
+            "call_id": self.call_id, "lat": self.lat, "lon": self.lon, "received_at": iso(self.received_at),
+            "unit_id": self.unit_id, "assigned_at": iso(self.assigned_at), "arrived_at": iso(self.arrived_at),
+            "cleared_at": iso(self.cleared_at),
+        }  # fmt: skip
+
+
+@dataclass
+class Tick:
+    at: datetime
+    pings: list[dict[str, object]]
+    """What the terminals report at `at`: a fix from each reporting vehicle, now and then its video state. Plain
+    data, taken when the tick is made, so a tick can still be on its way while the night moves on."""
+    actions: list[Action] = field(default_factory=list)
+    """What the consoles and crews do at `at`, after the fixes of this tick."""
+
+
+class Night:
+    def __init__(
+        self, registry: RegistryImport, *, start: datetime, hours: float, call_every_s: float, seed: int
+    ) -> None:
+        self._rng = random.Random(seed)
+        self.vehicles = {v.unit_id: v for v in vehicles_of(registry, self._rng)}
+        self.start, self.end = start, start + timedelta(hours=hours)
+        self.now = start
+        self.calls: dict[str, CallRecord] = {}
+        self._call_every_s = call_every_s
+        self._next_call = start + timedelta(seconds=self._rng.expovariate(1 / call_every_s))
+        self._to_dispatch: list[tuple[datetime, str]] = []
+        self._ticks = 0
+        self._on_call: dict[str, str] = {}
+        """unit id -> the call it is on"""
+
+    @property
+    def progress(self) -> float:
+        return (self.now - self.start) / (self.end - self.start)
+
+    def ticks(self) -> Iterator[Tick]:
+        while self.now + timedelta(seconds=TICK_S) <= self.end:
+            yield self.tick()
+
+    def tick(self) -> Tick:
+        self.now += timedelta(seconds=TICK_S)
+        self._ticks += 1
+        now = self.now
+        for vehicle in self.vehicles.values():
+            vehicle.step(TICK_S, self._rng)
+        tick = Tick(now, [])
+        for index, vehicle in enumerate(self.vehicles.values()):
+            if self._reports(vehicle, index):
+                vehicle.seq += 1
+                tick.pings += _pings(vehicle, now)
+        for vehicle in self.vehicles.values():
+            if vehicle.task is Task.RESPONDING and vehicle.target is not None:
+                if great_circle_m(vehicle.lat, vehicle.lon, *vehicle.target) <= ARRIVAL_RADIUS_M:
+                    self.calls[self._on_call[vehicle.unit_id]].arrived_at = now
+                    vehicle.task = Task.ON_SCENE
+                    vehicle.clear_at = now + timedelta(seconds=self._rng.uniform(*ON_SCENE_S))
+            elif vehicle.task is Task.ON_SCENE and vehicle.clear_at is not None and vehicle.clear_at <= now:
+                call_id = self._on_call.pop(vehicle.unit_id)
+                self.calls[call_id].cleared_at = now
+                tick.actions.append(Clear(call_id, vehicle.unit_id, now))
+                vehicle.task, vehicle.target, vehicle.call_id, vehicle.clear_at = Task.PATROL, None, None, None
+        while self._next_call <= now:
+            tick.actions.append(self._new_call(now))
+            self._next_call += timedelta(seconds=self._rng.expovariate(1 / self._call_every_s))
+        tick.actions += self._dispatch_due(now)
+        return tick
+
+    def _reports(self, vehicle: Vehicle, index: int) -> bool:
+        return vehicle.task is not Task.PATROL or (self._ticks + index) % REPORT_EVERY_TICKS == 0
+
+    def _new_call(self, now: datetime) -> NewCall:
+        lat, lon = call_location(self._rng)
+        call = NewCall(
+            call_id=f"SIM-{self.start:%Y%m%d%H%M%S}-{len(self.calls) + 1:05d}",
+            lat=round(lat, 6),
+            lon=round(lon, 6),
+            category=self._rng.choice(CATEGORIES),
+            priority=self._rng.choice((1, 2, 2, 3)),
+            received_at=now,
+        )
+        self.calls[call.call_id] = CallRecord(call.call_id, call.lat, call.lon, now)
+        self._to_dispatch.append((now + timedelta(seconds=self._rng.uniform(*READ_S)), call.call_id))
+        return call
+
+    def _dispatch_due(self, now: datetime) -> list[Action]:
+        """The operator sends the nearest patrolling vehicle; a call nobody is free for waits for the next tick."""
+        actions: list[Action] = []
+        waiting = []
+        for due, call_id in self._to_dispatch:
+            if due > now:
+                waiting.append((due, call_id))
+                continue
+            call = self.calls[call_id]
+            free = [v for v in self.vehicles.values() if v.task is Task.PATROL]
+            if not free:
+                waiting.append((due, call_id))
+                continue
+            vehicle = min(free, key=lambda v: (great_circle_m(v.lat, v.lon, call.lat, call.lon), v.unit_id))
+            vehicle.task, vehicle.target, vehicle.call_id = Task.RESPONDING, (call.lat, call.lon), call_id
+            self._on_call[vehicle.unit_id] = call_id
+            call.unit_id, call.assigned_at = vehicle.unit_id, now
+            actions.append(Assign(call_id, vehicle.unit_id, now))
+        self._to_dispatch = waiting
+        return actions
+
+
+def _pings(vehicle: Vehicle, at: datetime) -> list[dict[str, object]]:
+    pings = [vehicle.position_ping(at, satellites=9 + vehicle.seq % 10)]
+    if vehicle.seq % VIDEO_EVERY_REPORTS == 1:
+        pings.append(
+            {"kind": "video", "unit_id": vehicle.unit_id, "ts": at.isoformat(), "channel": 1, "state": "streaming",
+             "bitrate_kbps": 1800, "fps": 25, "resolution": "1280x720", "codec": "H.264", "network": "4G",
+             "signal_dbm": -70 - vehicle.seq % 30}
+        )  # fmt: skip
+    return pings

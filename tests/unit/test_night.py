@@ -1,0 +1,67 @@
+"""The simulated night: the same seed plays the same night, the operator sends the nearest free vehicle, and the
+night's own record of an arrival is the dispatcher's rule (the first fix within the radius after the dispatch)."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+from services.simulator.city import city_registry
+from services.simulator.night import ARRIVAL_RADIUS_M, Assign, Clear, NewCall, Night
+from shared.geo import great_circle_m
+
+START = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
+
+
+def night(seed: int = 4, hours: float = 0.5) -> Night:
+    return Night(city_registry(rng=random.Random(seed)), start=START, hours=hours, call_every_s=30, seed=seed)
+
+
+def test_the_same_seed_plays_the_same_night() -> None:
+    first = [(t.at, t.pings, t.actions) for t in night().ticks()]
+    again = [(t.at, t.pings, t.actions) for t in night().ticks()]
+    assert first == again
+    assert first != [(t.at, t.pings, t.actions) for t in night(seed=5).ticks()]
+
+
+def test_every_call_is_made_assigned_arrived_and_cleared_in_order_and_in_event_time() -> None:
+    played = night()
+    actions = [(t.at, a) for t in played.ticks() for a in t.actions]
+    made = {a.call_id: at for at, a in actions if isinstance(a, NewCall)}
+    assert len(made) > 30
+    busy: dict[str, str] = {}
+    for at, action in actions:
+        assert action.ts == at if not isinstance(action, NewCall) else action.received_at == at
+        if isinstance(action, Assign):
+            assert action.unit_id not in busy, "a vehicle already on a call was sent again"
+            busy[action.unit_id] = action.call_id
+            assert made[action.call_id] <= at
+        elif isinstance(action, Clear):
+            assert busy.pop(action.unit_id) == action.call_id
+    for record in played.calls.values():
+        if record.arrived_at is not None:
+            assert record.assigned_at is not None
+            assert record.received_at <= record.assigned_at < record.arrived_at
+            assert record.cleared_at is None or record.arrived_at < record.cleared_at
+
+
+def test_an_arrival_is_the_first_reported_fix_within_the_radius_after_the_dispatch() -> None:
+    played = night()
+    fixes: dict[str, list[tuple[datetime, float, float]]] = {}
+    for tick in played.ticks():
+        for ping in tick.pings:
+            if ping["kind"] == "position":
+                fixes.setdefault(str(ping["unit_id"]), []).append((tick.at, float(ping["lat"]), float(ping["lon"])))  # type: ignore[arg-type]
+    checked = 0
+    for record in played.calls.values():
+        if record.unit_id is None or record.assigned_at is None:
+            continue
+        assigned_at = record.assigned_at
+        inside = [
+            at
+            for at, lat, lon in fixes[record.unit_id]
+            if at > assigned_at and great_circle_m(lat, lon, record.lat, record.lon) <= ARRIVAL_RADIUS_M
+        ]
+        assert record.arrived_at == (inside[0] if inside else None), record.call_id
+        checked += record.arrived_at is not None
+    assert checked > 10

@@ -229,7 +229,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if missing:
         raise KuaijingError(f"the simulation needs KUAIJING_API_TOKENS for {', '.join(sorted(missing))}")
     host = settings.bind_host
-    urls = Urls(*(f"http://{host}:{_service_port(service)}" for service in ("ingest", "dispatcher", "analytics")))
+    ingest, dispatcher, analytics = (f"http://{host}:{_service_port(s)}" for s in ("ingest", "dispatcher", "analytics"))
+    urls = Urls(ingest, dispatcher, analytics, jt808_port=IngestSettings().jt808_port, kafka=settings.kafka_client)
     simulation = Simulation(
         urls=urls,
         tokens=tokens,

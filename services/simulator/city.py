@@ -121,7 +121,9 @@ class Vehicle:
         north = (goal[0] - self.lat) * _M_PER_DEG_LAT
         east = (goal[1] - self.lon) * _M_PER_DEG_LAT * math.cos(math.radians(self.lat))
         norm = math.hypot(north, east) or 1.0
-        self.lat, self.lon = offset(self.lat, self.lon, north_m=north / norm * travel, east_m=east / norm * travel)
+        lat, lon = offset(self.lat, self.lon, north_m=north / norm * travel, east_m=east / norm * travel)
+        # Microdegrees, as JT/T 808 carries them, so every transport reports the same point.
+        self.lat, self.lon = round(lat, 6), round(lon, 6)
         self.heading = math.degrees(math.atan2(east, north)) % 360
         self.speed_kmh = travel / dt_s * 3.6 if dt_s else 0.0
 
@@ -153,6 +155,25 @@ def vehicles_of(registry: RegistryImport, rng: random.Random) -> list[Vehicle]:
         lat, lon = offset(*base, north_m=rng.uniform(-800, 800), east_m=rng.uniform(-800, 800))
         fleet.append(Vehicle(unit.id, unit.kind, base, lat, lon))
     return fleet
+
+
+@dataclass(frozen=True, slots=True)
+class DeadSpot:
+    """Where terminals lose the mobile network: what they fix there they upload when they are out again."""
+
+    name: str
+    centre: tuple[float, float]
+    radius_m: float
+
+    def covers(self, lat: float, lon: float) -> bool:
+        return great_circle_m(lat, lon, *self.centre) <= self.radius_m
+
+
+DEAD_SPOTS = (
+    DeadSpot("资江隧道 Zijiang tunnel", offset(*CENTRE, north_m=2_500, east_m=-1_500), 450.0),
+    DeadSpot("双清公园山地 Shuangqing park hills", offset(*CENTRE, north_m=-2_200, east_m=2_600), 600.0),
+    DeadSpot("城南桥下 under the south bridge", offset(*CENTRE, north_m=-4_000, east_m=-800), 400.0),
+)
 
 
 def call_location(rng: random.Random) -> tuple[float, float]:

@@ -13,8 +13,9 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 
-from services.simulator.city import CATEGORIES, Task, Vehicle, call_location, vehicles_of
+from services.simulator.city import CATEGORIES, DEAD_SPOTS, Task, Vehicle, call_location, vehicles_of
 from shared.contract.registry import RegistryImport
 from shared.geo import great_circle_m
 
@@ -80,12 +81,43 @@ class CallRecord:
         }  # fmt: skip
 
 
+class Transport(StrEnum):
+    """How a vehicle's terminal reaches Kuaijing, as in the field: a third are JT/T 808 terminals over TCP, a sixth
+    come through another system on the raw topic, the rest post over HTTP."""
+
+    JT808 = "jt808"
+    KAFKA = "kafka"
+    HTTP = "http"
+
+
+def transport_of(index: int) -> Transport:
+    return (Transport.JT808, Transport.JT808, Transport.KAFKA, Transport.HTTP, Transport.HTTP, Transport.HTTP)[
+        index % 6
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What one vehicle's terminal sends at a tick. Plain data, taken when the tick is made, so a tick can still be
+    on its way while the night moves on."""
+
+    unit_id: str
+    transport: Transport
+    pings: tuple[dict[str, object], ...]
+    """This tick's fix (and now and then the video state)."""
+    late: tuple[dict[str, object], ...] = ()
+    """Fixes held while out of coverage, uploaded now, oldest first (JT/T 808: 0x0704 blind-area upload)."""
+
+
 @dataclass
 class Tick:
     at: datetime
-    pings: list[dict[str, object]]
-    """What the terminals report at `at`: a fix from each reporting vehicle, now and then its video state. Plain
-    data, taken when the tick is made, so a tick can still be on its way while the night moves on."""
+    reports: list[Report]
+
+    @property
+    def pings(self) -> list[dict[str, object]]:
+        return [p for r in self.reports for p in (*r.late, *r.pings)]
+
     actions: list[Action] = field(default_factory=list)
     """What the consoles and crews do at `at`, after the fixes of this tick."""
 
@@ -103,6 +135,8 @@ class Night:
         self._next_call = start + timedelta(seconds=self._rng.expovariate(1 / call_every_s))
         self._to_dispatch: list[tuple[datetime, str]] = []
         self._ticks = 0
+        self._held: dict[str, list[dict[str, object]]] = {}
+        """unit id -> fixes taken out of coverage, not yet uploaded"""
         self._on_call: dict[str, str] = {}
         """unit id -> the call it is on"""
 
@@ -122,9 +156,16 @@ class Night:
             vehicle.step(TICK_S, self._rng)
         tick = Tick(now, [])
         for index, vehicle in enumerate(self.vehicles.values()):
-            if self._reports(vehicle, index):
-                vehicle.seq += 1
-                tick.pings += _pings(vehicle, now)
+            if not self._reports(vehicle, index):
+                continue
+            vehicle.seq += 1
+            held = self._held.setdefault(vehicle.unit_id, [])
+            transport = transport_of(index)
+            if vehicle.task is Task.PATROL and any(spot.covers(vehicle.lat, vehicle.lon) for spot in DEAD_SPOTS):
+                held.append(vehicle.position_ping(now, satellites=9 + vehicle.seq % 10))
+                continue
+            late, self._held[vehicle.unit_id] = tuple(held), []
+            tick.reports.append(Report(vehicle.unit_id, transport, tuple(_pings(vehicle, now, transport)), late))
         for vehicle in self.vehicles.values():
             if vehicle.task is Task.RESPONDING and vehicle.target is not None:
                 if great_circle_m(vehicle.lat, vehicle.lon, *vehicle.target) <= ARRIVAL_RADIUS_M:
@@ -181,9 +222,9 @@ class Night:
         return actions
 
 
-def _pings(vehicle: Vehicle, at: datetime) -> list[dict[str, object]]:
+def _pings(vehicle: Vehicle, at: datetime, transport: Transport) -> list[dict[str, object]]:
     pings = [vehicle.position_ping(at, satellites=9 + vehicle.seq % 10)]
-    if vehicle.seq % VIDEO_EVERY_REPORTS == 1:
+    if vehicle.seq % VIDEO_EVERY_REPORTS == 1 and transport is not Transport.JT808:
         pings.append(
             {"kind": "video", "unit_id": vehicle.unit_id, "ts": at.isoformat(), "channel": 1, "state": "streaming",
              "bitrate_kbps": 1800, "fps": 25, "resolution": "1280x720", "codec": "H.264", "network": "4G",

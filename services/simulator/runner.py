@@ -26,7 +26,9 @@ import httpx
 import orjson
 
 from services.simulator.city import city_registry
-from services.simulator.night import Assign, Clear, NewCall, Night, Tick
+from services.simulator.night import Assign, Clear, NewCall, Night, Tick, Transport, transport_of
+from services.simulator.terminals import Jt808Terminal, RawTopicRelay
+from shared.infra.kafka import KafkaClient
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ class Urls:
     ingest: str
     dispatcher: str
     analytics: str
+    jt808_port: int
+    kafka: KafkaClient
 
 
 class Simulation:
@@ -64,6 +68,8 @@ class Simulation:
         self.pings_sent = 0
         self.refused: dict[str, int] = {}
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._terminals: dict[str, Jt808Terminal] = {}
+        self._relay: RawTopicRelay
 
     def _client(self, url: str, role: str) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {self._tokens[role]}"}, timeout=30)
@@ -86,42 +92,57 @@ class Simulation:
             )
             response.raise_for_status()
             await self._ingest_knows(ingest, next(iter(night.vehicles)))
-            print(
-                f"simulation running: {len(registry.platforms)} platforms, {len(registry.units)} vehicles, "
-                f"{self._hours:g} simulated hours from {start:%H:%M} UTC at {self._speedup:g}x (seed {self._seed})",
-                flush=True,
-            )
-            began = time.monotonic()
-            last_progress, pings_then = began, 0
-            for tick in night.ticks():
-                due = began + (tick.at - night.start).total_seconds() / self._speedup
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=max(0.0, due - time.monotonic()))
-                    return False
-                except TimeoutError:
-                    pass
-                await self._report(ingest, tick)
-                if tick.actions:
-                    await self._reported()
-                    await self._act(dispatcher, tick)
-                if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
-                    rate = (self.pings_sent - pings_then) / (time.monotonic() - last_progress)
-                    last_progress, pings_then = time.monotonic(), self.pings_sent
-                    print(_progress(night, rate), flush=True)
-            await self._reported()
-            print(_progress(night, self.pings_sent / (time.monotonic() - began)), flush=True)
-            report = await self._report_of(analytics, night)
+            phones = {u.id: u.terminal_id or "" for u in registry.units}
+            self._terminals = {
+                unit: Jt808Terminal(self._urls.jt808_port, phones[unit])
+                for i, unit in enumerate(night.vehicles)
+                if transport_of(i) is Transport.JT808
+            }
+            self._relay = RawTopicRelay(self._urls.kafka)
+            await self._relay.start()
+            try:
+                return await self._play(night, stop, ingest, dispatcher, analytics)
+            finally:
+                await asyncio.gather(*(t.close() for t in self._terminals.values()))
+                await self._relay.stop()
+
+    async def _play(
+        self,
+        night: Night,
+        stop: asyncio.Event,
+        ingest: httpx.AsyncClient,
+        dispatcher: httpx.AsyncClient,
+        analytics: httpx.AsyncClient,
+    ) -> bool:
+        print(
+            f"simulation running: {len(night.vehicles)} vehicles ({len(self._terminals)} over JT/T 808), "
+            f"{self._hours:g} simulated hours from {night.start:%H:%M} UTC at {self._speedup:g}x (seed {self._seed})",
+            flush=True,
+        )
+        began = time.monotonic()
+        last_progress, pings_then = began, 0
+        for tick in night.ticks():
+            due = began + (tick.at - night.start).total_seconds() / self._speedup
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=max(0.0, due - time.monotonic()))
+                return False
+            except TimeoutError:
+                pass
+            await self._report(ingest, tick)
+            # No need to wait for the fixes in flight: an arrival counts only from fixes after the assignment,
+            # which are handed over only once the assignment is answered; a clear waits to see the arrival.
+            await self._act(dispatcher, tick)
+            if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
+                rate = (self.pings_sent - pings_then) / (time.monotonic() - last_progress)
+                last_progress, pings_then = time.monotonic(), self.pings_sent
+                print(_progress(night, rate), flush=True)
+        await self._reported()
+        print(_progress(night, self.pings_sent / (time.monotonic() - began)), flush=True)
+        report = await self._report_of(analytics, night)
         if self._record is not None:
-            self._record.write_bytes(
-                orjson.dumps(
-                    {
-                        "start": night.start.isoformat(),
-                        "end": night.end.isoformat(),
-                        "calls": [c.as_json() for c in night.calls.values()],
-                        "report": report,
-                    }
-                )
-            )
+            calls = [c.as_json() for c in night.calls.values()]
+            document = {"start": night.start.isoformat(), "end": night.end.isoformat(), "calls": calls}
+            self._record.write_bytes(orjson.dumps(document | {"report": report}))
         print(_table(report, night), flush=True)
         return True
 
@@ -137,20 +158,39 @@ class Simulation:
         raise RuntimeError(f"ingest did not learn the simulated fleet within {timeout_s:.0f} s")
 
     async def _report(self, ingest: httpx.AsyncClient, tick: Tick) -> None:
-        """The tick's fixes are sent while earlier ticks' are still being acknowledged (a few at a time, in order
-        per unit as ingest keys them); a tick with calls or crews to act on waits for all of them first."""
+        """The tick's fixes go out over each vehicle's transport while earlier ticks' are still being acknowledged
+        (a few ticks at a time, each unit's in order)."""
         if len(self._in_flight) >= IN_FLIGHT:
             await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
-        task = asyncio.create_task(self._post_fixes(ingest, tick))
+        http: list[dict[str, Any]] = []
+        raw: list[dict[str, Any]] = []
+        acknowledged: list[asyncio.Future[Any]] = []
+        for report in tick.reports:
+            match report.transport:
+                case Transport.HTTP:
+                    http += [*report.late, *report.pings]
+                case Transport.KAFKA:
+                    raw += [*report.late, *report.pings]
+                case Transport.JT808:
+                    acknowledged += self._terminals[report.unit_id].report(report.pings[0], report.late)
+                    self.pings_sent += len(report.late) + 1
+        acknowledged += await self._relay.relay(raw)
+        self.pings_sent += len(raw)
+        task = asyncio.create_task(self._post_fixes(ingest, http, acknowledged))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
     async def _reported(self) -> None:
         await asyncio.gather(*self._in_flight)
 
-    async def _post_fixes(self, ingest: httpx.AsyncClient, tick: Tick) -> None:
-        """The tick's pings, sent until accepted."""
-        answer = await self._send(ingest, "/v1/telemetry", tick.pings, ok=(202,))
+    async def _post_fixes(
+        self, ingest: httpx.AsyncClient, http: list[dict[str, Any]], acknowledged: list[asyncio.Future[Any]]
+    ) -> None:
+        """The HTTP vehicles' pings, sent until accepted, and the other transports' acknowledgements."""
+        await asyncio.gather(*acknowledged)
+        if not http:
+            return
+        answer = await self._send(ingest, "/v1/telemetry", http, ok=(202,))
         self.pings_sent += answer["accepted"]
         for rejection in answer["rejected"][:3]:
             log.warning("ingest rejected a simulated ping: %s", rejection["error"])

@@ -6,8 +6,8 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime
 
-from services.simulator.city import city_registry
-from services.simulator.night import ARRIVAL_RADIUS_M, Assign, Clear, NewCall, Night
+from services.simulator.city import DEAD_SPOTS, Task, city_registry
+from services.simulator.night import ARRIVAL_RADIUS_M, Assign, Clear, NewCall, Night, Transport, transport_of
 from shared.geo import great_circle_m
 
 START = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
@@ -65,3 +65,28 @@ def test_an_arrival_is_the_first_reported_fix_within_the_radius_after_the_dispat
         assert record.arrived_at == (inside[0] if inside else None), record.call_id
         checked += record.arrived_at is not None
     assert checked > 10
+
+
+def test_a_third_of_the_fleet_speaks_jt808_a_sixth_comes_through_the_raw_topic() -> None:
+    kinds = [transport_of(i) for i in range(231)]
+    assert kinds.count(Transport.JT808) == 78
+    assert kinds.count(Transport.KAFKA) == 39
+    assert kinds.count(Transport.HTTP) == 114
+
+
+def test_fixes_taken_in_a_dead_spot_are_uploaded_late_oldest_first_and_responders_keep_coverage() -> None:
+    played = night(hours=2.0)
+    uploads = 0
+    on_calls: set[str] = set()
+    for tick in played.ticks():
+        assert on_calls <= {r.unit_id for r in tick.reports}, "a vehicle on a call always reports"
+        for report in tick.reports:
+            times = [datetime.fromisoformat(str(p["ts"])) for p in report.late]
+            assert times == sorted(times)
+            assert all(t < tick.at for t in times)
+            uploads += bool(report.late)
+            [fix] = [p for p in report.pings if p["kind"] == "position"]
+            inside = any(spot.covers(float(fix["lat"]), float(fix["lon"])) for spot in DEAD_SPOTS)  # type: ignore[arg-type]
+            assert not inside or report.unit_id in on_calls, "a patrol reported from inside a dead spot"
+        on_calls = {v.unit_id for v in played.vehicles.values() if v.task is not Task.PATROL}
+    assert uploads > 0, "no vehicle crossed a dead spot in two hours: the test proves nothing"

@@ -135,9 +135,10 @@ class Simulation:
             if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
                 rate = (self.pings_sent - pings_then) / (time.monotonic() - last_progress)
                 last_progress, pings_then = time.monotonic(), self.pings_sent
-                print(_progress(night, rate), flush=True)
+                print(_progress(night, rate, await _online(dispatcher)), flush=True)
         await self._reported()
-        print(_progress(night, self.pings_sent / (time.monotonic() - began)), flush=True)
+        rate = self.pings_sent / (time.monotonic() - began)
+        print(_progress(night, rate, await _online(dispatcher)), flush=True)
         report = await self._report_of(analytics, night)
         if self._record is not None:
             calls = [c.as_json() for c in night.calls.values()]
@@ -256,7 +257,7 @@ class Simulation:
         return {"zone_class": groups, "platform": by_platform.json()["groups"]}
 
 
-def _progress(night: Night, pings_per_s: float) -> str:
+def _progress(night: Night, pings_per_s: float, online: int | None) -> str:
     done = night.progress
     bar = "#" * round(done * BAR) + "." * (BAR - round(done * BAR))
     calls = night.calls.values()
@@ -264,8 +265,20 @@ def _progress(night: Night, pings_per_s: float) -> str:
     responding = sum(1 for c in calls if c.unit_id is not None and c.cleared_at is None)
     return (
         f"[{night.now:%H:%M:%S}] [{bar}] {done:4.0%}  calls {len(night.calls)} ({open_} open, {responding} with a "
-        f"unit)  units {len(night.vehicles)}  pings/s {pings_per_s:,.0f}"
+        f"unit)  units online {'?' if online is None else online}/{len(night.vehicles)}  pings/s {pings_per_s:,.0f}"
     )
+
+
+async def _online(dispatcher: httpx.AsyncClient) -> int | None:
+    """Units the dispatcher counts online (a fix within its freshness limit, by its clock): from its `/metrics`."""
+    try:
+        text = (await dispatcher.get("/metrics")).text
+    except httpx.HTTPError:
+        return None
+    for line in text.splitlines():
+        if line.startswith('kuaijing_dispatcher_units{state="online"}'):
+            return int(float(line.rsplit(" ", 1)[1]))
+    return None
 
 
 def _table(report: dict[str, Any], night: Night) -> str:

@@ -17,13 +17,13 @@ from pydantic import TypeAdapter
 
 from bench.environment import bench_infra, free_port, service
 from bench.ingest import bare_producer, make_pings
-from services.ingest.domain import jt808
-from services.ingest.domain.jt808 import MessageId
+from shared import jt808
 from shared.contract.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind
 from shared.contract.schemas import Ping
 from shared.contract.topics import POSITIONS
 from shared.infra.postgres import connect
 from shared.infra.registry_store import import_registry
+from shared.jt808 import MessageId
 
 TERMINALS = 1_000
 WINDOW = 16

@@ -30,12 +30,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.environment import BenchInfra, bench_infra, free_port, service_process
 from bench.ingest import bare_producer, make_pings
-from services.ingest.domain import jt808
-from services.ingest.domain.jt808 import MessageId, Result
+from shared import jt808
 from shared.contract.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind
 from shared.contract.topics import POSITIONS
 from shared.infra.postgres import connect
 from shared.infra.registry_store import import_registry
+from shared.jt808 import MessageId, Result
 
 HTTP_UNITS, RELAYS, PING_EVERY_S = 5_000, 50, 2.0
 TERMINALS, TERMINAL_EVERY_S = 1_000, 10.0

@@ -9,10 +9,10 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from services.ingest.domain import jt808
 from services.ingest.intake import Candidate, TelemetryIntake
 from services.ingest.metrics import IngestMetrics
 from services.ingest.terminal_frames import LOCATION_MESSAGES, location_candidates, rejected
+from shared import jt808
 from shared.contract.codec import decode
 from shared.contract.registry import UnitDirectory
 from shared.contract.schemas import RejectReason, Source

@@ -25,14 +25,14 @@ from dataclasses import dataclass, field
 from prometheus_client import Counter
 
 from services.ingest.adapters.terminal_store import TerminalStore
-from services.ingest.domain import jt808
-from services.ingest.domain.jt808 import Frame, Jt808Error, MessageId, RegisterResult, Result
 from services.ingest.intake import Candidate, TelemetryIntake
 from services.ingest.metrics import IngestMetrics
 from services.ingest.terminal_frames import LOCATION_MESSAGES, location_candidates, rejected
+from shared import jt808
 from shared.contract.registry import UnitDirectory, UnitRef
 from shared.contract.schemas import RejectReason, Source
 from shared.errors import UnavailableError
+from shared.jt808 import Frame, Jt808Error, MessageId, RegisterResult, Result
 
 log = logging.getLogger(__name__)
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from datetime import timedelta, timezone
 
-from services.ingest.domain import jt808
-from services.ingest.domain.jt808 import Frame, Jt808Error, MessageId
 from services.ingest.intake import Candidate
+from shared import jt808
 from shared.contract.registry import UnitRef
 from shared.contract.schemas import RejectReason
 from shared.errors import RejectedError
+from shared.jt808 import Frame, Jt808Error, MessageId
 
 LOCATION_MESSAGES = frozenset({MessageId.LOCATION, MessageId.BATCH_LOCATION})
 

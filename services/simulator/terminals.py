@@ -14,10 +14,10 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from services.ingest.domain import jt808
-from services.ingest.domain.jt808 import MessageId, RegisterResult, Result
+from shared import jt808
 from shared.contract.topics import TELEMETRY_RAW
 from shared.infra.kafka import KafkaClient, client_options
+from shared.jt808 import MessageId, RegisterResult, Result
 
 log = logging.getLogger(__name__)
 

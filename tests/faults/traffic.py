@@ -16,9 +16,9 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from services.ingest.domain import jt808
-from services.ingest.domain.jt808 import MessageId, RegisterResult, Result
+from shared import jt808
 from shared.contract.topics import TELEMETRY_RAW
+from shared.jt808 import MessageId, RegisterResult, Result
 from tests.conftest import TOKENS, Fleet
 
 JT808_BATCH = 25

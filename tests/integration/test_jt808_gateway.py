@@ -10,10 +10,10 @@ from types import TracebackType
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from services.ingest.domain import jt808
-from services.ingest.domain.jt808 import MessageId, RegisterResult, Result
 from services.ingest.settings import IngestSettings
+from shared import jt808
 from shared.contract.topics import DEADLETTER, JT808_CONTENT_TYPE, POSITIONS, TELEMETRY_RAW, VIDEO
+from shared.jt808 import MessageId, RegisterResult, Result
 from shared.settings import CommonSettings
 from tests.conftest import Fleet, RunningService
 from tests.harness import TopicTail, eventually

@@ -14,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from services.ingest.domain import jt808
-from services.ingest.domain.jt808 import MessageId, RegisterResult, Result
 from services.ingest.settings import IngestSettings
+from shared import jt808
 from shared.contract.topics import DEADLETTER, POSITIONS
+from shared.jt808 import MessageId, RegisterResult, Result
 from shared.settings import CommonSettings
 from tests.conftest import Fleet, Infra, RunningService, register_fleet
 from tests.harness import TopicTail, eventually, free_port

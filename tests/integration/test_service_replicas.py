@@ -14,9 +14,9 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from services.ingest.domain import jt808
-from services.ingest.domain.jt808 import MessageId, RegisterResult, Result
+from shared import jt808
 from shared.contract.topics import CALLS, TELEMETRY_RAW
+from shared.jt808 import MessageId, RegisterResult, Result
 from shared.settings import CommonSettings
 from tests.conftest import Infra, register_fleet
 from tests.harness import eventually

@@ -29,7 +29,8 @@ def modules(*parts: str) -> list[Path]:
 @pytest.mark.parametrize(
     "path",
     [*modules("services", "ingest", "domain"), *modules("services", "dispatcher", "domain"),
-     *modules("services", "analytics", "domain"), *modules("shared", "contract"), ROOT / "shared" / "errors.py"],
+     *modules("services", "analytics", "domain"), *modules("shared", "contract"), *modules("shared", "jt808"),
+     ROOT / "shared" / "errors.py"],
     ids=lambda p: str(p.relative_to(ROOT)),
 )  # fmt: skip
 def test_domain_and_contract_modules_import_no_web_kafka_or_database_client(path: Path) -> None:

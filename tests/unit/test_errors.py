@@ -10,7 +10,6 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from services.ingest.domain.jt808 import Jt808Error
 from services.ingest.domain.telemetry import TelemetryRejected
 from shared.contract.deadletter import dead_letter
 from shared.contract.schemas import RejectReason, Source
@@ -27,6 +26,7 @@ from shared.errors import (
     UnreadableError,
 )
 from shared.infra.postgres import UNREACHABLE
+from shared.jt808 import Jt808Error
 from shared.web.errors import install_error_handlers, status_of
 
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.ingest.domain import jt808
-from services.ingest.domain.jt808 import Jt808Error, MessageId
+from shared import jt808
+from shared.jt808 import Jt808Error, MessageId
 
 VECTORS: list[dict[str, Any]] = json.loads((Path(__file__).parent.parent / "data" / "jt808_vectors.json").read_text())
 

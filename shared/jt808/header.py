@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from services.ingest.domain.jt808.framing import (
+from shared.jt808.framing import (
     FLAG,
     MAX_BODY,
     checksum,
     escape,
     unescape,
 )
-from services.ingest.domain.jt808.messages import Jt808Error
+from shared.jt808.messages import Jt808Error
 
 
 class Header(NamedTuple):

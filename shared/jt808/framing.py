@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.ingest.domain.jt808.messages import Jt808Error
+from shared.jt808.messages import Jt808Error
 
 FLAG = 0x7E
 ESCAPE = 0x7D

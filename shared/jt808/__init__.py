@@ -7,7 +7,7 @@ is trusted over the table, a 2019-flagged header of 2013 size is accepted when o
 read as signed, and the terminal clock's zone is the caller's (GMT+8 unless the terminal is configured otherwise).
 """
 
-from services.ingest.domain.jt808.bodies import (
+from shared.jt808.bodies import (
     ACC_ON,
     BEIDOU_USED,
     GALILEO_USED,
@@ -37,7 +37,7 @@ from services.ingest.domain.jt808.bodies import (
     encode_general_response,
     encode_register_response,
 )
-from services.ingest.domain.jt808.framing import (
+from shared.jt808.framing import (
     ESCAPE,
     FLAG,
     MAX_BODY,
@@ -47,7 +47,7 @@ from services.ingest.domain.jt808.framing import (
     escape,
     unescape,
 )
-from services.ingest.domain.jt808.header import (
+from shared.jt808.header import (
     Frame,
     Header,
     Reassembler,
@@ -56,9 +56,9 @@ from services.ingest.domain.jt808.header import (
     encode_frames,
     parse_frame,
 )
-from services.ingest.domain.jt808.messages import GMT8, Jt808Error, MessageId, RegisterResult, Result
-from services.ingest.domain.jt808.pings import gnss_of, position_ping, video_pings
-from services.ingest.domain.jt808.terminal import (
+from shared.jt808.messages import GMT8, Jt808Error, MessageId, RegisterResult, Result
+from shared.jt808.pings import gnss_of, position_ping, video_pings
+from shared.jt808.terminal import (
     encode_authentication,
     encode_batch,
     encode_location,

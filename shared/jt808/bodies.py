@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timezone
 from typing import NamedTuple
 
-from services.ingest.domain.jt808.header import bcd_digits
-from services.ingest.domain.jt808.messages import GMT8, Jt808Error, RegisterResult
+from shared.jt808.header import bcd_digits
+from shared.jt808.messages import GMT8, Jt808Error, RegisterResult
 
 
 class _Reader:

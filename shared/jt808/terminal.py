@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from services.ingest.domain.jt808.bodies import (
+from shared.jt808.bodies import (
     SOUTH,
     WEST,
     Authentication,
     Location,
     Registration,
 )
-from services.ingest.domain.jt808.messages import Jt808Error
+from shared.jt808.messages import Jt808Error
 
 
 def _bcd_time(moment: datetime) -> bytes:

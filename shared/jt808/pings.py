@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timezone
 
-from services.ingest.domain.jt808.bodies import BEIDOU_USED, GALILEO_USED, GLONASS_USED, GPS_USED, Location
-from services.ingest.domain.jt808.messages import GMT8, Jt808Error
+from shared.jt808.bodies import BEIDOU_USED, GALILEO_USED, GLONASS_USED, GPS_USED, Location
+from shared.jt808.messages import GMT8, Jt808Error
 
 
 def gnss_of(status: int) -> str | None:

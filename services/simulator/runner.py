@@ -145,6 +145,9 @@ class Simulation:
             document = {"start": night.start.isoformat(), "end": night.end.isoformat(), "calls": calls}
             self._record.write_bytes(orjson.dumps(document | {"report": report}))
         print(_table(report, night), flush=True)
+        print(f"\ndashboard  {self._urls.analytics}/?token={self._tokens['viewer']}", flush=True)
+        for role in ("viewer", "dispatcher", "terminal", "admin"):
+            print(f"  {role:<10} {self._tokens[role]}", flush=True)
         return True
 
     async def _ingest_knows(self, ingest: httpx.AsyncClient, unit_id: str, timeout_s: float = 30.0) -> None:

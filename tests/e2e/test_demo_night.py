@@ -49,7 +49,9 @@ async def play(tmp_path: Path, speedup: int) -> tuple[list[str], dict[str, Any],
         lines = await read_until(demo.stdout, "kuaijing is up")
         tokens = {line.split()[0]: line.split()[1] for line in lines if line.startswith("  ")}
         lines = await read_until(demo.stdout, "the simulated night is over", timeout_s=240)
-        printed = lines[lines.index("report (analytics, event time):") : -1]
+        end = next(i for i, line in enumerate(lines) if line.startswith("dashboard  "))
+        printed = lines[lines.index("report (analytics, event time):") : end]
+        assert tokens["viewer"] in lines[end], "the dashboard's URL and the tokens come again under the report"
         night = orjson.loads(record.read_bytes())
         headers = {"Authorization": f"Bearer {tokens['viewer']}"}
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['DISPATCHER']}", headers=headers) as c:

@@ -348,3 +348,29 @@ async def test_a_replica_does_not_close_a_call_on_which_the_other_has_just_put_a
     held = service.open_call(call_id)
     assert held is not None
     assert held.assigned.keys() == {"U2"}
+
+
+async def test_a_call_given_its_received_at_is_recommended_and_auto_assigned_as_of_then(
+    service: DispatchService, clock: Clock
+) -> None:
+    """A call entered late (or a night replayed fast) gets the units that were fresh when it came in."""
+    clock.now = T0 + timedelta(hours=1)  # by the wall clock every fix is an hour old: nobody is fresh
+    assert (await service.create_call(call_at_centre())).recommendations == []
+    created = await service.create_call(call_at_centre(received_at=T0, auto_assign=True))
+    assert created.assigned_unit_id == "U1"
+    [assigned] = [e for e in created.call.timeline if e.event is CallEventKind.ASSIGNED]
+    assert assigned.ts == T0
+
+
+async def test_on_the_event_clock_now_is_the_newest_fix_on_the_live_map(store: FakeDispatchStore, clock: Clock) -> None:
+    service = DispatchService(
+        store=store, outbox=FakeOutbox(), hub=EventHub(), eta=CircuityEta(), rules=DispatchRules(), clock=clock,
+        event_time=True,
+    )  # fmt: skip
+    await service.load()
+    assert service.clock() == clock.now, "with no fix yet, the given clock"
+    newest = T0 - timedelta(hours=2)
+    await service.on_position(ping("U1", *CENTRE, newest - timedelta(seconds=30)))
+    await service.on_position(ping("U2", *CENTRE, newest))
+    assert service.clock() == newest
+    assert service.fleet_counts(service.clock()) == (2, 1)

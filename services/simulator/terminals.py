@@ -46,6 +46,9 @@ class Jt808Terminal:
         self._queue: asyncio.Queue[tuple[int, bytes, asyncio.Future[None]]] = asyncio.Queue()
         self._code: str | None = None
         self._serial = 0
+        self._reader: asyncio.StreamReader
+        self._writer: asyncio.StreamWriter
+        self._splitter: jt808.FrameSplitter
         self._task = asyncio.create_task(self._run())
 
     def submit(self, message_id: int, body: bytes) -> asyncio.Future[None]:
@@ -71,67 +74,49 @@ class Jt808Terminal:
         pending: tuple[int, bytes, asyncio.Future[None]] | None = None
         while True:
             try:
-                reader, writer = await asyncio.open_connection("127.0.0.1", self._port)
-                splitter = jt808.FrameSplitter()
+                self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self._port)
+                self._splitter = jt808.FrameSplitter()
                 try:
-                    await self._log_in(reader, writer, splitter)
+                    await self._log_in()
                     while True:
                         pending = pending or await self._queue.get()
                         message_id, body, done = pending
-                        if await self._ask(reader, writer, splitter, message_id, body) != Result.SUCCESS:
+                        if await self._ask(message_id, body) != Result.SUCCESS:
                             raise ConnectionError(f"0x{message_id:04x} not accepted")
                         done.set_result(None)
                         pending = None
                 finally:
-                    writer.close()
+                    self._writer.close()
             except (OSError, TimeoutError, asyncio.IncompleteReadError, jt808.Jt808Error) as e:
                 log.debug("terminal %s: %s; reconnecting", self._phone, e)
                 await asyncio.sleep(_RETRY_S)
 
-    async def _log_in(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, splitter: jt808.FrameSplitter
-    ) -> None:
+    async def _log_in(self) -> None:
         if self._code is None:
             registration = jt808.Registration(43, 501, "KJ", "KJ-SIM", "S0001", 1, "湘E00000")
-            reply = await self._exchange(
-                reader, writer, splitter, MessageId.REGISTER, jt808.encode_registration(registration, wide=False)
-            )
+            reply = await self._exchange(MessageId.REGISTER, jt808.encode_registration(registration, wide=False))
             if reply.body[2] != RegisterResult.SUCCESS:
                 raise ConnectionError(f"registration refused ({reply.body[2]})")
             self._code = reply.body[3:].decode()
         auth = jt808.encode_authentication(jt808.Authentication(self._code), wide=False)
-        if await self._ask(reader, writer, splitter, MessageId.AUTHENTICATE, auth) != Result.SUCCESS:
+        if await self._ask(MessageId.AUTHENTICATE, auth) != Result.SUCCESS:
             self._code = None
             raise ConnectionError("authentication refused")
 
-    async def _ask(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        splitter: jt808.FrameSplitter,
-        message_id: int,
-        body: bytes,
-    ) -> int:
-        reply = await self._exchange(reader, writer, splitter, message_id, body)
-        return jt808.decode_general_response(reply.body).result
+    async def _ask(self, message_id: int, body: bytes) -> int:
+        return jt808.decode_general_response((await self._exchange(message_id, body)).body).result
 
-    async def _exchange(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        splitter: jt808.FrameSplitter,
-        message_id: int,
-        body: bytes,
-    ) -> jt808.Frame:
+    async def _exchange(self, message_id: int, body: bytes) -> jt808.Frame:
+        """One frame out on the current connection, the platform's answer back."""
         self._serial = (self._serial + 1) & 0xFFFF
         for frame in jt808.encode_frames(message_id, body, phone=self._phone, serial=self._serial):
-            writer.write(frame)
-        await writer.drain()
+            self._writer.write(frame)
+        await self._writer.drain()
         while True:
-            data = await asyncio.wait_for(reader.read(4096), 30)
+            data = await asyncio.wait_for(self._reader.read(4096), 30)
             if not data:
                 raise asyncio.IncompleteReadError(b"", None)
-            if frames := splitter.feed(data):
+            if frames := self._splitter.feed(data):
                 return jt808.parse_frame(frames[-1])
 
 

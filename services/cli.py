@@ -7,12 +7,14 @@ import asyncio
 import importlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -20,8 +22,10 @@ import orjson
 from pydantic import ValidationError
 
 from services.analytics.settings import AnalyticsSettings
+from services.demo import DemoSettings
 from services.dispatcher.settings import DispatcherSettings
 from services.ingest.settings import IngestSettings
+from services.simulator.city import DEFAULT_CITY, City
 from shared.contract.registry import RegistryImport
 from shared.contract.roles import generate_api_tokens
 from shared.errors import KuaijingError
@@ -106,16 +110,43 @@ def cmd_up(_args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from services.demo import DemoSettings
-
     demo = DemoSettings()
+    City.load(args.city)
     environment = demo.environment(dict(os.environ))
     os.environ.clear()
     os.environ.update(environment)
+    _check_ports_free(CommonSettings().bind_host)
+    _clear_demo_data(demo)
     print(f"demo: a simulated city in {demo.data_dir} (never the data or ports `kuaijing up` uses)", flush=True)
-    simulation = ["--call-every", str(args.call_every), "--seed", str(args.seed), "--speedup", str(args.speedup),
-                  "--hours", str(args.hours)] + (["--record", str(args.record)] if args.record else [])  # fmt: skip
+    simulation = [
+        "--call-every",
+        str(args.call_every),
+        "--seed",
+        str(args.seed),
+        "--speedup",
+        str(args.speedup),
+        "--hours",
+        str(args.hours),
+        "--city",
+        str(args.city),
+        "--from",
+        args.from_,
+    ]
+    simulation += ["--record", str(args.record)] if args.record else []  # fmt: skip
     return _run_system(simulation=simulation, stop_after_simulation=args.stop_after_night)
+
+
+def _clear_demo_data(demo: DemoSettings) -> None:
+    """Every demo starts from an empty city: a night replays the same hours of the same day, which a broker and
+    database that already hold them would not take again. Whatever a killed demo left running goes first."""
+    kafka = EmbeddedKafka(demo.data_dir, port=demo.kafka_port, controller_port=demo.kafka_port + 1)
+    postgres = EmbeddedPostgres(demo.data_dir, port=demo.postgres_port)
+    kafka.stop()
+    postgres.stop()
+    for home in (kafka.home, postgres.home):
+        if home.exists():
+            shutil.rmtree(home)
+            print(f"demo: cleared the last demo's data in {home}", flush=True)
 
 
 def _run_system(*, simulation: list[str] | None, stop_after_simulation: bool) -> int:
@@ -222,6 +253,7 @@ def _wait_ready(service: str, port: int, child: subprocess.Popen[bytes], host: s
 def cmd_simulate(args: argparse.Namespace) -> int:
     from services.simulator.runner import Simulation, Urls, main_loop
 
+    city = City.load(args.city)
     settings = CommonSettings()
     configure_logging(settings.log_level)
     tokens = {role.value: token for token, role in settings.tokens.items()}
@@ -234,6 +266,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     simulation = Simulation(
         urls=urls,
         tokens=tokens,
+        city=city,
+        start=None if args.from_ is None else city.latest_start(args.from_, args.hours, datetime.now(UTC)),
         speedup=args.speedup,
         hours=args.hours,
         call_every_s=args.call_every,
@@ -336,6 +370,13 @@ def cmd_contract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _time_of_day(text: str) -> str:
+    hour, _, minute = text.partition(":")
+    if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60 and len(minute) == 2):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time of day as HH:MM")
+    return f"{int(hour):02d}:{minute}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kuaijing",
@@ -370,6 +411,31 @@ def build_parser() -> argparse.ArgumentParser:
         )
         command.add_argument("--seed", type=int, default=1, help="the same seed plays the same night (default 1)")
         command.add_argument("--record", type=Path, metavar="FILE", help="write every call and the report as JSON")
+        command.add_argument(
+            "--city",
+            type=Path,
+            default=DEFAULT_CITY,
+            metavar="FILE",
+            help="the city file: platforms, zones, streets, call areas (default: the modelled Shaoyang; format in "
+            "the README)",
+        )
+    demo.add_argument(
+        "--from",
+        dest="from_",
+        default="18:00",
+        type=_time_of_day,
+        metavar="HH:MM",
+        help="the night starts at this time of the city's day, on the last day it has ended (default 18:00, so the "
+        "evening rush hour is in it); the same --from and --seed play the same night",
+    )
+    simulate.add_argument(
+        "--from",
+        dest="from_",
+        type=_time_of_day,
+        metavar="HH:MM",
+        help="start the night at this time of the city's day, on the last day it has ended (the services must "
+        "judge in event time, KUAIJING_CLOCK=event); default: the night ends now",
+    )
     demo.add_argument(
         "--stop-after-night", action="store_true", help="stop everything once the night is played and reported"
     )

@@ -1,5 +1,7 @@
-"""A simulated city (modelled on Shaoyang: 33 fast-response platforms, each with a command car, two patrol cars and
-four motorcycles) and the rules its vehicles move by. Plain Python, driven by `services/simulator/runner.py`.
+"""A simulated city, read from a city file a user can replace (`--city FILE`; the format is in the README and in
+`CityFile` below; the default, `cities/shaoyang.json`, is laid out by `services/simulator/shaoyang.py`): platforms
+and rural stations with their crews, zones of the four classes, a street network with speeds and rush hours, dead
+spots without mobile coverage, and where and when 110 calls come from. Plus the rules its vehicles move by.
 
 Time is an input everywhere; randomness comes from the caller's `random.Random`, so a seed replays a night.
 """
@@ -8,77 +10,250 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Literal
 
-from shared.contract.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind, Zone, ZoneClass
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from services.simulator.roads import Leg, RoadNetwork, RushHour
+from shared.contract.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind, Zone
+from shared.errors import KuaijingError
 from shared.geo import great_circle_m
 
-CENTRE = (27.2418, 111.4672)
-"""Shaoyang, Hunan: the city centre the simulation is laid out around."""
+DEFAULT_CITY = Path(__file__).resolve().parent / "cities" / "shaoyang.json"
+
+CATEGORIES = ("theft", "traffic accident", "dispute", "assault", "noise", "missing person", "fraud", "fire")
 
 _M_PER_DEG_LAT = 111_195.0
 
-PLATFORM_CREW: tuple[tuple[UnitKind, int], ...] = (
-    (UnitKind.COMMAND_CAR, 1),
-    (UnitKind.PATROL_CAR, 2),
-    (UnitKind.MOTORCYCLE, 4),
-)
-
-PATROL_KMH = {UnitKind.COMMAND_CAR: 25.0, UnitKind.PATROL_CAR: 30.0, UnitKind.MOTORCYCLE: 22.0}
-RESPONSE_KMH = {UnitKind.COMMAND_CAR: 45.0, UnitKind.PATROL_CAR: 50.0, UnitKind.MOTORCYCLE: 40.0}
-
-CATEGORIES = ("theft", "traffic accident", "dispute", "assault", "noise", "missing person", "fraud", "fire")
+Hours = Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=24, max_length=24)]
 
 
 def offset(lat: float, lon: float, *, north_m: float, east_m: float) -> tuple[float, float]:
     return lat + north_m / _M_PER_DEG_LAT, lon + east_m / (_M_PER_DEG_LAT * math.cos(math.radians(lat)))
 
 
-def square(centre: tuple[float, float], half_m: float) -> dict[str, Any]:
-    south, west = offset(*centre, north_m=-half_m, east_m=-half_m)
-    north, east = offset(*centre, north_m=half_m, east_m=half_m)
-    ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
-    return {"type": "Polygon", "coordinates": [ring]}
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-def city_registry(*, platforms: int = 33, rng: random.Random) -> RegistryImport:
-    """Platforms on rings around the centre, seven vehicles each, and zones for the 1-3-5-15 targets."""
-    platform_list, units = [], []
-    for p in range(platforms):
-        ring = 0 if p < 5 else (1 if p < 17 else 2)
-        radius = (1_200, 4_500, 9_000)[ring] * rng.uniform(0.8, 1.2)
-        angle = 2 * math.pi * p / platforms + rng.uniform(-0.1, 0.1)
-        lat, lon = offset(*CENTRE, north_m=radius * math.cos(angle), east_m=radius * math.sin(angle))
-        platform_id = f"SY-{p + 1:02d}"
-        platform_list.append(
-            Platform(id=platform_id, name=f"邵阳快警平台 {p + 1}", kind=PlatformKind.FAST_RESPONSE, lat=lat, lon=lon)
-        )
-        serial = 0
-        for kind, count in PLATFORM_CREW:
-            for _ in range(count):
-                serial += 1
-                units.append(
-                    Unit(
-                        id=f"{platform_id}-{serial:02d}",
-                        platform_id=platform_id,
-                        kind=kind,
-                        callsign=f"{p + 1:02d}{serial:02d}",
-                        terminal_id=f"1390{p + 1:03d}{serial:04d}",
-                    )
-                )
-    key_areas = [offset(*CENTRE, north_m=n, east_m=e) for n, e in ((0, 0), (1_800, -900), (-1_500, 1_400))]
-    zones = [
-        Zone(id="urban", geometry=square(CENTRE, 11_000), **{"class": ZoneClass.OTHER_URBAN}),
-        Zone(id="central", geometry=square(CENTRE, 3_500), **{"class": ZoneClass.CENTRAL_URBAN}),
-        *(
-            Zone(id=f"key-{i + 1}", geometry=square(centre, 400), **{"class": ZoneClass.KEY_AREA})
-            for i, centre in enumerate(key_areas)
-        ),
-    ]
-    return RegistryImport(platforms=platform_list, units=units, zones=zones)
+class PlatformEntry(_Strict):
+    """A platform or station, where its crew starts and around which it patrols."""
+
+    id: str
+    name: str
+    kind: PlatformKind
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    crew: dict[UnitKind, Annotated[int, Field(ge=0, le=99)]]
+    patrol_radius_m: float = Field(default=1_500, gt=0)
+
+
+class KindEntry(_Strict):
+    """How fast a kind of unit drives, as a share of the road's speed: on a call, and on patrol."""
+
+    respond: float = Field(gt=0, le=2)
+    patrol: float = Field(gt=0, le=2)
+
+
+class RushHourEntry(_Strict):
+    from_: str = Field(alias="from", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    to: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    factor: float = Field(gt=0, le=1)
+    classes: list[str] = Field(min_length=1)
+
+
+class RoadsEntry(_Strict):
+    speeds_kmh: dict[str, Annotated[float, Field(gt=0, le=200)]] = Field(min_length=1)
+    rush_hours: list[RushHourEntry] = []
+    nodes: list[tuple[float, float]] = Field(min_length=2)
+    """[lat, lon] of each junction; roads refer to them by position in this list."""
+    roads: list[tuple[int, int, str]] = Field(min_length=1)
+    """[from node, to node, class]: two-way."""
+
+
+class DeadSpotEntry(_Strict):
+    name: str
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    radius_m: float = Field(gt=0)
+
+
+class CallArea(_Strict):
+    """Calls land uniformly within `radius_m` of the centre, at a rate of `weight` times the area's profile."""
+
+    name: str
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    radius_m: float = Field(gt=0)
+    weight: float = Field(gt=0)
+    profile: str = "default"
+
+
+class CallsEntry(_Strict):
+    profiles: dict[str, Hours]
+    """Relative call rates by local hour of day (index 0 = 00:00-01:00), by name."""
+    areas: list[CallArea] = Field(min_length=1)
+
+
+class CityFile(_Strict):
+    format: Literal["kuaijing-city/1"]
+    name: str
+    utc_offset_hours: float = Field(ge=-12, le=14)
+    """The city's local time, which rush hours and call profiles are in."""
+    kinds: dict[UnitKind, KindEntry]
+    platforms: list[PlatformEntry] = Field(min_length=1)
+    zones: list[Zone]
+    roads: RoadsEntry
+    dead_spots: list[DeadSpotEntry] = []
+    calls: CallsEntry
+
+    @field_validator("platforms")
+    @classmethod
+    def _distinct(cls, platforms: list[PlatformEntry]) -> list[PlatformEntry]:
+        ids = [p.id for p in platforms]
+        if len(set(ids)) != len(ids):
+            raise ValueError("platform ids must be distinct")
+        return platforms
+
+
+@dataclass(frozen=True, slots=True)
+class DeadSpot:
+    """Where terminals lose the mobile network: what they fix there they upload when they are out again."""
+
+    name: str
+    centre: tuple[float, float]
+    radius_m: float
+
+    def covers(self, lat: float, lon: float) -> bool:
+        return great_circle_m(lat, lon, *self.centre) <= self.radius_m
+
+
+class City:
+    """A city file, checked and ready to drive in."""
+
+    def __init__(self, document: CityFile) -> None:
+        self.document = document
+        self.name = document.name
+        self.utc_offset = timedelta(hours=document.utc_offset_hours)
+        roads = document.roads
+        rush = [RushHour(_hour(r.from_), _hour(r.to), r.factor, frozenset(r.classes)) for r in roads.rush_hours]
+        for r in rush:
+            if unknown := r.classes - set(roads.speeds_kmh):
+                raise KuaijingError(f"rush hours name road classes with no speed: {', '.join(sorted(unknown))}")
+        self.roads = RoadNetwork(roads.nodes, roads.roads, roads.speeds_kmh, rush)
+        if cut_off := self.roads.unreachable_from(0):
+            raise KuaijingError(f"{len(cut_off)} road nodes are not connected to the rest (first: node {cut_off[0]})")
+        missing = {kind for p in document.platforms for kind, n in p.crew.items() if n} - set(document.kinds)
+        if missing:
+            raise KuaijingError(f"kinds: no speeds for {', '.join(sorted(missing))}")
+        calls = document.calls
+        if unknown_profiles := {a.profile for a in calls.areas} - set(calls.profiles):
+            raise KuaijingError(f"calls: areas name unknown profiles: {', '.join(sorted(unknown_profiles))}")
+        self.dead_spots = tuple(DeadSpot(d.name, (d.lat, d.lon), d.radius_m) for d in document.dead_spots)
+        self._hourly = [[a.weight * calls.profiles[a.profile][h] for a in calls.areas] for h in range(24)]
+        daily_mean = sum(sum(h) for h in self._hourly) / 24
+        if daily_mean <= 0:
+            raise KuaijingError("calls: every profile is zero all day")
+        self._rate_factor = [sum(h) / daily_mean for h in self._hourly]
+        self._patrol_nodes = {p.id: self._nodes_near(p) for p in document.platforms}
+
+    @classmethod
+    def load(cls, path: Path = DEFAULT_CITY) -> City:
+        """Reads and checks a city file; what is wrong with it is one `KuaijingError` naming the file."""
+        try:
+            document = CityFile.model_validate(orjson.loads(path.read_bytes()))
+        except OSError as e:
+            raise KuaijingError(f"cannot read the city file {path}: {e}") from e
+        except orjson.JSONDecodeError as e:
+            raise KuaijingError(f"the city file {path} is not JSON: {e}") from e
+        except ValidationError as e:
+            problems = "\n".join(
+                f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors(include_url=False)[:20]
+            )
+            raise KuaijingError(f"the city file {path} is not a city:\n{problems}") from e
+        try:
+            return cls(document)
+        except KuaijingError as e:
+            raise KuaijingError(f"the city file {path}: {e}") from e
+
+    def registry(self) -> RegistryImport:
+        """Platforms, their units (ids `<platform>-NN`; terminal phone numbers by position) and zones."""
+        platforms, units = [], []
+        for p, entry in enumerate(self.document.platforms):
+            platforms.append(Platform(id=entry.id, name=entry.name, kind=entry.kind, lat=entry.lat, lon=entry.lon))
+            serial = 0
+            for kind in UnitKind:
+                for _ in range(entry.crew.get(kind, 0)):
+                    serial += 1
+                    units.append(
+                        Unit(id=f"{entry.id}-{serial:02d}", platform_id=entry.id, kind=kind,
+                             callsign=f"{p + 1:02d}{serial:02d}", terminal_id=f"139{p + 1:04d}{serial:04d}")
+                    )  # fmt: skip
+        return RegistryImport(platforms=platforms, units=units, zones=list(self.document.zones))
+
+    def latest_start(self, local_from: str, hours: float, now: datetime) -> datetime:
+        """The latest moment the city's clock read `local_from` (HH:MM) whose night of `hours` has ended (a minute
+        ago at least, so no fix is ahead of the services' clocks): a night from a time of day, replayable."""
+        latest = now - timedelta(hours=hours, minutes=1) + self.utc_offset
+        hour, minute = (int(part) for part in local_from.split(":"))
+        start = latest.replace(hour=hour, minute=minute, second=0, microsecond=0)
+        if start > latest:
+            start -= timedelta(days=1)
+        return start - self.utc_offset
+
+    def local_hour(self, at: datetime) -> float:
+        local = at + self.utc_offset
+        return local.hour + local.minute / 60 + local.second / 3600
+
+    def call_rate_factor(self, at: datetime) -> float:
+        """The call rate at `at` as a multiple of the day's mean rate."""
+        return self._rate_factor[int(self.local_hour(at)) % 24]
+
+    def call_location(self, at: datetime, rng: random.Random) -> tuple[float, float]:
+        """Where a call made at `at` comes from: an area drawn by its weight at that hour, a point within it."""
+        areas = self.document.calls.areas
+        area = rng.choices(areas, weights=self._hourly[int(self.local_hour(at)) % 24])[0]
+        distance, angle = area.radius_m * math.sqrt(rng.random()), rng.uniform(0, 2 * math.pi)
+        return offset(area.lat, area.lon, north_m=distance * math.cos(angle), east_m=distance * math.sin(angle))
+
+    def vehicles(self, rng: random.Random) -> list[Vehicle]:
+        """Every unit of the registry, on a road of its platform's patrol area."""
+        fleet = []
+        kinds = self.document.kinds
+        for unit in self.registry().units:
+            lat, lon = self.roads.nodes[rng.choice(self._patrol_nodes[unit.platform_id])]
+            fleet.append(Vehicle(unit.id, unit.kind, unit.platform_id, lat, lon, speeds=kinds[unit.kind]))
+        return fleet
+
+    def patrol_route(self, vehicle: Vehicle, at: datetime, rng: random.Random) -> list[Leg]:
+        """Along the streets to a junction of the vehicle's patrol area, drawn at random."""
+        goal = self.roads.nodes[rng.choice(self._patrol_nodes[vehicle.platform_id])]
+        return self.roads.route((vehicle.lat, vehicle.lon), goal, self.local_hour(at))
+
+    def response_route(self, vehicle: Vehicle, goal: tuple[float, float], at: datetime) -> list[Leg]:
+        return self.roads.route((vehicle.lat, vehicle.lon), goal, self.local_hour(at))
+
+    def in_dead_spot(self, lat: float, lon: float) -> bool:
+        return any(spot.covers(lat, lon) for spot in self.dead_spots)
+
+    def _nodes_near(self, platform: PlatformEntry) -> list[int]:
+        near = [
+            i
+            for i, node in enumerate(self.roads.nodes)
+            if great_circle_m(platform.lat, platform.lon, *node) <= platform.patrol_radius_m
+        ]
+        return near or [self.roads.nearest_node(platform.lat, platform.lon)]
+
+
+def _hour(hh_mm: str) -> float:
+    hours, minutes = hh_mm.split(":")
+    return int(hours) + int(minutes) / 60
 
 
 class Task(StrEnum):
@@ -91,9 +266,10 @@ class Task(StrEnum):
 class Vehicle:
     unit_id: str
     kind: UnitKind
-    base: tuple[float, float]
+    platform_id: str
     lat: float
     lon: float
+    speeds: KindEntry
     heading: float = 0.0
     speed_kmh: float = 0.0
     task: Task = Task.PATROL
@@ -101,31 +277,39 @@ class Vehicle:
     call_id: str | None = None
     clear_at: datetime | None = None
     seq: int = 0
-    waypoint: tuple[float, float] | None = field(default=None)
+    route: list[Leg] = field(default_factory=list)
+    """What is left of the way to the current goal, leg by leg."""
+    pace: float = 1.0
+    """This trip's share of the kind's speed (patrols dawdle, each at its own pace)."""
 
-    def step(self, dt_s: float, rng: random.Random) -> None:
-        """Move for `dt_s` seconds: patrols wander near the base, responders head straight for their call."""
-        if self.task is Task.ON_SCENE:
+    def step(self, dt_s: float, road_kmh: Callable[[str | None], float]) -> None:
+        """Drive for `dt_s` seconds along the route, each leg at its road's speed (`road_kmh` of its class)."""
+        if self.task is Task.ON_SCENE or not self.route:
             self.speed_kmh = 0.0
             return
-        if self.task is Task.RESPONDING and self.target is not None:
-            goal, speed = self.target, RESPONSE_KMH[self.kind]
-        else:
-            if self.waypoint is None or great_circle_m(self.lat, self.lon, *self.waypoint) < 30:
-                self.waypoint = offset(
-                    *self.base, north_m=rng.uniform(-1_500, 1_500), east_m=rng.uniform(-1_500, 1_500)
-                )
-            goal, speed = self.waypoint, PATROL_KMH[self.kind] * rng.uniform(0.6, 1.2)
-        remaining = great_circle_m(self.lat, self.lon, *goal)
-        travel = min(remaining, speed / 3.6 * dt_s)
-        north = (goal[0] - self.lat) * _M_PER_DEG_LAT
-        east = (goal[1] - self.lon) * _M_PER_DEG_LAT * math.cos(math.radians(self.lat))
-        norm = math.hypot(north, east) or 1.0
-        lat, lon = offset(self.lat, self.lon, north_m=north / norm * travel, east_m=east / norm * travel)
+        factor = (self.speeds.respond if self.task is Task.RESPONDING else self.speeds.patrol) * self.pace
+        left_s, travelled, lat, lon = dt_s, 0.0, self.lat, self.lon
+        heading = self.heading
+        while left_s > 0 and self.route:
+            leg = self.route[0]
+            speed_ms = road_kmh(leg.road_class) * factor / 3.6
+            remaining = great_circle_m(lat, lon, leg.lat, leg.lon)
+            if remaining > 0.5:
+                heading = _bearing(lat, lon, leg.lat, leg.lon)
+            if remaining <= speed_ms * left_s:
+                left_s -= remaining / speed_ms
+                travelled += remaining
+                lat, lon = leg.lat, leg.lon
+                self.route.pop(0)
+                continue
+            share = speed_ms * left_s / remaining
+            lat, lon = lat + (leg.lat - lat) * share, lon + (leg.lon - lon) * share
+            travelled += speed_ms * left_s
+            left_s = 0
         # Microdegrees, as JT/T 808 carries them, so every transport reports the same point.
         self.lat, self.lon = round(lat, 6), round(lon, 6)
-        self.heading = math.degrees(math.atan2(east, north)) % 360
-        self.speed_kmh = travel / dt_s * 3.6 if dt_s else 0.0
+        self.heading = heading
+        self.speed_kmh = travelled / dt_s * 3.6 if dt_s else 0.0
 
     def position_ping(self, ts: datetime, *, satellites: int) -> dict[str, object]:
         """What the vehicle's terminal reports, in the contract's shape (heading in [0, 360), even when rounded)."""
@@ -143,41 +327,8 @@ class Vehicle:
             "seq": self.seq,
         }
 
-    def arrived(self, radius_m: float = 30.0) -> bool:
-        return self.target is not None and great_circle_m(self.lat, self.lon, *self.target) <= radius_m
 
-
-def vehicles_of(registry: RegistryImport, rng: random.Random) -> list[Vehicle]:
-    bases = {p.id: (p.lat, p.lon) for p in registry.platforms}
-    fleet = []
-    for unit in registry.units:
-        base = bases[unit.platform_id]
-        lat, lon = offset(*base, north_m=rng.uniform(-800, 800), east_m=rng.uniform(-800, 800))
-        fleet.append(Vehicle(unit.id, unit.kind, base, lat, lon))
-    return fleet
-
-
-@dataclass(frozen=True, slots=True)
-class DeadSpot:
-    """Where terminals lose the mobile network: what they fix there they upload when they are out again."""
-
-    name: str
-    centre: tuple[float, float]
-    radius_m: float
-
-    def covers(self, lat: float, lon: float) -> bool:
-        return great_circle_m(lat, lon, *self.centre) <= self.radius_m
-
-
-DEAD_SPOTS = (
-    DeadSpot("资江隧道 Zijiang tunnel", offset(*CENTRE, north_m=2_500, east_m=-1_500), 450.0),
-    DeadSpot("双清公园山地 Shuangqing park hills", offset(*CENTRE, north_m=-2_200, east_m=2_600), 600.0),
-    DeadSpot("城南桥下 under the south bridge", offset(*CENTRE, north_m=-4_000, east_m=-800), 400.0),
-)
-
-
-def call_location(rng: random.Random) -> tuple[float, float]:
-    """Calls cluster where people are: most within a few kilometres of the centre, a few out in the countryside."""
-    distance = rng.uniform(11500, 16000) if rng.random() < 0.1 else min(rng.expovariate(1 / 2500), 10500)
-    angle = rng.uniform(0, 2 * math.pi)
-    return offset(*CENTRE, north_m=distance * math.cos(angle), east_m=distance * math.sin(angle))
+def _bearing(lat: float, lon: float, to_lat: float, to_lon: float) -> float:
+    north = to_lat - lat
+    east = (to_lon - lon) * math.cos(math.radians(lat))
+    return math.degrees(math.atan2(east, north)) % 360

@@ -15,14 +15,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from services.simulator.city import CATEGORIES, DEAD_SPOTS, Task, Vehicle, call_location, vehicles_of
-from shared.contract.registry import RegistryImport
+from services.simulator.city import CATEGORIES, City, Task, Vehicle
 from shared.geo import great_circle_m
 
 TICK_S = 2.0
 VIDEO_EVERY_REPORTS = 15
 REPORT_EVERY_TICKS = 5
 """A patrolling vehicle reports every 10 s, as terminals commonly do; one on a call reports every tick."""
+STANDING_REPORT_EVERY_TICKS = 15
+"""A JT/T 808 terminal standing at a scene reports every 30 s and keeps its link alive with a heartbeat (0x0002)
+every `REPORT_EVERY_TICKS` in between."""
+CAMERA_FAULT_EVERY = 7
+"""Every 7th JT/T 808 vehicle's rear camera (channel 2) has lost its signal: its terminal flags it on the video
+reports (JT/T 1078 item 0x15), which ingest turns into `offline` video pings."""
+REAR_CAMERA = 1 << 1
 ARRIVAL_RADIUS_M = 100.0
 """The dispatcher's default GPS arrival radius (`KUAIJING_ARRIVAL_RADIUS_M`)."""
 READ_S = (5.0, 40.0)
@@ -107,6 +113,10 @@ class Report:
     """This tick's fix (and now and then the video state)."""
     late: tuple[dict[str, object], ...] = ()
     """Fixes held while out of coverage, uploaded now, oldest first (JT/T 808: 0x0704 blind-area upload)."""
+    heartbeat: bool = False
+    """A JT/T 808 terminal with nothing to report says it is alive (no pings)."""
+    video_lost: int = 0
+    """JT/T 808: the channels (bit 0 = channel 1) whose video signal is lost, flagged on this fix."""
 
 
 @dataclass
@@ -123,16 +133,15 @@ class Tick:
 
 
 class Night:
-    def __init__(
-        self, registry: RegistryImport, *, start: datetime, hours: float, call_every_s: float, seed: int
-    ) -> None:
+    def __init__(self, city: City, *, start: datetime, hours: float, call_every_s: float, seed: int) -> None:
         self._rng = random.Random(seed)
-        self.vehicles = {v.unit_id: v for v in vehicles_of(registry, self._rng)}
+        self.city = city
+        self.vehicles = {v.unit_id: v for v in city.vehicles(self._rng)}
         self.start, self.end = start, start + timedelta(hours=hours)
         self.now = start
         self.calls: dict[str, CallRecord] = {}
         self._call_every_s = call_every_s
-        self._next_call = start + timedelta(seconds=self._rng.expovariate(1 / call_every_s))
+        self._next_call = start + self._call_gap(start)
         self._to_dispatch: list[tuple[datetime, str]] = []
         self._ticks = 0
         self._held: dict[str, list[dict[str, object]]] = {}
@@ -152,20 +161,33 @@ class Night:
         self.now += timedelta(seconds=TICK_S)
         self._ticks += 1
         now = self.now
+        hour = self.city.local_hour(now)
+
+        def road_kmh(road_class: str | None) -> float:
+            return self.city.roads.speed_kmh(road_class, hour)
+
         for vehicle in self.vehicles.values():
-            vehicle.step(TICK_S, self._rng)
+            if vehicle.task is Task.PATROL and not vehicle.route:
+                vehicle.route = self.city.patrol_route(vehicle, now, self._rng)
+                vehicle.pace = self._rng.uniform(0.7, 1.1)
+            vehicle.step(TICK_S, road_kmh)
         tick = Tick(now, [])
         for index, vehicle in enumerate(self.vehicles.values()):
-            if not self._reports(vehicle, index):
+            transport = transport_of(index)
+            if not self._reports(vehicle, index, transport):
+                if transport is Transport.JT808 and (self._ticks + index) % REPORT_EVERY_TICKS == 0:
+                    tick.reports.append(Report(vehicle.unit_id, transport, (), heartbeat=True))
                 continue
             vehicle.seq += 1
             held = self._held.setdefault(vehicle.unit_id, [])
-            transport = transport_of(index)
-            if vehicle.task is Task.PATROL and any(spot.covers(vehicle.lat, vehicle.lon) for spot in DEAD_SPOTS):
+            if vehicle.task is Task.PATROL and self.city.in_dead_spot(vehicle.lat, vehicle.lon):
                 held.append(vehicle.position_ping(now, satellites=9 + vehicle.seq % 10))
                 continue
             late, self._held[vehicle.unit_id] = tuple(held), []
-            tick.reports.append(Report(vehicle.unit_id, transport, tuple(_pings(vehicle, now, transport)), late))
+            pings = tuple(_pings(vehicle, now, transport))
+            camera_down = transport is Transport.JT808 and index % CAMERA_FAULT_EVERY == 0
+            lost = REAR_CAMERA if camera_down and vehicle.seq % VIDEO_EVERY_REPORTS == 1 else 0
+            tick.reports.append(Report(vehicle.unit_id, transport, pings, late, video_lost=lost))
         for vehicle in self.vehicles.values():
             if vehicle.task is Task.RESPONDING and vehicle.target is not None:
                 if great_circle_m(vehicle.lat, vehicle.lon, *vehicle.target) <= ARRIVAL_RADIUS_M:
@@ -177,17 +199,30 @@ class Night:
                 self.calls[call_id].cleared_at = now
                 tick.actions.append(Clear(call_id, vehicle.unit_id, now))
                 vehicle.task, vehicle.target, vehicle.call_id, vehicle.clear_at = Task.PATROL, None, None, None
+                vehicle.route = []
         while self._next_call <= now:
             tick.actions.append(self._new_call(now))
-            self._next_call += timedelta(seconds=self._rng.expovariate(1 / self._call_every_s))
+            self._next_call += self._call_gap(self._next_call)
         tick.actions += self._dispatch_due(now)
         return tick
 
-    def _reports(self, vehicle: Vehicle, index: int) -> bool:
-        return vehicle.task is not Task.PATROL or (self._ticks + index) % REPORT_EVERY_TICKS == 0
+    def _call_gap(self, at: datetime) -> timedelta:
+        """Time to the next call: exponential, at the city's rate for the hour of `at`."""
+        rate = self.city.call_rate_factor(at) / self._call_every_s
+        return timedelta(seconds=self._rng.expovariate(rate))
+
+    def _reports(self, vehicle: Vehicle, index: int, transport: Transport) -> bool:
+        """Whether the vehicle sends a fix this tick: on a call every tick (JT/T 808 terminals standing at the
+        scene every `STANDING_REPORT_EVERY_TICKS`), on patrol every `REPORT_EVERY_TICKS`."""
+        if vehicle.task is Task.RESPONDING:
+            return True
+        if vehicle.task is Task.ON_SCENE:
+            every = STANDING_REPORT_EVERY_TICKS if transport is Transport.JT808 else 1
+            return (self._ticks + index) % every == 0
+        return (self._ticks + index) % REPORT_EVERY_TICKS == 0
 
     def _new_call(self, now: datetime) -> NewCall:
-        lat, lon = call_location(self._rng)
+        lat, lon = self.city.call_location(now, self._rng)
         call = NewCall(
             call_id=f"SIM-{self.start:%Y%m%d%H%M%S}-{len(self.calls) + 1:05d}",
             lat=round(lat, 6),
@@ -215,6 +250,7 @@ class Night:
                 continue
             vehicle = min(free, key=lambda v: (great_circle_m(v.lat, v.lon, call.lat, call.lon), v.unit_id))
             vehicle.task, vehicle.target, vehicle.call_id = Task.RESPONDING, (call.lat, call.lon), call_id
+            vehicle.route, vehicle.pace = self.city.response_route(vehicle, (call.lat, call.lon), now), 1.0
             self._on_call[vehicle.unit_id] = call_id
             call.unit_id, call.assigned_at = vehicle.unit_id, now
             actions.append(Assign(call_id, vehicle.unit_id, now))

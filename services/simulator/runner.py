@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import signal
 import sys
 import time
@@ -25,7 +24,7 @@ from typing import Any
 import httpx
 import orjson
 
-from services.simulator.city import city_registry
+from services.simulator.city import City
 from services.simulator.night import Assign, Clear, NewCall, Night, Tick, Transport, transport_of
 from services.simulator.terminals import Jt808Terminal, RawTopicRelay
 from shared.infra.kafka import KafkaClient
@@ -52,6 +51,8 @@ class Simulation:
         *,
         urls: Urls,
         tokens: dict[str, str],
+        city: City,
+        start: datetime | None,
         speedup: float,
         hours: float,
         call_every_s: float,
@@ -60,6 +61,8 @@ class Simulation:
     ) -> None:
         self._urls = urls
         self._tokens = tokens
+        self._city = city
+        self._start = start
         self._speedup = speedup
         self._hours = hours
         self._call_every_s = call_every_s
@@ -76,9 +79,9 @@ class Simulation:
 
     async def run(self, stop: asyncio.Event) -> bool:
         """Plays the whole night unless `stop` is set first; True when it was played to the end."""
-        registry = city_registry(rng=random.Random(self._seed))
-        start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=self._hours, minutes=1)
-        night = Night(registry, start=start, hours=self._hours, call_every_s=self._call_every_s, seed=self._seed)
+        registry = self._city.registry()
+        start = self._start or datetime.now(UTC).replace(microsecond=0) - timedelta(hours=self._hours, minutes=1)
+        night = Night(self._city, start=start, hours=self._hours, call_every_s=self._call_every_s, seed=self._seed)
         async with (
             self._client(self._urls.ingest, "terminal") as ingest,
             self._client(self._urls.dispatcher, "dispatcher") as dispatcher,
@@ -115,8 +118,9 @@ class Simulation:
         analytics: httpx.AsyncClient,
     ) -> bool:
         print(
-            f"simulation running: {len(night.vehicles)} vehicles ({len(self._terminals)} over JT/T 808), "
-            f"{self._hours:g} simulated hours from {night.start:%H:%M} UTC at {self._speedup:g}x (seed {self._seed})",
+            f"simulation running: {self._city.name}, {len(night.vehicles)} vehicles ({len(self._terminals)} over "
+            f"JT/T 808), {self._hours:g} simulated hours from {night.start + self._city.utc_offset:%Y-%m-%d %H:%M} "
+            f"local time at {self._speedup:g}x (seed {self._seed})",
             flush=True,
         )
         began = time.monotonic()
@@ -175,8 +179,11 @@ class Simulation:
                     http += [*report.late, *report.pings]
                 case Transport.KAFKA:
                     raw += [*report.late, *report.pings]
+                case Transport.JT808 if report.heartbeat:
+                    acknowledged.append(self._terminals[report.unit_id].heartbeat())
                 case Transport.JT808:
-                    acknowledged += self._terminals[report.unit_id].report(report.pings[0], report.late)
+                    terminal = self._terminals[report.unit_id]
+                    acknowledged += terminal.report(report.pings[0], report.late, video_lost=report.video_lost)
                     self.pings_sent += len(report.late) + 1
         acknowledged += await self._relay.relay(raw)
         self.pings_sent += len(raw)

@@ -26,11 +26,14 @@ BATCH_ITEMS = 25
 _RETRY_S = 0.2
 
 
-def location(ping: dict[str, Any]) -> jt808.Location:
-    """A contract position ping as the terminal's 0x0200 body: Beijing time, microdegrees, km/h, degrees."""
+def location(ping: dict[str, Any], video_lost: int = 0) -> jt808.Location:
+    """A contract position ping as the terminal's 0x0200 body: Beijing time, microdegrees, km/h, degrees; with
+    `video_lost`, the channels whose video signal is lost (JT/T 1078 item 0x15)."""
     status = jt808.ACC_ON | jt808.POSITIONED | jt808.GPS_USED | jt808.BEIDOU_USED
     local = datetime.fromisoformat(ping["ts"]).astimezone(jt808.GMT8).replace(tzinfo=None)
     extras = {0x31: bytes([int(ping.get("satellites") or 12)])}
+    if video_lost:
+        extras[0x15] = video_lost.to_bytes(4, "big")
     return jt808.Location(
         0, status, ping["lat"], ping["lon"], 50, ping.get("speed_kmh") or 0.0, int(ping.get("heading_deg") or 0),
         local, extras,
@@ -56,14 +59,19 @@ class Jt808Terminal:
         self._queue.put_nowait((message_id, body, done))
         return done
 
-    def report(self, ping: dict[str, Any], late: tuple[dict[str, Any], ...]) -> list[asyncio.Future[None]]:
+    def report(
+        self, ping: dict[str, Any], late: tuple[dict[str, Any], ...], *, video_lost: int = 0
+    ) -> list[asyncio.Future[None]]:
         """Blind-area fixes first (0x0704, type 1), then the current one (0x0200)."""
         futures = [
             self.submit(MessageId.BATCH_LOCATION, jt808.encode_batch([location(p) for p in chunk], location_type=1))
             for chunk in (late[i : i + BATCH_ITEMS] for i in range(0, len(late), BATCH_ITEMS))
         ]
-        futures.append(self.submit(MessageId.LOCATION, jt808.encode_location(location(ping))))
+        futures.append(self.submit(MessageId.LOCATION, jt808.encode_location(location(ping, video_lost))))
         return futures
+
+    def heartbeat(self) -> asyncio.Future[None]:
+        return self.submit(MessageId.HEARTBEAT, b"")
 
     async def close(self) -> None:
         self._task.cancel()

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,9 @@ from tests.harness import free_port, free_port_pair
 
 pytestmark = pytest.mark.e2e
 
-NIGHT = ["--hours", "0.25", "--call-every", "40", "--seed", "5"]
+SHAOYANG_NOW = datetime.now(UTC) + timedelta(hours=8)
+NIGHT = ["--hours", "0.25", "--call-every", "40", "--seed", "5", "--from", f"{SHAOYANG_NOW - timedelta(hours=2):%H:%M}"]
+"""Two hours before the test began, Shaoyang time: both plays start on the same day whatever the hour."""
 
 
 async def play(tmp_path: Path, speedup: int) -> tuple[list[str], dict[str, Any], list[dict[str, Any]]]:

@@ -3,18 +3,28 @@ night's own record of an arrival is the dispatcher's rule (the first fix within 
 
 from __future__ import annotations
 
-import random
 from datetime import UTC, datetime
 
-from services.simulator.city import DEAD_SPOTS, Task, city_registry
-from services.simulator.night import ARRIVAL_RADIUS_M, Assign, Clear, NewCall, Night, Transport, transport_of
+from services.simulator.city import City, Task
+from services.simulator.night import (
+    ARRIVAL_RADIUS_M,
+    CAMERA_FAULT_EVERY,
+    Assign,
+    Clear,
+    NewCall,
+    Night,
+    Transport,
+    transport_of,
+)
 from shared.geo import great_circle_m
 
-START = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
+START = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+"""18:00 in Shaoyang: the evening rush hour, then the night."""
+CITY = City.load()
 
 
 def night(seed: int = 4, hours: float = 0.5) -> Night:
-    return Night(city_registry(rng=random.Random(seed)), start=START, hours=hours, call_every_s=30, seed=seed)
+    return Night(CITY, start=START, hours=hours, call_every_s=30, seed=seed)
 
 
 def test_the_same_seed_plays_the_same_night() -> None:
@@ -78,15 +88,44 @@ def test_fixes_taken_in_a_dead_spot_are_uploaded_late_oldest_first_and_responder
     played = night(hours=2.0)
     uploads = 0
     on_calls: set[str] = set()
+    responding: set[str] = set()
     for tick in played.ticks():
-        assert on_calls <= {r.unit_id for r in tick.reports}, "a vehicle on a call always reports"
+        fixes = {r.unit_id for r in tick.reports if r.pings}
+        assert responding <= fixes, "a vehicle on its way to a call reports every tick"
         for report in tick.reports:
+            if report.heartbeat:
+                continue
             times = [datetime.fromisoformat(str(p["ts"])) for p in report.late]
             assert times == sorted(times)
             assert all(t < tick.at for t in times)
             uploads += bool(report.late)
             [fix] = [p for p in report.pings if p["kind"] == "position"]
-            inside = any(spot.covers(float(fix["lat"]), float(fix["lon"])) for spot in DEAD_SPOTS)  # type: ignore[arg-type]
+            inside = CITY.in_dead_spot(float(fix["lat"]), float(fix["lon"]))  # type: ignore[arg-type]
             assert not inside or report.unit_id in on_calls, "a patrol reported from inside a dead spot"
         on_calls = {v.unit_id for v in played.vehicles.values() if v.task is not Task.PATROL}
+        responding = {v.unit_id for v in played.vehicles.values() if v.task is Task.RESPONDING}
     assert uploads > 0, "no vehicle crossed a dead spot in two hours: the test proves nothing"
+
+
+def test_jt808_terminals_standing_at_a_scene_send_heartbeats_and_some_flag_a_lost_camera() -> None:
+    played = night(hours=1.0)
+    index = {unit: i for i, unit in enumerate(played.vehicles)}
+    last_heard: dict[str, datetime] = {}
+    heartbeats, flagged = 0, set()
+    for tick in played.ticks():
+        for report in tick.reports:
+            last_heard[report.unit_id] = tick.at
+            if report.heartbeat:
+                heartbeats += 1
+                assert report.transport is Transport.JT808
+                assert report.pings == ()
+                assert report.late == ()
+            if report.video_lost:
+                assert report.transport is Transport.JT808
+                assert index[report.unit_id] % CAMERA_FAULT_EVERY == 0
+                flagged.add(report.unit_id)
+        for unit, vehicle in played.vehicles.items():
+            if vehicle.task is Task.ON_SCENE and transport_of(index[unit]) is Transport.JT808:
+                assert (tick.at - last_heard[unit]).total_seconds() <= 10, "a standing terminal fell silent"
+    assert heartbeats > 0
+    assert len(flagged) > 3

@@ -3,12 +3,11 @@ beside what the simulation itself recorded. The e2e night test reads these lines
 
 from __future__ import annotations
 
-import random
 from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from services.simulator.city import city_registry
+from services.simulator.city import City
 from services.simulator.night import Night
 from services.simulator.runner import BAR, _online, _progress, _table
 
@@ -16,7 +15,7 @@ START = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
 
 
 def played(minutes: int) -> Night:
-    night = Night(city_registry(rng=random.Random(3)), start=START, hours=1, call_every_s=30, seed=3)
+    night = Night(City.load(), start=START, hours=1, call_every_s=30, seed=3)
     for tick in night.ticks():
         if tick.at >= START + timedelta(minutes=minutes):
             break

@@ -12,8 +12,12 @@ ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql p
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
 command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
-# The dashboard test renders the page in a real headless browser.
+# The dashboard and console tests render the pages in a real headless browser, Chinese text with a CJK font.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+[ -d /usr/share/fonts/opentype/noto ] && ls /usr/share/fonts/opentype/noto/NotoSansCJK-* >/dev/null 2>&1 \
+  || need_apt+=(fonts-noto-cjk)
+# The console's map library comes from npm (services/dispatcher/console/package-lock.json).
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 # The image test builds with Debian's podman on a base made with debootstrap (no image registry is reachable).
 command -v podman >/dev/null 2>&1 || need_apt+=(podman uidmap fuse-overlayfs)
 command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
@@ -47,6 +51,22 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   fi
   rm -f "$log"
   echo "$want" > "$stamp"
+fi
+
+# The console's MapLibre GL JS: installed from the lock file outside the served directory, the built files copied
+# into services/dispatcher/console/vendor/ (not in git).
+console=services/dispatcher/console
+want=$(cat "$console/package.json" "$console/package-lock.json" | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$console/vendor/.stamp" 2>/dev/null)" != "$want" ]; then
+  echo "bootstrap: installing the console's npm packages"
+  build=build/console-npm
+  rm -rf "$build" "$console/vendor"
+  mkdir -p "$build" "$console/vendor"
+  cp "$console/package.json" "$console/package-lock.json" "$build/"
+  npm ci --prefix "$build" --no-audit --no-fund --loglevel=error >/dev/null \
+    || { echo "bootstrap: npm ci failed" >&2; exit 1; }
+  cp "$build/node_modules/maplibre-gl/dist/"{maplibre-gl.js,maplibre-gl.css,LICENSE.txt} "$console/vendor/"
+  echo "$want" > "$console/vendor/.stamp"
 fi
 
 .venv/bin/python -c "from shared.infra.embedded.kafka import ensure_jars; ensure_jars()"

@@ -112,7 +112,7 @@ def cmd_up(_args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     demo = DemoSettings()
     City.load(args.city)
-    environment = demo.environment(dict(os.environ))
+    environment = demo.environment(dict(os.environ)) | {"KUAIJING_CITY_FILE": str(args.city.resolve())}
     os.environ.clear()
     os.environ.update(environment)
     _check_ports_free(CommonSettings().bind_host)
@@ -196,6 +196,8 @@ def _run_system(*, simulation: list[str] | None, stop_after_simulation: bool) ->
         if viewer is not None:
             url = f"http://{settings.bind_host}:{_service_port('analytics')}/?token={viewer}"
             print(f"dashboard  {url}", flush=True)
+        console = f"http://{settings.bind_host}:{_service_port('dispatcher')}/console/"
+        print(f"console    {console}  (sign in with a dispatcher or viewer token)", flush=True)
         print("kuaijing is up; Ctrl-C stops everything", flush=True)
         outcome = 0
         while not stopping:

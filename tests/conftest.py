@@ -93,7 +93,8 @@ def ingest_settings(infra: Infra) -> IngestSettings:
 
 @pytest.fixture(scope="session")
 def dispatcher_settings(infra: Infra) -> DispatcherSettings:
-    return DispatcherSettings(**_common(infra), registry_poll_s=0.2)  # type: ignore[arg-type]
+    city = Path(__file__).resolve().parents[1] / "services" / "simulator" / "cities" / "shaoyang.json"
+    return DispatcherSettings(**_common(infra), registry_poll_s=0.2, city_file=city)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

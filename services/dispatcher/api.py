@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.dispatcher.domain.calls import Call, CallStatus
@@ -26,6 +26,7 @@ from shared.contract.registry import (
     UnitKind,
     Zone,
     ZoneClass,
+    storable_text,
 )
 from shared.contract.roles import Role
 from shared.contract.schemas import CallEventMessage, Latitude, Longitude, UnitStatus
@@ -47,19 +48,24 @@ def service_of(request: Request) -> DispatchService:
 Service = Annotated[DispatchService, Depends(service_of)]
 
 
+class _Body(BaseModel):
+    """A request body: unknown fields refused, and text PostgreSQL can store."""
+
+    model_config = ConfigDict(extra="forbid")
+    _storable = field_validator("*", mode="after")(storable_text)
+
+
 # registry
 
 
-class PlatformBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PlatformBody(_Body):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     kind: PlatformKind
     lat: Latitude
     lon: Longitude
 
 
-class UnitBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class UnitBody(_Body):
     platform_id: Annotated[str, Field(min_length=1, max_length=64)]
     kind: UnitKind
     callsign: Annotated[str, Field(min_length=1, max_length=32)]
@@ -232,8 +238,7 @@ async def nearest(
 # calls
 
 
-class CallBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CallBody(_Body):
     call_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")] | None = None
     received_at: AwareDatetime | None = None
     lat: Latitude
@@ -288,14 +293,12 @@ def call_view(call: Call) -> CallView:
     )
 
 
-class AssignBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AssignBody(_Body):
     unit_id: Annotated[str, Field(min_length=1, max_length=64)]
     ts: AwareDatetime | None = None
 
 
-class StatusBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class StatusBody(_Body):
     status: UnitStatus
     call_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     ts: AwareDatetime | None = None
@@ -357,6 +360,51 @@ async def assign(call_id: str, body: AssignBody, service: Service) -> CallView:
 async def set_status(unit_id: str, body: StatusBody, service: Service) -> UnitView:
     unit = await service.set_status(unit_id, body.status, call_id=body.call_id, ts=body.ts)
     return unit_view(service, unit)
+
+
+# console
+
+
+class SessionView(BaseModel):
+    role: Role
+    clock: Literal["wall", "event"]
+    now: datetime
+    max_position_age_s: float
+
+
+@router.get(
+    "/v1/session",
+    response_model=SessionView,
+    tags=["console"],
+    description="Extension: what a console needs to know of its session: the token's role (a viewer is shown no "
+    "controls), the dispatcher's clock and its now (countdowns run on it) and how old a fix may be for a unit to "
+    "count as online.",
+)
+async def session(
+    request: Request, service: Service, role: Annotated[Role, Depends(require_role(Role.VIEWER, Role.DISPATCHER))]
+) -> SessionView:
+    settings = request.app.state.settings
+    return SessionView(
+        role=role, clock=settings.clock, now=service.clock(), max_position_age_s=settings.max_position_age_s
+    )
+
+
+class MapView(BaseModel):
+    name: str | None
+    streets: dict[str, Any]
+    places: list[dict[str, Any]]
+
+
+@router.get(
+    "/v1/map",
+    response_model=MapView,
+    tags=["console"],
+    dependencies=[Reader],
+    description="Extension: the base map of `KUAIJING_CITY_FILE` (its streets as GeoJSON, one MultiLineString per "
+    "road class, and its named places); empty when no city file is set.",
+)
+async def base_map_of(request: Request) -> Response:
+    return Response(request.app.state.base_map, media_type="application/json")
 
 
 # live feed

@@ -6,8 +6,11 @@ import asyncio
 import logging
 import time
 from functools import partial
+from pathlib import Path
 
+import orjson
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from services.dispatcher.adapters.outbox import OutboxRelay
 from services.dispatcher.adapters.store import PostgresDispatchStore
@@ -20,16 +23,21 @@ from services.dispatcher.consumer import (
     history_offsets,
     tail_consumer,
 )
+from services.dispatcher.domain.base_map import base_map
 from services.dispatcher.domain.eta import CircuityEta
 from services.dispatcher.events import EventHub
 from services.dispatcher.metrics import DispatcherMetrics
 from services.dispatcher.service import DispatchRules, DispatchService
 from services.dispatcher.settings import DispatcherSettings
+from shared.city import read_city_file
 from shared.contract.topics import CALLS, POSITIONS, UNIT_STATUS
 from shared.errors import InfrastructureError
 from shared.web.service import Runtime, ServiceSpec, create_service_app, serve
 
 log = logging.getLogger(__name__)
+
+CONSOLE = Path(__file__).resolve().parent / "console"
+"""The command-centre console, served at /console/: static files, MapLibre GL JS in vendor/ (deploy/bootstrap.sh)."""
 
 
 def create_app(settings: DispatcherSettings) -> FastAPI:
@@ -120,7 +128,11 @@ def create_app(settings: DispatcherSettings) -> FastAPI:
         metrics=metrics.registry,
         start=start,
     )
-    return create_service_app(spec, settings, pool_size=settings.pool_size)
+    app = create_service_app(spec, settings, pool_size=settings.pool_size)
+    city = None if settings.city_file is None else read_city_file(settings.city_file)
+    app.state.base_map = orjson.dumps(base_map(city))
+    app.mount("/console", StaticFiles(directory=CONSOLE, html=True), name="console")
+    return app
 
 
 def main(port: int | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -25,6 +26,11 @@ class DispatcherSettings(ServiceSettings):
         default="wall",
         description="what 'now' is for freshness and default timestamps: the wall clock, or the newest fix on the "
         "live map (for replays and `kuaijing demo`, whose simulated nights run in the past, faster than real time)",
+    )
+    city_file: Path | None = Field(
+        default=None,
+        description="a city file (README: The city file) whose streets the console draws and whose places it offers "
+        "as addresses; `kuaijing demo` sets it to the demo's city",
     )
     history_group: str = Field(
         default="kuaijing-history", description="the history writer's group: the positions tail starts at its offsets"

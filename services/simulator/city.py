@@ -1,5 +1,5 @@
 """A simulated city, read from a city file a user can replace (`--city FILE`; the format is in the README and in
-`CityFile` below; the default, `cities/shaoyang.json`, is laid out by `services/simulator/shaoyang.py`): platforms
+`shared/city.py`; the default, `cities/shaoyang.json`, is laid out by `services/simulator/shaoyang.py`): platforms
 and rural stations with their crews, zones of the four classes, a street network with speeds and rush hours, dead
 spots without mobile coverage, and where and when 110 calls come from. Plus the rules its vehicles move by.
 
@@ -15,13 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
-
-import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from services.simulator.roads import Leg, RoadNetwork, RushHour
-from shared.contract.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind, Zone
+from shared.city import CityFile, KindEntry, PlatformEntry, read_city_file
+from shared.contract.registry import Platform, RegistryImport, Unit, UnitKind
 from shared.errors import KuaijingError
 from shared.geo import great_circle_m
 
@@ -31,95 +28,9 @@ CATEGORIES = ("theft", "traffic accident", "dispute", "assault", "noise", "missi
 
 _M_PER_DEG_LAT = 111_195.0
 
-Hours = Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=24, max_length=24)]
-
 
 def offset(lat: float, lon: float, *, north_m: float, east_m: float) -> tuple[float, float]:
     return lat + north_m / _M_PER_DEG_LAT, lon + east_m / (_M_PER_DEG_LAT * math.cos(math.radians(lat)))
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class PlatformEntry(_Strict):
-    """A platform or station, where its crew starts and around which it patrols."""
-
-    id: str
-    name: str
-    kind: PlatformKind
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
-    crew: dict[UnitKind, Annotated[int, Field(ge=0, le=99)]]
-    patrol_radius_m: float = Field(default=1_500, gt=0)
-
-
-class KindEntry(_Strict):
-    """How fast a kind of unit drives, as a share of the road's speed: on a call, and on patrol."""
-
-    respond: float = Field(gt=0, le=2)
-    patrol: float = Field(gt=0, le=2)
-
-
-class RushHourEntry(_Strict):
-    from_: str = Field(alias="from", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    to: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    factor: float = Field(gt=0, le=1)
-    classes: list[str] = Field(min_length=1)
-
-
-class RoadsEntry(_Strict):
-    speeds_kmh: dict[str, Annotated[float, Field(gt=0, le=200)]] = Field(min_length=1)
-    rush_hours: list[RushHourEntry] = []
-    nodes: list[tuple[float, float]] = Field(min_length=2)
-    """[lat, lon] of each junction; roads refer to them by position in this list."""
-    roads: list[tuple[int, int, str]] = Field(min_length=1)
-    """[from node, to node, class]: two-way."""
-
-
-class DeadSpotEntry(_Strict):
-    name: str
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
-    radius_m: float = Field(gt=0)
-
-
-class CallArea(_Strict):
-    """Calls land uniformly within `radius_m` of the centre, at a rate of `weight` times the area's profile."""
-
-    name: str
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
-    radius_m: float = Field(gt=0)
-    weight: float = Field(gt=0)
-    profile: str = "default"
-
-
-class CallsEntry(_Strict):
-    profiles: dict[str, Hours]
-    """Relative call rates by local hour of day (index 0 = 00:00-01:00), by name."""
-    areas: list[CallArea] = Field(min_length=1)
-
-
-class CityFile(_Strict):
-    format: Literal["kuaijing-city/1"]
-    name: str
-    utc_offset_hours: float = Field(ge=-12, le=14)
-    """The city's local time, which rush hours and call profiles are in."""
-    kinds: dict[UnitKind, KindEntry]
-    platforms: list[PlatformEntry] = Field(min_length=1)
-    zones: list[Zone]
-    roads: RoadsEntry
-    dead_spots: list[DeadSpotEntry] = []
-    calls: CallsEntry
-
-    @field_validator("platforms")
-    @classmethod
-    def _distinct(cls, platforms: list[PlatformEntry]) -> list[PlatformEntry]:
-        ids = [p.id for p in platforms]
-        if len(set(ids)) != len(ids):
-            raise ValueError("platform ids must be distinct")
-        return platforms
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,17 +77,7 @@ class City:
     @classmethod
     def load(cls, path: Path = DEFAULT_CITY) -> City:
         """Reads and checks a city file; what is wrong with it is one `KuaijingError` naming the file."""
-        try:
-            document = CityFile.model_validate(orjson.loads(path.read_bytes()))
-        except OSError as e:
-            raise KuaijingError(f"cannot read the city file {path}: {e}") from e
-        except orjson.JSONDecodeError as e:
-            raise KuaijingError(f"the city file {path} is not JSON: {e}") from e
-        except ValidationError as e:
-            problems = "\n".join(
-                f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors(include_url=False)[:20]
-            )
-            raise KuaijingError(f"the city file {path} is not a city:\n{problems}") from e
+        document = read_city_file(path)
         try:
             return cls(document)
         except KuaijingError as e:

@@ -54,6 +54,18 @@ def normalise_terminal_id(raw: str) -> str:
 class _Item(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        return storable_text(value)
+
+
+def storable_text(value: Any) -> Any:
+    """PostgreSQL text cannot hold U+0000: refused at the edge, a 400 naming the field rather than a 500."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("may not contain the NUL character (U+0000)")
+    return value
+
 
 class Platform(_Item):
     id: PlatformId

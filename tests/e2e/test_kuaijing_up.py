@@ -13,12 +13,15 @@ import httpx
 import orjson
 import pytest
 
+from services.simulator.city import City
 from shared.infra.embedded.kafka import EmbeddedKafka
 from shared.infra.embedded.postgres import EmbeddedPostgres
 from shared.infra.embedded.process import port_open
 from tests.harness import free_port, free_port_pair
 
 pytestmark = pytest.mark.e2e
+
+CITY_UNITS = len(City.load().registry().units)
 
 
 async def read_until(stream: asyncio.StreamReader, marker: str, timeout_s: float = 120) -> list[str]:
@@ -221,9 +224,10 @@ async def test_demo_runs_a_simulated_city_in_a_world_of_its_own(tmp_path: Path) 
 
             async def city_online() -> bool:
                 units = (await client.get("/v1/units", headers=headers)).json()
-                # All 231 are registered; a few may be in a dead spot, silent for longer than the freshness limit.
+                # All are registered; a few may be in a dead spot, silent for longer than the freshness limit.
                 registered = sum(1 for u in units if u["id"].startswith("SY-"))
-                return registered == 231 and sum(1 for u in units if u["id"].startswith("SY-") and u["online"]) >= 200
+                online = sum(1 for u in units if u["id"].startswith("SY-") and u["online"])
+                return registered == CITY_UNITS and online >= CITY_UNITS - 30
 
             deadline = asyncio.get_running_loop().time() + 90
             while not await city_online():

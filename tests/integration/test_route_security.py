@@ -46,6 +46,8 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("GET", "/v1/calls"): READERS,
         ("GET", "/v1/calls/{call_id}"): READERS,
         ("GET", "/v1/events"): READERS,
+        ("GET", "/v1/session"): READERS,
+        ("GET", "/v1/map"): READERS,
         ("POST", "/v1/calls"): DISPATCHERS,
         ("POST", "/v1/calls/{call_id}/assign"): DISPATCHERS,
         ("POST", "/v1/units/{unit_id}/status"): DISPATCHERS,

@@ -38,3 +38,14 @@ def test_an_import_document_refuses_unknown_fields_and_kinds() -> None:
 def test_migrations_are_numbered_without_gaps() -> None:
     versions = [m.version for m in bundled_migrations()]
     assert versions == list(range(1, len(versions) + 1))
+
+
+def test_text_postgresql_cannot_store_is_refused_at_the_edge() -> None:
+    """Found by the API fuzz run: a NUL in a platform name reached PostgreSQL and came back as a 500."""
+    from services.dispatcher.api import CallBody
+    from shared.contract.registry import Platform, PlatformKind
+
+    with pytest.raises(ValidationError, match="NUL"):
+        Platform(id="P-1", name="a\x00b", kind=PlatformKind.PATROL, lat=27.0, lon=111.0)
+    with pytest.raises(ValidationError, match="NUL"):
+        CallBody(lat=27.0, lon=111.0, category="theft", priority=1, note="\x00")

@@ -288,5 +288,12 @@ async def dashboard(request: Request, store: Store) -> HTMLResponse:
         not_arrived=(total.calls - total.arrived) if total else 0,
         target_met_pct=total.target_met_pct if total else None,
     )
-    html = render_dashboard(by_platform=by_platform, by_zone=by_zone, today=today, generated_at=now, refresh_s=30)
+    html = render_dashboard(
+        by_platform=by_platform,
+        by_zone=by_zone,
+        today=today,
+        generated_at=now,
+        refresh_s=30,
+        platform_names=await store.platform_names(),
+    )
     return HTMLResponse(html)

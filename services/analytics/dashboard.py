@@ -34,27 +34,39 @@ class Today:
     target_met_pct: float | None
 
 
-def _response_chart(groups: list[GroupFigures]) -> str:
-    width, left, row, top = 900, 160, 34, 52
+LABEL_ROW = 17
+"""One row per target label above the chart, the shortest target on top: a target's line starts below its own
+label and so never crosses a shorter target's label (1 and 3 minutes sit close together on the axis)."""
+FIGURES_W = 230
+"""Room right of the bars for their figures: "p50 900 s · p90 990 s · 1234 calls" at the widest."""
+
+
+def _response_chart(groups: list[GroupFigures], names: dict[str, str]) -> str:
+    width, left, row = 900, 200, 34
+    top = LABEL_ROW * len(ZONE_TARGET_S) + 14
     arrived = [g for g in groups if g.response_s.p90 is not None]
     scale_max = max([ZONE_TARGET_S[ZoneClass.RURAL] * 1.1, *(g.response_s.p90 or 0 for g in arrived)])
-    height = top + row * max(1, len(groups)) + 30
+    height = top + row * max(1, len(groups)) + 10
 
     def x(seconds: float) -> float:
-        return left + (width - left - 20) * min(seconds, scale_max) / scale_max
+        return left + (width - left - FIGURES_W) * min(seconds, scale_max) / scale_max
 
     parts = [f'<svg id="response-chart" width="{width}" height="{height}" role="img" aria-label="Response times">']
     for n, (zone, target) in enumerate(ZONE_TARGET_S.items()):
-        label_y = top - 14 - 12 * (n % 2)  # staggered: the 1- and 3-minute lines sit close together
+        label_y = LABEL_ROW * (n + 1)
         parts.append(
-            f'<line x1="{x(target):.1f}" y1="{label_y + 4}" x2="{x(target):.1f}" y2="{height - 25}" '
+            f'<line x1="{x(target):.1f}" y1="{label_y + 4}" x2="{x(target):.1f}" y2="{height - 6}" '
             f'stroke="{TARGET_COLOUR}" stroke-dasharray="4 3" stroke-width="1.5"/>'
-            f'<text x="{x(target) + 3:.1f}" y="{label_y}" font-size="11" fill="{TARGET_COLOUR}">'
+            f'<text class="target" x="{x(target) + 3:.1f}" y="{label_y}" font-size="11" fill="{TARGET_COLOUR}">'
             f"{escape(_TARGET_LABELS[zone])}</text>"
         )
     for i, group in enumerate(groups):
         y = top + i * row
-        parts.append(f'<text x="{left - 8}" y="{y + 18}" font-size="13" text-anchor="end">{escape(group.key)}</text>')
+        name = names.get(group.key, group.key)
+        parts.append(
+            f'<text class="platform" x="{left - 8}" y="{y + 18}" font-size="13" text-anchor="end">'
+            f"<title>{escape(group.key)}</title>{escape(name)}</text>"
+        )
         p50, p90 = group.response_s.p50, group.response_s.p90
         if p50 is None or p90 is None:
             parts.append(f'<text x="{left + 4}" y="{y + 18}" font-size="12" fill="#718096">no arrivals</text>')
@@ -63,15 +75,15 @@ def _response_chart(groups: list[GroupFigures]) -> str:
             f'<rect class="p50" x="{left}" y="{y + 4}" width="{x(p50) - left:.1f}" height="20" fill="{P50_COLOUR}"/>'
             f'<rect class="p90" x="{x(p50):.1f}" y="{y + 4}" width="{max(0.0, x(p90) - x(p50)):.1f}" height="20" '
             f'fill="{P90_COLOUR}"/>'
-            f'<text x="{x(p90) + 6:.1f}" y="{y + 18}" font-size="11">p50 {p50:.0f} s · p90 {p90:.0f} s · '
-            f"{group.calls} calls</text>"
+            f'<text class="figures" x="{x(p90) + 6:.1f}" y="{y + 18}" font-size="11">p50 {p50:.0f} s · '
+            f"p90 {p90:.0f} s · {group.calls} calls</text>"
         )
     parts.append("</svg>")
     return "".join(parts)
 
 
 def _compliance_chart(groups: list[GroupFigures]) -> str:
-    width, left, row = 900, 160, 30
+    width, left, row = 900, 200, 30
     by_key = {g.key: g for g in groups}
     parts = [f'<svg id="compliance-chart" width="{width}" height="{row * len(ZoneClass) + 10}" role="img">']
     for i, zone in enumerate(ZoneClass):
@@ -82,11 +94,11 @@ def _compliance_chart(groups: list[GroupFigures]) -> str:
         if pct is None:
             parts.append(f'<text x="{left + 4}" y="{y + 18}" font-size="12" fill="#718096">no arrivals</text>')
             continue
-        bar = (width - left - 80) * pct / 100.0
+        bar = (width - left - FIGURES_W) * pct / 100.0
         parts.append(
             f'<rect x="{left}" y="{y + 4}" width="{bar:.1f}" height="20" fill="{COMPLIANCE_COLOUR}"/>'
-            f'<text x="{left + bar + 6:.1f}" y="{y + 18}" font-size="12">{pct:.1f}% within {ZONE_TARGET_S[zone]} s'
-            "</text>"
+            f'<text class="share" x="{left + bar + 6:.1f}" y="{y + 18}" font-size="12">{pct:.1f}% within '
+            f"{ZONE_TARGET_S[zone]} s</text>"
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -99,6 +111,7 @@ def render_dashboard(
     today: Today,
     generated_at: datetime,
     refresh_s: int,
+    platform_names: dict[str, str] | None = None,
 ) -> str:
     met = "—" if today.target_met_pct is None else f"{today.target_met_pct:.1f}%"
     return f"""<!doctype html>
@@ -106,7 +119,8 @@ def render_dashboard(
 <meta http-equiv="refresh" content="{refresh_s}">
 <title>快警 Kuaijing · response times</title>
 <style>
-body {{ font-family: system-ui, "Noto Sans CJK SC", sans-serif; margin: 24px; color: #1a202c; background: #fff; }}
+body {{ font-family: "Noto Sans CJK SC", "Noto Sans SC", "Microsoft YaHei", system-ui, sans-serif; margin: 24px;
+  color: #1a202c; background: #fff; }}
 h1 {{ font-size: 22px; margin: 0 0 4px; }} h2 {{ font-size: 16px; margin: 24px 0 8px; }}
 .counts {{ display: flex; gap: 24px; }} .count {{ border: 1px solid #e2e8f0; padding: 8px 16px; border-radius: 6px; }}
 .count b {{ display: block; font-size: 26px; }} .meta {{ color: #718096; font-size: 12px; }}
@@ -122,7 +136,7 @@ h1 {{ font-size: 22px; margin: 0 0 4px; }} h2 {{ font-size: 16px; margin: 24px 0
 <div class="count"><b>{met}</b>within target</div>
 </div>
 <h2>Response time per platform (p50 dark, p90 light) against the 1-3-5-15 targets</h2>
-{_response_chart(by_platform)}
+{_response_chart(by_platform, platform_names or {})}
 <h2>Calls reached within their zone's target</h2>
 {_compliance_chart(by_zone)}
 </body></html>"""

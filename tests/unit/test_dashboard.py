@@ -37,3 +37,16 @@ def test_platform_names_are_escaped() -> None:
     )
     assert "<script>" not in html
     assert "&lt;script&gt;" in html
+
+
+def test_platforms_are_shown_by_name_with_the_id_on_hover() -> None:
+    html = render_dashboard(
+        by_platform=[group("SY-05", 60.0, 90.0), group("SY-99", 60.0, 90.0)],
+        by_zone=[],
+        today=Today(0, 0, 0, None),
+        generated_at=NOW,
+        refresh_s=30,
+        platform_names={"SY-05": "邵阳快警平台 5"},
+    )
+    assert "<title>SY-05</title>邵阳快警平台 5</text>" in html
+    assert "<title>SY-99</title>SY-99</text>" in html, "a platform the registry does not name keeps its id"

@@ -137,6 +137,10 @@ class AnalyticsStore:
             await conn.execute(_REFRESH_FACTS, list(calls))
         return int(status.rsplit(" ", 1)[1])
 
+    async def platform_names(self) -> dict[str, str]:
+        """The registry's names, so the dashboard shows "邵阳快警平台 5", not "SY-05"."""
+        return {r["id"]: r["name"] for r in await self._pool.fetch("SELECT id, name FROM platforms")}
+
     async def report(self, group_by: GroupBy, *, start: datetime, end: datetime, tz: str) -> list[GroupFigures]:
         rows = await self._pool.fetch(report_sql(group_by), start, end, tz)
         return [_figures(tuple(r.values())) for r in rows]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHES = ("ingest", "dispatcher", "analytics", "jt808")
+BENCHES = ("ingest", "dispatcher", "analytics", "jt808", "console")
 ON_REQUEST = ("soak",)
 """Run only when named: the soak takes ten minutes by default."""
 

@@ -46,7 +46,11 @@
   const ZONE_COLOUR = { key_area: "#ff1744", central_urban: "#ff9100", other_urban: "#ffd740", rural: "#69f0ae" };
   const CALL_COLOUR = { waiting: "#ffab00", overdue: "#ff1744" };
   const TRACK_POINTS = 12;
-  const DRAW_EVERY_MS = 250;
+  const UNITS_EVERY_MS = 1000;
+  // Units report at most once a second on the feed: the map follows them at that pace (a repaint of thousands of
+  // units is the page's heaviest work), and at once for what a dispatcher did (a selection, a status, a call).
+  const TRACKS_EVERY_MS = 3000;
+  const STALE_CHECK_TICKS = 5;
   const FRAMES_KEPT = 600;
 
   const state = {
@@ -59,14 +63,18 @@
     places: [],
     newest: { ts: 0, heardAt: 0 },
     selected: null,
-    dirty: { units: true, calls: true },
+    dirty: { units: true, calls: true, now: true },
     lastDraw: 0,
+    lastTracks: 0,
+    overdue: "",
+    ticks: 0,
     map: null,
     feed: null,
   };
   // Read by the tests and the console benchmark: frame times, what is drawn, whether the feed is up.
   const probe = {
     frames: [], unitsDrawn: 0, callsDrawn: 0, live: false, events: 0, drawn: {},
+    repaintEveryFrame: false, // the console benchmark's anchor: what one full repaint costs on this machine
     // Where a place is on the page, and a view of it: what a test clicks.
     pointOf(lon, lat) {
       const box = state.map.getContainer().getBoundingClientRect();
@@ -255,7 +263,7 @@
         speed: u.position?.speed_kmh, track: known?.track || (u.position ? [[u.position.lon, u.position.lat]] : []),
       });
     }
-    state.dirty.units = true;
+    state.dirty.units = state.dirty.now = true;
   }
 
   function loadCalls(calls) {
@@ -269,11 +277,11 @@
         timeline: c.timeline.map((e) => ({ event: e.event, ts: e.ts, unit_id: e.unit_id })),
       });
     }
-    state.dirty.calls = true;
+    state.dirty.calls = state.dirty.now = true;
   }
 
   function unitFeatures() {
-    const units = [], tracks = [];
+    const units = [];
     probe.drawn = {};
     for (const u of state.units.values()) {
       if (u.lat === undefined) continue;
@@ -285,11 +293,18 @@
       };
       units.push(point(u.lon, u.lat, properties));
       probe.drawn[u.id] = properties;
-      if (u.track.length > 1) {
-        tracks.push({ type: "Feature", properties: { colour }, geometry: { type: "LineString", coordinates: u.track } });
-      }
     }
-    return { units, tracks };
+    return units;
+  }
+
+  function trackFeatures() {
+    const tracks = [];
+    for (const u of state.units.values()) {
+      if (u.track.length < 2) continue;
+      const colour = online(u) ? KIND_COLOUR[u.kind] || "#ffffff" : OFFLINE_COLOUR;
+      tracks.push({ type: "Feature", properties: { colour }, geometry: { type: "LineString", coordinates: u.track } });
+    }
+    return tracks;
   }
 
   function callFeatures() {
@@ -307,29 +322,41 @@
   function frame(time) {
     probe.frames.push(time);
     if (probe.frames.length > FRAMES_KEPT) probe.frames.shift();
-    if (state.map && time - state.lastDraw >= DRAW_EVERY_MS && (state.dirty.units || state.dirty.calls)) {
+    const due = state.dirty.now || time - state.lastDraw >= UNITS_EVERY_MS;
+    if (state.map && due && (state.dirty.units || state.dirty.calls)) {
       state.lastDraw = time;
       if (state.dirty.units) {
-        const { units, tracks } = unitFeatures();
+        const units = unitFeatures();
         state.map.getSource("units").setData({ type: "FeatureCollection", features: units });
-        state.map.getSource("tracks").setData({ type: "FeatureCollection", features: tracks });
         probe.unitsDrawn = units.length;
+        if (time - state.lastTracks >= TRACKS_EVERY_MS) {
+          state.lastTracks = time;
+          state.map.getSource("tracks").setData({ type: "FeatureCollection", features: trackFeatures() });
+        }
       }
       if (state.dirty.calls) {
         const calls = callFeatures();
         state.map.getSource("calls").setData({ type: "FeatureCollection", features: calls });
         probe.callsDrawn = calls.length;
       }
-      state.dirty.units = state.dirty.calls = false;
+      state.dirty.units = state.dirty.calls = state.dirty.now = false;
     }
+    if (probe.repaintEveryFrame) state.map?.triggerRepaint();
     requestAnimationFrame(frame);
   }
 
-  // Once a second: the clock, countdowns, counters, and units going stale without an event.
+  // Once a second: the clock, countdowns and counters; calls turning overdue, and now and then units going stale
+  // without an event (the map is redrawn only for what changed).
   function tick() {
-    const at = new Date(now());
-    $("#clock").textContent = at.toLocaleString(state.lang === "zh" ? "zh-CN" : "en-GB", { hour12: false });
-    state.dirty.units = state.dirty.calls = true;
+    const at = now();
+    $("#clock").textContent = new Date(at).toLocaleString(state.lang === "zh" ? "zh-CN" : "en-GB", { hour12: false });
+    const overdueNow = [...state.calls.values()].filter((c) => overdue(c, at)).map((c) => c.call_id).join();
+    if (overdueNow !== state.overdue) {
+      state.overdue = overdueNow;
+      state.dirty.calls = true;
+    }
+    state.ticks += 1;
+    if (state.ticks % STALE_CHECK_TICKS === 0) state.dirty.units = true;
     renderPanels();
     if (state.selected?.type === "call") updateCountdown();
   }
@@ -412,7 +439,7 @@
     if (!unit) return;
     unit.status = s.status;
     unit.call_id = s.call_id;
-    state.dirty.units = true;
+    state.dirty.units = state.dirty.now = true;
     if (state.selected?.type === "unit" && state.selected.id === s.unit_id) showSelected();
   }
 
@@ -435,7 +462,7 @@
       if (e.event === "assigned" && e.unit_id && !call.units.includes(e.unit_id)) call.units.push(e.unit_id);
       if (e.event === "on_scene" && call.arrived_at === null) call.arrived_at = Date.parse(e.ts);
     }
-    state.dirty.calls = true;
+    state.dirty.calls = state.dirty.now = true;
     renderPanels();
     if (state.selected?.type === "call" && state.selected.id === e.call_id) showSelected();
   }
@@ -477,7 +504,7 @@
 
   function select(selection) {
     state.selected = selection;
-    state.dirty.units = true;
+    state.dirty.units = state.dirty.now = true;
     showSelected();
     renderPanels();
   }
@@ -485,7 +512,7 @@
   function closeDetail() {
     state.selected = null;
     $("#detail").hidden = true;
-    state.dirty.units = true;
+    state.dirty.units = state.dirty.now = true;
   }
 
   function showSelected() {
@@ -638,7 +665,7 @@
           target_s: created.target_s, received_at: now(), category: body.category, priority: body.priority,
           address: body.address, units: [], arrived_at: null, timeline: [],
         });
-        state.dirty.calls = true;
+        state.dirty.calls = state.dirty.now = true;
       }
       state.calls.get(created.call_id).address = body.address;
       select({ type: "call", id: created.call_id, recommendations: created.recommendations });

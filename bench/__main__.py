@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from bench.environment import machine
+
 BENCHES = ("ingest", "dispatcher", "analytics", "jt808", "console")
 ON_REQUEST = ("soak",)
 """Run only when named: the soak takes ten minutes by default."""
@@ -21,6 +23,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.minutes is not None and "soak" not in args.names:
         parser.error("--minutes is for the soak")
+    print(f"machine: {machine()}", flush=True)
     for name in args.names or BENCHES:
         module = importlib.import_module(f"bench.{name}")
         if name == "soak":

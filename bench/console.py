@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
-import os
-import platform
 import random
 import statistics
 import time
@@ -38,15 +36,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 CITY = Path(__file__).resolve().parents[1] / "services" / "simulator" / "cities" / "shaoyang.json"
 TOKEN = "bench-dispatcher"
 KINDS = (UnitKind.COMMAND_CAR, UnitKind.PATROL_CAR, UnitKind.PATROL_CAR, *(UnitKind.MOTORCYCLE,) * 4)
-
-
-def machine() -> str:
-    """Cores and a one-line CPU speed probe, so figures from different machines can be read together."""
-    began, rounds = time.perf_counter(), 0
-    while time.perf_counter() - began < 0.2:
-        sum(i * i for i in range(1_000))
-        rounds += 1
-    return f"{os.cpu_count()} cores, {platform.machine()}, CPU probe {rounds / 0.2:,.0f} sums of 1,000 squares/s"
 
 
 async def register(database: str, rng: random.Random) -> dict[str, tuple[float, float]]:
@@ -156,7 +145,7 @@ async def measure(infra: BenchInfra, url: str, seconds: float) -> None:
 
 
 def run(*, quick: bool) -> None:
-    print(f"bench console: {machine()}", flush=True)
+    print(f"bench console: {UNITS:,} units moving once a second, the console at 1920x1080", flush=True)
     with bench_infra() as infra:
         port = free_port()
         env = {"KUAIJING_API_TOKENS": f"dispatcher:{TOKEN}", "KUAIJING_CITY_FILE": str(CITY)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import platform
 import socket
 import subprocess
 import sys
@@ -20,6 +21,19 @@ from shared.infra.embedded.kafka import EmbeddedKafka
 from shared.infra.embedded.postgres import EmbeddedPostgres
 from shared.infra.kafka import ensure_topics
 from shared.infra.postgres import migrate
+
+
+def machine() -> str:
+    """Cores, architecture, Python and a one-line CPU speed probe (one core), printed before every benchmark so
+    that figures from different machines can be read together: ratios travel, absolute figures go with the probe."""
+    began, rounds = time.perf_counter(), 0
+    while time.perf_counter() - began < 0.5:
+        sum(i * i for i in range(1_000))
+        rounds += 1
+    return (
+        f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
+        f"CPU probe {rounds / 0.5:,.0f} sums of 1,000 squares/s on one core"
+    )
 
 
 def free_port() -> int:

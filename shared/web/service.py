@@ -25,6 +25,7 @@ from shared.infra.supervision import Supervisor
 from shared.settings import ServiceSettings
 from shared.web.admission import EXEMPT_PATHS, AdmissionControl
 from shared.web.errors import install_error_handlers
+from shared.web.log_throttle import throttle_libraries
 from shared.web.probes import Readiness, probes_router
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ def configure_logging(level: str) -> None:
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    throttle_libraries("aiokafka")
 
 
 def serve(create_app: Callable[[C], FastAPI], settings: C, *, port: int | None = None) -> int:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from services.dispatcher.service import DispatchService
@@ -87,9 +87,11 @@ async def follow_positions(
         applied: dict[TopicPartition, int] = {}
         try:
             for tp, records in batches.items():
-                for record in records:
-                    await _apply_position(record, service, producer)
+                for record, position in await POSITIONS.decode_all(records, producer):
+                    await service.on_position(position)
                     applied[tp] = record.offset + 1
+                if records:
+                    applied[tp] = records[-1].offset + 1
         except Exception:
             for tp, records in batches.items():
                 if records:
@@ -98,11 +100,6 @@ async def follow_positions(
         if not caught_up.is_set() and all([await consumer.position(tp) >= ends[tp] for tp in partitions]):
             caught_up.set()
             log.info("positions tail caught up")
-
-
-async def _apply_position(record: ConsumerRecord[bytes, bytes], service: PositionSink, producer: Producer) -> None:
-    if (position := await POSITIONS.decode_or_dead_letter(record, producer)) is not None:
-        await service.on_position(position)
 
 
 class CallEventSink(Protocol):

@@ -12,7 +12,6 @@ from aiokafka import AIOKafkaConsumer
 
 from services.ingest.adapters.history_store import HistoryStore
 from services.ingest.metrics import IngestMetrics
-from shared.contract.schemas import PositionRecord, VideoRecord
 from shared.contract.topics import POSITIONS, VIDEO, Producer
 from shared.infra.kafka import consumer_lag
 
@@ -34,15 +33,11 @@ async def write_history(
         if not batches:
             metrics.set_lag(group, await consumer_lag(consumer))
             continue
-        positions: list[PositionRecord] = []
-        videos: list[VideoRecord] = []
-        for records in batches.values():
-            for record in records:
-                if record.topic == POSITIONS.name:
-                    if (position := await POSITIONS.decode_or_dead_letter(record, producer)) is not None:
-                        positions.append(position)
-                elif (video := await VIDEO.decode_or_dead_letter(record, producer)) is not None:
-                    videos.append(video)
+        fetched = [record for records in batches.values() for record in records]
+        positions = [
+            p for _, p in await POSITIONS.decode_all([r for r in fetched if r.topic == POSITIONS.name], producer)
+        ]
+        videos = [v for _, v in await VIDEO.decode_all([r for r in fetched if r.topic != POSITIONS.name], producer)]
         new_positions, new_videos = await store.write(positions, videos)
         await consumer.commit()
         metrics.history_rows.labels("positions").inc(new_positions)

@@ -23,7 +23,7 @@ import asyncpg
 import httpx
 import numpy as np
 
-from bench.environment import BenchInfra, bench_infra, free_port, service
+from bench.environment import BenchInfra, bench_infra, free_port, rss_mb, service, service_process
 from services.dispatcher.domain.h3_index import ByDistance
 from services.dispatcher.domain.live_map import LiveMap, Position, UnitFilter
 from shared.contract.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind
@@ -270,7 +270,7 @@ def run(*, quick: bool) -> None:
         gc.collect()
         gc.freeze()
         latencies, failures = measure_calls(infra, fleets[10_000], rng, seconds=5 if quick else 15)
-        startup = measure_startup(infra, fleets[sizes[-1]])
+        startup, startup_rss = measure_startup(infra, fleets[sizes[-1]])
 
     us = 1e6
     print()
@@ -285,7 +285,8 @@ def run(*, quick: bool) -> None:
     print("ratios compare p99 latencies; 'differ' counts queries whose answer set differs from the anchor's")
     print(f"position updates into the index: {updates:,.0f} updates/s ({sizes[-1]:,} units)")
     print(
-        f"dispatcher start to ready with {sizes[-1]:,} units on the map (process start, rebuild, tail): {startup:.1f} s"
+        f"dispatcher start to ready with {sizes[-1]:,} units on the map (process start, rebuild, tail): "
+        f"{startup:.1f} s; RSS then {startup_rss:,.0f} MB"
     )
     p50, p99 = percentiles(latencies)
     print(
@@ -294,8 +295,9 @@ def run(*, quick: bool) -> None:
     )
 
 
-def measure_startup(infra: BenchInfra, fleet: Fleet) -> float:
-    """Seconds from starting the dispatcher process until /readyz answers, with the whole fleet to rebuild."""
+def measure_startup(infra: BenchInfra, fleet: Fleet) -> tuple[float, float]:
+    """Seconds from starting the dispatcher process until /readyz answers, with the whole fleet to rebuild, and its
+    RSS (MB) then."""
     imported, copied = asyncio.run(seed_for_service(infra.database, fleet))
     print(
         f"registry import of {len(fleet.ids):,} units: {imported:.2f} s; anchor, one COPY of the same rows into a bare "
@@ -303,8 +305,8 @@ def measure_startup(infra: BenchInfra, fleet: Fleet) -> float:
         flush=True,
     )
     began = time.perf_counter()
-    with service(infra, "dispatcher", free_port(), KUAIJING_API_TOKENS=f"dispatcher:{TOKEN}"):
-        return time.perf_counter() - began
+    with service_process(infra, "dispatcher", free_port(), KUAIJING_API_TOKENS=f"dispatcher:{TOKEN}") as process:
+        return time.perf_counter() - began, rss_mb(process.pid)
 
 
 def measure_calls(infra: BenchInfra, fleet: Fleet, rng: random.Random, *, seconds: float) -> tuple[list[float], int]:

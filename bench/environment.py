@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import platform
 import socket
@@ -34,6 +35,17 @@ def machine() -> str:
         f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
         f"CPU probe {rounds / 0.5:,.0f} sums of 1,000 squares/s on one core"
     )
+
+
+def rss_mb(pid: int | None) -> float:
+    """Resident set size from /proc (Linux)."""
+    if pid is None:
+        return math.nan
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return math.nan
 
 
 def free_port() -> int:

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from bench.environment import BenchInfra, bench_infra, free_port, service
+from bench.environment import BenchInfra, bench_infra, free_port, rss_mb, service_process
 from shared.contract.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind
 from shared.contract.topics import POSITIONS, TELEMETRY_RAW
 from shared.infra.postgres import connect
@@ -134,9 +134,9 @@ def run(*, quick: bool) -> None:
         pings = make_pings(count, unit_ids)
         print(f"bench ingest: {count:,} position pings over {UNITS:,} units, HTTP batches of {BATCH}", flush=True)
         anchor_http = asyncio.run(bare_producer(infra.kafka, POSITIONS.name, pings))
-        http_rate = measure_http(infra, pings)
+        http_rate, http_rss = measure_http(infra, pings)
         anchor_raw = asyncio.run(bare_producer(infra.kafka, TELEMETRY_RAW.name, pings))
-        raw_rate = measure_raw(infra, count)
+        raw_rate, raw_rss = measure_raw(infra, count)
     print()
     print(f"{'path':<34}{'pings/s':>12}{'anchor pings/s':>18}{'ratio':>8}")
     print(
@@ -144,17 +144,21 @@ def run(*, quick: bool) -> None:
     )
     print(f"{'kuaijing.telemetry.raw consumer':<34}{raw_rate:>12,.0f}{anchor_raw:>18,.0f}{raw_rate / anchor_raw:>8.2f}")
     print("anchor: bare AIOKafkaProducer (acks=all, idempotent) sending the same bytes to the same broker")
+    print(f"ingest RSS after its {count:,} pings: {http_rss:,.0f} MB (HTTP), {raw_rss:,.0f} MB (raw topic)")
 
 
-def measure_http(infra: BenchInfra, pings: list[bytes]) -> float:
-    port = free_port()
-    with service(infra, "ingest", port, KUAIJING_API_TOKENS=f"terminal:{TOKEN}", KUAIJING_RAW_CONSUMER_ENABLED="false",
-                 KUAIJING_HISTORY_WRITER_ENABLED="false") as url:  # fmt: skip
-        return asyncio.run(http_path(url, pings))
+def measure_http(infra: BenchInfra, pings: list[bytes]) -> tuple[float, float]:
+    """Pings/s over HTTP, and the ingest process's RSS (MB) once they are in."""
+    env = {"KUAIJING_API_TOKENS": f"terminal:{TOKEN}", "KUAIJING_RAW_CONSUMER_ENABLED": "false",
+           "KUAIJING_HISTORY_WRITER_ENABLED": "false"}  # fmt: skip
+    with service_process(infra, "ingest", free_port(), **env) as process:
+        return asyncio.run(http_path(process.url, pings)), rss_mb(process.pid)
 
 
-def measure_raw(infra: BenchInfra, total: int) -> float:
+def measure_raw(infra: BenchInfra, total: int) -> tuple[float, float]:
+    """Pings/s through the raw-topic consumer, and the ingest process's RSS (MB) once they are through."""
     group = f"bench-raw-{uuid.uuid4().hex[:8]}"
-    with service(infra, "ingest", free_port(), KUAIJING_API_TOKENS=f"terminal:{TOKEN}", KUAIJING_RAW_GROUP=group,
-                 KUAIJING_HISTORY_WRITER_ENABLED="false"):  # fmt: skip
-        return asyncio.run(raw_path_rate(infra.kafka, group, total))
+    env = {"KUAIJING_API_TOKENS": f"terminal:{TOKEN}", "KUAIJING_RAW_GROUP": group,
+           "KUAIJING_HISTORY_WRITER_ENABLED": "false"}  # fmt: skip
+    with service_process(infra, "ingest", free_port(), **env) as process:
+        return asyncio.run(raw_path_rate(infra.kafka, group, total)), rss_mb(process.pid)

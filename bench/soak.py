@@ -22,13 +22,12 @@ import random
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench.environment import BenchInfra, bench_infra, free_port, service_process
+from bench.environment import BenchInfra, bench_infra, free_port, rss_mb, service_process
 from bench.ingest import bare_producer, make_pings
 from shared import jt808
 from shared.contract.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind
@@ -269,17 +268,6 @@ async def scrape_lag(urls: list[str]) -> dict[str, float]:
                         group = line.split('group="', 1)[1].split('"', 1)[0]
                         lag[group] = lag.get(group, 0.0) + float(line.rsplit(" ", 1)[1])
     return lag
-
-
-def rss_mb(pid: int | None) -> float:
-    """Resident set size from /proc (Linux)."""
-    if pid is None:
-        return math.nan
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return math.nan
 
 
 def _ms(value: float) -> str:

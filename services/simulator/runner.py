@@ -71,6 +71,7 @@ class Simulation:
         self.pings_sent = 0
         self.refused: dict[str, int] = {}
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._last_post: asyncio.Task[None] | None = None
         self._terminals: dict[str, Jt808Terminal] = {}
         self._relay: RawTopicRelay
 
@@ -187,7 +188,8 @@ class Simulation:
                     self.pings_sent += len(report.late) + 1
         acknowledged += await self._relay.relay(raw)
         self.pings_sent += len(raw)
-        task = asyncio.create_task(self._post_fixes(ingest, http, acknowledged))
+        task = asyncio.create_task(self._post_fixes(ingest, http, acknowledged, self._last_post))
+        self._last_post = task
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
@@ -195,10 +197,18 @@ class Simulation:
         await asyncio.gather(*self._in_flight)
 
     async def _post_fixes(
-        self, ingest: httpx.AsyncClient, http: list[dict[str, Any]], acknowledged: list[asyncio.Future[Any]]
+        self,
+        ingest: httpx.AsyncClient,
+        http: list[dict[str, Any]],
+        acknowledged: list[asyncio.Future[Any]],
+        previous: asyncio.Task[None] | None,
     ) -> None:
-        """The HTTP vehicles' pings, sent until accepted, and the other transports' acknowledgements."""
+        """The HTTP vehicles' pings, sent until accepted, and the other transports' acknowledgements. A tick's pings
+        are posted only after the previous tick's were accepted: two posts in flight at once could reach the topic
+        in the other order, and a vehicle's later fix would then be seen first (an arrival a tick late)."""
         await asyncio.gather(*acknowledged)
+        if previous is not None:
+            await previous
         if not http:
             return
         answer = await self._send(ingest, "/v1/telemetry", http, ok=(202,))

@@ -113,7 +113,9 @@ def test_gps_arrival_inside_the_radius_after_dispatch_sets_the_unit_on_scene() -
     before_dispatch = Position(T0 + timedelta(seconds=5), call.lat, call.lon)
     far = Position(T0 + timedelta(seconds=30), call.lat + 0.01, call.lon)
     near = Position(T0 + timedelta(seconds=40), call.lat + 0.0005, call.lon)
+    at_dispatch = Position(T0 + timedelta(seconds=10), call.lat, call.lon)
     assert gps_arrival(call, u, before_dispatch, radius_m=100) is None
+    assert gps_arrival(call, u, at_dispatch, radius_m=100) is None, "taken as the order went out (demo-night race)"
     assert gps_arrival(call, u, far, radius_m=100) is None
     decision = gps_arrival(call, u, near, radius_m=100)
     assert decision is not None

@@ -150,13 +150,15 @@ _ON_CALL = frozenset({UnitStatus.DISPATCHED, UnitStatus.EN_ROUTE, UnitStatus.ON_
 
 
 def gps_arrival(call: Call, unit: UnitState, position: Position, *, radius_m: float) -> Decision | None:
-    """The first fixed position of an assigned unit within `radius_m` of the call, after its dispatch."""
+    """The first fixed position of an assigned unit within `radius_m` of the call, taken after its dispatch: a fix
+    stamped with the dispatch's own time was taken as the order went out, before the crew could act on it (and may
+    reach the dispatcher after the order when terminals report while a console dispatches)."""
     assigned_at = call.assigned.get(unit.unit_id)
     if (
         assigned_at is None
         or unit.unit_id in call.arrived
         or unit.status not in (UnitStatus.DISPATCHED, UnitStatus.EN_ROUTE)
-        or position.ts < assigned_at
+        or position.ts <= assigned_at
         or (unit.status_since is not None and position.ts < unit.status_since)
         or great_circle_m(call.lat, call.lon, position.lat, position.lon) > radius_m
     ):

@@ -60,6 +60,11 @@ async def crew(infra: Infra, ingest: RunningService, dispatcher: RunningService)
         await conn.close()
     live_map = dispatcher.app.state.service
     await eventually(lambda: _known(live_map, units.values()), what="the dispatcher to learn the crew")
+
+    async def ingest_knows() -> bool:
+        return all(u in ingest.app.state.service.directory.current().by_unit for u in units.values())
+
+    await eventually(ingest_knows, what="ingest to learn the crew (it refuses pings of units it does not know)")
     crew = Crew(platform.id, units)
     await report(ingest, crew)
     return crew
@@ -83,6 +88,7 @@ async def report(ingest: RunningService, crew: Crew) -> None:
     async with httpx.AsyncClient(base_url=ingest.url, headers=auth("terminal")) as c:
         response = await c.post("/v1/telemetry", json=pings)
         assert response.status_code == 202, response.text
+        assert response.json()["accepted"] == len(pings), response.text
 
 
 def auth(role: str) -> dict[str, str]:

@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import orjson
 from pydantic import ValidationError
 
 from services.analytics.settings import AnalyticsSettings
@@ -28,6 +27,7 @@ from services.ingest.settings import IngestSettings
 from services.simulator.city import DEFAULT_CITY, City
 from shared.contract.registry import RegistryImport
 from shared.contract.roles import generate_api_tokens
+from shared.documents import read_document
 from shared.errors import KuaijingError
 from shared.infra.embedded.kafka import EmbeddedKafka
 from shared.infra.embedded.postgres import EmbeddedPostgres
@@ -331,18 +331,7 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 def cmd_registry_import(args: argparse.Namespace) -> int:
     settings = CommonSettings()
     configure_logging(settings.log_level)
-    path: Path = args.file
-    try:
-        document = RegistryImport.model_validate(orjson.loads(path.read_bytes()))
-    except OSError as e:
-        raise KuaijingError(f"cannot read {path}: {e}") from e
-    except orjson.JSONDecodeError as e:
-        raise KuaijingError(f"{path} is not JSON: {e}") from e
-    except ValidationError as e:
-        problems = "\n".join(
-            f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors(include_url=False)[:20]
-        )
-        raise KuaijingError(f"{path} is not a registry document:\n{problems}") from e
+    document = read_document(args.file, RegistryImport, what="a registry document")
 
     async def run() -> dict[str, int]:
         await migrate(settings.database)

@@ -7,11 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.contract.registry import PlatformKind, UnitKind, Zone
-from shared.errors import KuaijingError
+from shared.documents import read_document
 
 Hours = Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=24, max_length=24)]
 
@@ -102,14 +101,4 @@ class CityFile(_Strict):
 
 def read_city_file(path: Path) -> CityFile:
     """The file at `path`, checked against the schema; what is wrong is one `KuaijingError` naming the file."""
-    try:
-        return CityFile.model_validate(orjson.loads(path.read_bytes()))
-    except OSError as e:
-        raise KuaijingError(f"cannot read the city file {path}: {e}") from e
-    except orjson.JSONDecodeError as e:
-        raise KuaijingError(f"the city file {path} is not JSON: {e}") from e
-    except ValidationError as e:
-        problems = "\n".join(
-            f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors(include_url=False)[:20]
-        )
-        raise KuaijingError(f"the city file {path} is not a city:\n{problems}") from e
+    return read_document(path, CityFile, what="a city", label="the city file ")

@@ -198,6 +198,19 @@ async def fleet(infra: Infra, ingest: RunningService) -> Fleet:
     return registered
 
 
+@pytest.fixture
+async def terminals(infra: Infra, ingest: RunningService) -> Fleet:
+    """Three fresh units with JT/T 808 terminal numbers, known to the running ingest service's gateway."""
+    registered = await register_fleet(infra.database, units=3, terminals=True)
+
+    async def known() -> bool:
+        directory = ingest.app.state.service.directory.current()
+        return all(t in directory.by_terminal for t in registered.terminal_ids)
+
+    await eventually(known, what="ingest to learn the terminals")
+    return registered
+
+
 @pytest.fixture(scope="session")
 async def dispatcher(dispatcher_settings: DispatcherSettings) -> AsyncIterator[RunningService]:
     from services.dispatcher.app import create_app

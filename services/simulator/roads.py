@@ -66,10 +66,6 @@ class RoadNetwork:
         for index, (lat, lon) in enumerate(self.nodes):
             self._buckets.setdefault(_bucket(lat, lon), []).append(index)
 
-    @property
-    def edge_count(self) -> int:
-        return sum(len(a) for a in self._adjacent) // 2
-
     def unreachable_from(self, start: int = 0) -> list[int]:
         """Nodes no road leads to from `start`: a city file must have none."""
         seen, todo = {start}, [start]

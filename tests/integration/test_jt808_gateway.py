@@ -16,7 +16,7 @@ from shared.contract.topics import DEADLETTER, JT808_CONTENT_TYPE, POSITIONS, TE
 from shared.jt808 import MessageId, RegisterResult, Result
 from shared.settings import CommonSettings
 from tests.conftest import Fleet, RunningService
-from tests.harness import TopicTail, eventually
+from tests.harness import TopicTail
 
 pytestmark = pytest.mark.integration
 
@@ -74,19 +74,6 @@ def location(
     status = jt808.ACC_ON | jt808.POSITIONED | jt808.GPS_USED | jt808.BEIDOU_USED
     local = ts.astimezone(BEIJING_TIME).replace(tzinfo=None, microsecond=0)
     return jt808.Location(0, status, lat, lon, 52, speed, 270, local, {0x31: b"\x0d", **(extras or {})})
-
-
-@pytest.fixture
-async def terminals(infra: object, ingest: RunningService) -> Fleet:
-    from tests.conftest import register_fleet
-
-    fleet = await register_fleet(ingest.app.state.settings.database, units=3, terminals=True)
-
-    async def known() -> bool:
-        return all(t in ingest.app.state.service.directory.current().by_terminal for t in fleet.terminal_ids)
-
-    await eventually(known, what="ingest to learn the terminals")
-    return fleet
 
 
 async def test_a_terminal_registers_authenticates_reports_and_batch_uploads(

@@ -16,8 +16,8 @@ from services.simulator.night import REAR_CAMERA
 from services.simulator.terminals import BATCH_ITEMS, Jt808Terminal, RawTopicRelay
 from shared.contract.topics import POSITIONS, VIDEO
 from shared.settings import CommonSettings
-from tests.conftest import Fleet, RunningService, register_fleet
-from tests.harness import TopicTail, eventually
+from tests.conftest import Fleet
+from tests.harness import TopicTail
 
 pytestmark = pytest.mark.integration
 
@@ -30,17 +30,6 @@ def ping(unit_id: str, ts: datetime, seq: int) -> dict[str, Any]:
 
 def zulu(ts: datetime) -> str:
     return ts.isoformat().replace("+00:00", "Z")
-
-
-@pytest.fixture
-async def terminals(ingest: RunningService) -> Fleet:
-    fleet = await register_fleet(ingest.app.state.settings.database, units=2, terminals=True)
-
-    async def known() -> bool:
-        return all(t in ingest.app.state.service.directory.current().by_terminal for t in fleet.terminal_ids)
-
-    await eventually(known, what="ingest to learn the terminals")
-    return fleet
 
 
 async def test_the_simulated_terminal_uploads_late_fixes_first_and_survives_a_lost_connection(

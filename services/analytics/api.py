@@ -18,11 +18,12 @@ from pydantic import AwareDatetime, BaseModel
 
 from services.analytics.adapters.store import AnalyticsStore, GroupBy
 from services.analytics.dashboard import Today, render_dashboard
-from services.analytics.domain.latency import GroupFigures, Spread
+from services.analytics.domain.latency import GroupFigures
 from services.analytics.metrics import AnalyticsMetrics
 from services.analytics.settings import AnalyticsSettings
 from shared.contract.roles import Role
 from shared.errors import InvalidError
+from shared.percentiles import Spread
 from shared.web.auth import require_role
 from shared.web.service import service_state, settings_of
 

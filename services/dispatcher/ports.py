@@ -10,6 +10,7 @@ from typing import Protocol
 
 from services.dispatcher.domain.calls import Call, CallStatus, Decision, StatusChange
 from services.dispatcher.domain.live_map import Position
+from services.dispatcher.domain.speed_profiles import Trip
 from services.dispatcher.domain.zones import ZoneDefinition
 from shared.contract.registry import Platform, RegistryImport, Unit, Zone
 from shared.contract.schemas import UnitStatus
@@ -77,6 +78,10 @@ class DispatchStore(Protocol):
     async def calls(
         self, *, status: CallStatus | None, received_from: datetime | None, received_to: datetime | None, limit: int
     ) -> list[Call]: ...
+
+    async def completed_trips(self, *, since: datetime) -> list[Trip]:
+        """Every drive to a call dispatched since `since` that ended on scene, with the unit's fixes on the way."""
+        ...
 
 
 class Outbox(Protocol):

@@ -15,16 +15,17 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TypeVar
 
 from services.dispatcher.domain import calls as rules
 from services.dispatcher.domain.calls import Call, CallEvent, CallStatus, Decision, StatusChange
-from services.dispatcher.domain.eta import EtaModel
+from services.dispatcher.domain.eta import CircuityEta, EtaModel, EtaQuery, eta_s
 from services.dispatcher.domain.h3_index import ByDistance, Found
 from services.dispatcher.domain.live_map import LiveMap, Position, UnitFilter, UnitState
+from services.dispatcher.domain.speed_profiles import LearnedEta, ProfileRules, SpeedProfiles
 from services.dispatcher.domain.zones import ZoneMap, validate_geometry
 from services.dispatcher.events import EventHub, LiveEvent
 from services.dispatcher.messages import call_event_message, call_event_of, live_position, unit_status_message
@@ -58,6 +59,15 @@ class DispatchRules:
     arrival_radius_m: float = 100.0
     max_position_age_s: float = 120.0
     recommendations: int = 5
+
+
+@dataclass(frozen=True)
+class EtaLearning:
+    """Speed profiles learned from the fleet's drives to calls of the last `history`, rebuilt every `every_s`."""
+
+    history: timedelta = timedelta(days=28)
+    every_s: float = 3600.0
+    rules: ProfileRules = field(default_factory=ProfileRules)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,14 +104,16 @@ class CallCreated:
 
 
 class EtaRanking:
-    """Ranks by ETA: distance times seconds-per-metre of the unit's kind in the call's zone class."""
+    """Ranks by ETA: distance times the model's seconds per metre for the unit (its kind, where it is)."""
 
-    def __init__(self, eta: EtaModel, zone_class: ZoneClass) -> None:
-        self._per_metre = {kind: eta.eta_s(distance_m=1.0, unit_kind=kind, zone_class=zone_class) for kind in UnitKind}
-        self.min_weight = eta.lower_bound_s(distance_m=1.0, zone_class=zone_class)
+    def __init__(self, eta: EtaModel, query: EtaQuery) -> None:
+        self._rate, self._query = eta.seconds_per_metre, query
+        self.min_weight = eta.least_seconds_per_metre(query)
 
     def weight(self, entry: UnitState) -> float:
-        return self._per_metre[entry.kind]
+        position = entry.position
+        origin = self._query.destination if position is None else (position.lat, position.lon)
+        return self._rate(entry.kind, origin, self._query)
 
 
 class DispatchService:
@@ -111,17 +123,23 @@ class DispatchService:
         store: DispatchStore,
         outbox: Outbox,
         hub: EventHub,
-        eta: EtaModel,
+        eta: CircuityEta,
         rules: DispatchRules,
+        learning: EtaLearning | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         event_time: bool = False,
     ) -> None:
         """`event_time`: "now" is the newest fix on the live map, not `clock` (a replay, or a simulated night
-        played faster than real time, whose positions are all in the past)."""
+        played faster than real time, whose positions are all in the past). `eta` is the configured model; with
+        `learning`, the learned one replaces it once built (falling back to it where it has seen too little)."""
         self._store = store
         self._outbox = outbox
         self._hub = hub
-        self._eta = eta
+        self._configured_eta = eta
+        self._eta: EtaModel = eta
+        self._learning = learning
+        self.profiles: SpeedProfiles | None = None
+        """The speed profiles in force, when learning."""
         self._rules = rules
         self._live_map = LiveMap()
         self.clock: Callable[[], datetime] = (lambda: self._live_map.newest or clock()) if event_time else clock
@@ -179,6 +197,27 @@ class DispatchService:
             await asyncio.sleep(poll_s)
             if await self._store.registry_revision() != self._registry_revision:
                 await self.reload_registry()
+
+    async def learn_eta(self) -> SpeedProfiles:
+        """Rebuild the speed profiles from the drives of the learning window and put them in force."""
+        assert self._learning is not None, "learning is not configured"
+        now = self.clock()
+        trips = await self._store.completed_trips(since=now - self._learning.history)
+        profiles = SpeedProfiles.build(trips, built_at=now, rules=self._learning.rules)
+        self._eta, self.profiles = LearnedEta(profiles, self._configured_eta), profiles
+        log.info("ETA learned from %s drives to calls: %s cells with a speed profile", profiles.trips, profiles.cells)
+        return profiles
+
+    async def follow_eta_learning(self) -> None:
+        """Relearn on a schedule: the fleet's newest drives count, the oldest leave the window."""
+        assert self._learning is not None, "learning is not configured"
+        while True:
+            await self.learn_eta()
+            await asyncio.sleep(self._learning.every_s)
+
+    @property
+    def eta_model(self) -> EtaModel:
+        return self._eta
 
     async def import_registry(self, document: RegistryImport) -> dict[str, int]:
         """Upsert a registry document; every unit's platform must exist or come with it, every zone be valid."""
@@ -268,21 +307,23 @@ class DispatchService:
         now: datetime,
         zone_class: ZoneClass | None = None,
     ) -> list[Recommendation]:
-        zone = zone_class or self._zones.classify(lat=lat, lon=lon)
-        ranking = ByDistance() if order is Order.DISTANCE else EtaRanking(self._eta, zone)
+        query = EtaQuery((lat, lon), now, zone_class or self._zones.classify(lat=lat, lon=lon))
+        ranking = ByDistance() if order is Order.DISTANCE else EtaRanking(self._eta, query)
         found = self._live_map.nearest(lat=lat, lon=lon, k=k, now=now, unit_filter=unit_filter, ranking=ranking)
-        return [self._recommendation(f, zone, now) for f in found]
+        return [self._recommendation(f, query) for f in found]
 
-    def _recommendation(self, found: Found[UnitState], zone: ZoneClass, now: datetime) -> Recommendation:
+    def _recommendation(self, found: Found[UnitState], query: EtaQuery) -> Recommendation:
         unit = found.entry
-        position_ts = unit.position.ts if unit.position else now
+        position = unit.position
+        origin = query.destination if position is None else (position.lat, position.lon)
+        position_ts = query.at if position is None else position.ts
         return Recommendation(
             unit_id=unit.unit_id,
             platform_id=unit.platform_id,
             kind=unit.kind,
             distance_m=round(found.distance_m, 3),
-            eta_s=round(self._eta.eta_s(distance_m=found.distance_m, unit_kind=unit.kind, zone_class=zone), 1),
-            position_age_s=round(max(0.0, (now - position_ts).total_seconds()), 3),
+            eta_s=round(eta_s(self._eta, unit.kind, origin, query, found.distance_m), 1),
+            position_age_s=round(max(0.0, (query.at - position_ts).total_seconds()), 3),
         )
 
     async def calls(

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from services.dispatcher.domain.calls import Call, CallEvent, CallStatus, Decision, StatusChange
+from services.dispatcher.domain.speed_profiles import Trip
 from services.dispatcher.domain.zones import ZoneDefinition
 from services.dispatcher.ports import Believed, StaleStateError, StoredUnit
 from shared.contract.registry import Platform, RegistryImport, Unit, Zone
@@ -32,6 +33,8 @@ class FakeDispatchStore:
     events: list[CallEvent] = field(default_factory=list)
     statuses: list[StatusChange] = field(default_factory=list)
     revision: int = 0
+    trips: list[Trip] = field(default_factory=list)
+    """Completed drives to calls, as the store would read them from positions and call events."""
 
     async def import_registry(self, document: RegistryImport) -> dict[str, int]:
         for platform in document.platforms:
@@ -122,6 +125,9 @@ class FakeDispatchStore:
             and (received_to is None or c.received_at < received_to)
         ]
         return sorted(chosen, key=lambda c: c.received_at, reverse=True)[:limit]
+
+    async def completed_trips(self, *, since: datetime) -> list[Trip]:
+        return [t for t in self.trips if t.fixes[0].ts >= since]
 
     def events_of(self, call_id: str) -> list[CallEventKind]:
         return [e.event for e in self.events if e.call_id == call_id]

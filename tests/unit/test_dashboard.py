@@ -1,7 +1,8 @@
 from datetime import UTC, datetime
 
 from services.analytics.dashboard import P50_COLOUR, Today, render_dashboard
-from services.analytics.domain.latency import GroupFigures, Spread
+from services.analytics.domain.latency import GroupFigures
+from shared.percentiles import Spread
 
 NOW = datetime(2026, 11, 23, 20, 0, tzinfo=UTC)
 

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.analytics.domain.latency import UNASSIGNED, Event, call_facts, figures, percentile
+from services.analytics.domain.latency import UNASSIGNED, Event, call_facts, figures
 from shared.contract.schemas import CallEventKind
+from shared.percentiles import percentile
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 CREATED, ASSIGNED, ON_SCENE, CLOSED = (

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.dispatcher.domain.eta import CircuityEta
+from services.dispatcher.domain.eta import CircuityEta, EtaQuery, eta_s
 from services.dispatcher.domain.h3_index import ByDistance
 from services.dispatcher.domain.live_map import LiveMap, Position, UnitFilter, resolution_for
 from services.dispatcher.domain.zones import ZoneDefinition, ZoneMap, validate_geometry
@@ -72,7 +72,12 @@ def test_ordering_by_eta_can_prefer_a_faster_unit_that_is_farther() -> None:
     live.apply_position("moto", Position(NOW, 27.2400, 111.4603))
     eta = CircuityEta(speeds_kmh={**CircuityEta().speeds_kmh, (UnitKind.MOTORCYCLE, ZoneClass.KEY_AREA): 90.0})
     found = live.nearest(
-        lat=27.2400, lon=111.4598, k=2, now=NOW, unit_filter=UnitFilter(), ranking=EtaRanking(eta, ZoneClass.KEY_AREA)
+        lat=27.2400,
+        lon=111.4598,
+        k=2,
+        now=NOW,
+        unit_filter=UnitFilter(),
+        ranking=EtaRanking(eta, EtaQuery((27.2400, 111.4598), NOW, ZoneClass.KEY_AREA)),
     )
     assert [f.entry.unit_id for f in found] == ["moto", "car"]
 
@@ -91,13 +96,11 @@ def test_the_fleet_size_chooses_the_cell_resolution() -> None:
 def test_eta_is_circuity_times_distance_over_speed() -> None:
     eta = CircuityEta(circuity=1.3)
     speed = eta.speeds_kmh[(UnitKind.PATROL_CAR, ZoneClass.CENTRAL_URBAN)]
-    assert eta.eta_s(
-        distance_m=1000, unit_kind=UnitKind.PATROL_CAR, zone_class=ZoneClass.CENTRAL_URBAN
-    ) == pytest.approx(1.3 * 1000 / (speed / 3.6))
+    central = EtaQuery((27.24, 111.46), NOW, ZoneClass.CENTRAL_URBAN)
+    assert eta_s(eta, UnitKind.PATROL_CAR, (27.25, 111.46), central, 1000) == pytest.approx(1.3 * 1000 / (speed / 3.6))
+    rural = EtaQuery((27.24, 111.46), NOW, ZoneClass.RURAL)
     for kind in UnitKind:
-        assert eta.lower_bound_s(distance_m=500, zone_class=ZoneClass.RURAL) <= eta.eta_s(
-            distance_m=500, unit_kind=kind, zone_class=ZoneClass.RURAL
-        )
+        assert eta.least_seconds_per_metre(rural) <= eta.seconds_per_metre(kind, (27.25, 111.46), rural)
 
 
 def test_an_eta_model_without_every_speed_is_refused() -> None:

@@ -9,8 +9,9 @@ from typing import Any
 
 import asyncpg
 
-from services.analytics.domain.latency import UNASSIGNED, GroupFigures, Spread
+from services.analytics.domain.latency import UNASSIGNED, GroupFigures
 from shared.contract.schemas import CallEventMessage
+from shared.percentiles import Spread
 
 
 class GroupBy(StrEnum):

@@ -8,12 +8,12 @@ Percentiles interpolate linearly between closest ranks (PostgreSQL's `percentile
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from shared.contract.schemas import CallEventKind
+from shared.percentiles import Spread
 
 UNASSIGNED = "unassigned"
 
@@ -94,31 +94,6 @@ def call_facts(call_id: str, events: Iterable[Event], *, target_s: int, zone_cla
         first_unit_id=None if counted_unit is None else counted_unit.unit_id,
         platform_id=on_scene_platform or assigned_platform or UNASSIGNED,
     )
-
-
-def percentile(values: Sequence[float], fraction: float) -> float | None:
-    """Linear interpolation between closest ranks, as `percentile_cont`: rank = fraction * (n - 1)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = fraction * (len(ordered) - 1)
-    low = math.floor(rank)
-    high = math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-@dataclass(frozen=True, slots=True)
-class Spread:
-    mean: float | None
-    p50: float | None
-    p90: float | None
-    max: float | None
-
-    @classmethod
-    def of(cls, values: Sequence[float]) -> Spread:
-        if not values:
-            return cls(None, None, None, None)
-        return cls(sum(values) / len(values), percentile(values, 0.5), percentile(values, 0.9), max(values))
 
 
 @dataclass(frozen=True, slots=True)

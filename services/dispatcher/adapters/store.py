@@ -11,6 +11,7 @@ import orjson
 
 from services.dispatcher.domain.calls import Call, CallEvent, CallStatus, Decision, StatusChange
 from services.dispatcher.domain.live_map import Position
+from services.dispatcher.domain.speed_profiles import Fix, Trip
 from services.dispatcher.domain.zones import ZoneDefinition
 from services.dispatcher.messages import call_event_message, unit_status_message
 from services.dispatcher.ports import Believed, StaleStateError, StoredUnit
@@ -173,6 +174,20 @@ class PostgresDispatchStore:
         )
         return await self._with_timelines(rows)
 
+    async def completed_trips(self, *, since: datetime) -> list[Trip]:
+        rows = await self._pool.fetch(_COMPLETED_TRIPS, since)
+        return [
+            Trip(
+                call_id=r["call_id"],
+                unit_id=r["unit_id"],
+                kind=UnitKind(r["kind"]),
+                destination=(r["call_lat"], r["call_lon"]),
+                fixes=[Fix(ts, lat, lon) for ts, lat, lon in zip(r["ts"], r["lats"], r["lons"], strict=True)],
+                arrived_at=r["arrived_at"],
+            )
+            for r in rows
+        ]
+
     async def _with_timelines(self, rows: Sequence[Any]) -> list[Call]:
         if not rows:
             return []
@@ -258,3 +273,24 @@ def _call_from_row(r: Any) -> Call:
         note=r["note"],
         status=CallStatus(r["status"]),
     )
+
+
+_COMPLETED_TRIPS = """
+WITH drives AS (
+    SELECT a.call_id, a.unit_id, a.ts AS assigned_at, min(s.ts) AS arrived_at
+    FROM call_events a
+    JOIN call_events s ON s.call_id = a.call_id AND s.unit_id = a.unit_id AND s.event = 'on_scene' AND s.ts >= a.ts
+    WHERE a.event = 'assigned' AND a.unit_id <> '' AND a.ts >= $1
+    GROUP BY a.call_id, a.unit_id, a.ts
+)
+SELECT d.call_id, d.unit_id, u.kind, c.lat AS call_lat, c.lon AS call_lon, d.arrived_at,
+       array_agg(p.ts ORDER BY p.ts) AS ts, array_agg(p.lat ORDER BY p.ts) AS lats,
+       array_agg(p.lon ORDER BY p.ts) AS lons
+FROM drives d
+JOIN calls c ON c.call_id = d.call_id
+JOIN units u ON u.id = d.unit_id
+JOIN positions p ON p.unit_id = d.unit_id AND p.fix AND p.ts BETWEEN d.assigned_at AND d.arrived_at
+GROUP BY d.call_id, d.unit_id, d.assigned_at, u.kind, c.lat, c.lon, d.arrived_at
+ORDER BY d.assigned_at, d.call_id, d.unit_id
+"""
+"""Each drive to a call that ended on scene: the unit's fixes from its assignment to its arrival."""

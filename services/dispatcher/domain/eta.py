@@ -1,26 +1,47 @@
-"""Estimated time of arrival: a small model behind one interface, so a learned one can replace it.
+"""Estimated time of arrival: a model behind one interface, so the learned one can replace the configured one.
 
-The default is great-circle distance times a circuity factor (streets are not straight: about 1.3 in Chinese cities)
-over a speed per unit kind and zone class. A replacement (speeds per H3 cell and hour learned from the fleet's own
-history, say) only has to implement `EtaModel`, including an honest `fastest_speed_kmh` so that nearest-by-ETA stays
-exact.
+An ETA is the great-circle distance times seconds per metre, a rate that may depend on the unit's kind, where it is,
+where it goes, the hour and the zone class there. The nearest-by-ETA search stays exact because every model also
+says the least rate any unit could have for a query (`least_seconds_per_metre`), which turns a distance lower bound
+into an ETA lower bound.
+
+The configured model is great-circle distance times a circuity factor (streets are not straight: about 1.3 in
+Chinese cities) over a speed per unit kind and zone class.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from shared.contract.registry import UnitKind, ZoneClass
 
+LatLon = tuple[float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class EtaQuery:
+    """Where a unit is wanted, when, and the class of the zone there."""
+
+    destination: LatLon
+    at: datetime
+    zone_class: ZoneClass
+
 
 class EtaModel(Protocol):
-    def eta_s(self, *, distance_m: float, unit_kind: UnitKind, zone_class: ZoneClass) -> float: ...
-
-    def lower_bound_s(self, *, distance_m: float, zone_class: ZoneClass) -> float:
-        """No unit of any kind can arrive sooner from this distance."""
+    def seconds_per_metre(self, kind: UnitKind, origin: LatLon, query: EtaQuery) -> float:
+        """Seconds to cover each metre of great-circle distance from `origin` to the query's destination."""
         ...
+
+    def least_seconds_per_metre(self, query: EtaQuery) -> float:
+        """No unit of any kind, from anywhere, has a lower rate for this query."""
+        ...
+
+
+def eta_s(model: EtaModel, kind: UnitKind, origin: LatLon, query: EtaQuery, distance_m: float) -> float:
+    return distance_m * model.seconds_per_metre(kind, origin, query)
 
 
 def _default_speeds() -> dict[tuple[UnitKind, ZoneClass], float]:
@@ -38,6 +59,8 @@ def _default_speeds() -> dict[tuple[UnitKind, ZoneClass], float]:
 class CircuityEta:
     circuity: float = 1.3
     speeds_kmh: Mapping[tuple[UnitKind, ZoneClass], float] = field(default_factory=_default_speeds)
+    _rates: dict[tuple[UnitKind, ZoneClass], float] = field(init=False, repr=False, compare=False)
+    _least: dict[ZoneClass, float] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.circuity < 1.0:
@@ -47,10 +70,17 @@ class CircuityEta:
             raise ValueError(f"no speed for {sorted(missing)}")
         if min(self.speeds_kmh.values()) <= 0:
             raise ValueError("speeds must be positive")
+        rates = {key: self.circuity * 3.6 / speed for key, speed in self.speeds_kmh.items()}
+        # Precomputed once: the search asks for a rate per unit it looks at.
+        object.__setattr__(self, "_rates", rates)
+        object.__setattr__(self, "_least", {zone: min(rates[(kind, zone)] for kind in UnitKind) for zone in ZoneClass})
 
-    def eta_s(self, *, distance_m: float, unit_kind: UnitKind, zone_class: ZoneClass) -> float:
-        return self.circuity * distance_m / (self.speeds_kmh[(unit_kind, zone_class)] / 3.6)
+    def rate(self, kind: UnitKind, zone_class: ZoneClass) -> float:
+        """Seconds per metre of great-circle distance for a kind in a zone class."""
+        return self._rates[(kind, zone_class)]
 
-    def lower_bound_s(self, *, distance_m: float, zone_class: ZoneClass) -> float:
-        fastest = max(speed for (_, zone), speed in self.speeds_kmh.items() if zone is zone_class)
-        return self.circuity * distance_m / (fastest / 3.6)
+    def seconds_per_metre(self, kind: UnitKind, origin: LatLon, query: EtaQuery) -> float:
+        return self.rate(kind, query.zone_class)
+
+    def least_seconds_per_metre(self, query: EtaQuery) -> float:
+        return self._least[query.zone_class]

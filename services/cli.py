@@ -14,14 +14,20 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import httpx
 from pydantic import ValidationError
 
 from services.analytics.settings import AnalyticsSettings
 from services.demo import DemoSettings
+from services.dispatcher.adapters.store import PostgresDispatchStore
+from services.dispatcher.domain.eta import CircuityEta
+from services.dispatcher.domain.eta_backtest import backtest
+from services.dispatcher.domain.speed_profiles import Trip
+from services.dispatcher.domain.zones import ZoneMap
 from services.dispatcher.settings import DispatcherSettings
 from services.ingest.settings import IngestSettings
 from services.simulator.city import DEFAULT_CITY, City
@@ -346,6 +352,45 @@ def cmd_registry_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eta_backtest(args: argparse.Namespace) -> int:
+    settings = DispatcherSettings()
+    configure_logging(settings.log_level)
+    since = datetime.now(UTC) - timedelta(days=args.days)
+
+    async def read() -> tuple[list[Trip], ZoneMap]:
+        await migrate(settings.database)
+        pool = await asyncpg.create_pool(settings.database, min_size=1, max_size=1)
+        try:
+            store = PostgresDispatchStore(pool)
+            return await store.completed_trips(since=since), ZoneMap(await store.zone_definitions())
+        finally:
+            await pool.close()
+
+    trips, zones = asyncio.run(read())
+    result = backtest(
+        trips,
+        configured=CircuityEta(circuity=settings.eta_circuity),
+        zone_class_of=lambda point: zones.classify(lat=point[0], lon=point[1]),
+        test_share=args.test_share,
+    )
+    print(
+        f"{len(trips)} drives to calls ended on scene since {since:%Y-%m-%d %H:%M} UTC; learned from the first "
+        f"{result.trained_on}, tested on the {result.tested_on} from {result.split_at:%Y-%m-%d %H:%M:%S} UTC on "
+        f"({result.left_out} left out: fewer than two fixes); speed profiles in {result.cells} H3 cells"
+    )
+    print(f"{'model':<12}{'drives':>8}{'median |error|':>17}{'p90 |error|':>14}{'median error':>15}")
+    for m in result.models:
+        print(f"{m.model:<12}{m.trips:>8}{m.median_abs_s:>15.1f} s{m.p90_abs_s:>12.1f} s{m.median_s:>+13.1f} s")
+    return 0
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a share between 0 and 1")
+    return value
+
+
 def cmd_contract(args: argparse.Namespace) -> int:
     from services.published import PUBLISHED, stale_documents, write_documents
 
@@ -456,6 +501,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("file", type=Path)
     imp.set_defaults(func=cmd_registry_import)
+    eta = commands.add_parser("eta", help="the dispatcher's ETA models")
+    eta_commands = eta.add_subparsers(dest="eta_command", required=True, metavar="ACTION")
+    back = eta_commands.add_parser(
+        "backtest",
+        help="predicted against actual travel time of the drives to calls that ended on scene, for the configured "
+        "and the learned model side by side (the learned one built from the earlier drives only)",
+    )
+    back.add_argument(
+        "--days", type=float, default=28.0, metavar="D", help="drives dispatched in the last D days (default 28)"
+    )
+    back.add_argument(
+        "--test-share",
+        type=_share,
+        default=0.3,
+        metavar="F",
+        help="the latest share of drives to test on; the model learns from the rest (default 0.3)",
+    )
+    back.set_defaults(func=cmd_eta_backtest)
     contract = commands.add_parser(
         "contract",
         help="write the published contract (AsyncAPI, JSON Schemas, OpenAPI) under shared/contract/published/",

@@ -45,4 +45,6 @@ class DemoSettings(BaseSettings):
             "KUAIJING_ANALYTICS_PORT": str(self.analytics_port),
             "KUAIJING_JT808_PORT": str(self.jt808_port),
             "KUAIJING_CLOCK": "event",
+            # A simulated hour passes in a minute at the default speed-up: the learned ETA follows the night.
+            "KUAIJING_ETA_RELEARN_S": "60",
         }

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
+import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.contract.topics import Topic
+from shared.infra.postgres import connect, migrate
 from shared.settings import CommonSettings
 
 T = TypeVar("T")
@@ -133,3 +136,16 @@ def kuaijing_variables(*settings: type[CommonSettings]) -> set[str]:
             alias = field.validation_alias
             names.add(alias if isinstance(alias, str) else f"KUAIJING_{name.upper()}")
     return names
+
+
+async def fresh_database(cluster_url: str, prefix: str = "fresh") -> str:
+    """A new, migrated database in the cluster `cluster_url` points at: for a test that must see only its own rows."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    conn: asyncpg.Connection = await connect(cluster_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = cluster_url.rsplit("/", 1)[0] + f"/{name}"
+    await migrate(url)
+    return url

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
@@ -25,9 +27,10 @@ from services.dispatcher.consumer import (
 )
 from services.dispatcher.domain.base_map import base_map
 from services.dispatcher.domain.eta import CircuityEta
+from services.dispatcher.domain.speed_profiles import SpeedProfiles
 from services.dispatcher.events import EventHub
 from services.dispatcher.metrics import DispatcherMetrics
-from services.dispatcher.service import DispatchRules, DispatchService
+from services.dispatcher.service import DispatchRules, DispatchService, EtaLearning
 from services.dispatcher.settings import DispatcherSettings
 from shared.city import read_city_file
 from shared.contract.topics import CALLS, POSITIONS, UNIT_STATUS
@@ -59,6 +62,9 @@ def create_app(settings: DispatcherSettings) -> FastAPI:
                 recommendations=settings.recommendations,
             ),
             event_time=settings.clock == "event",
+            learning=EtaLearning(history=timedelta(days=settings.eta_history_days), every_s=settings.eta_relearn_s)
+            if settings.eta_model == "learned"
+            else None,
         )
         positions, statuses, calls = (tail_consumer(settings.kafka_client) for _ in range(3))
         for consumer in (positions, statuses, calls):
@@ -110,6 +116,8 @@ def create_app(settings: DispatcherSettings) -> FastAPI:
             ),
         )
         supervisor.spawn("registry-follow", partial(service.follow_registry, settings.registry_poll_s))
+        if settings.eta_model == "learned":
+            supervisor.spawn("eta-learning", service.follow_eta_learning)
         try:
             await asyncio.wait_for(caught_up.wait(), timeout=settings.ready_timeout_s)
         except TimeoutError as e:
@@ -145,3 +153,10 @@ def _observe(service: DispatchService, metrics: DispatcherMetrics) -> None:
     metrics.units.labels("offline").set_function(lambda: service.fleet_counts(service.clock())[1])
     metrics.open_calls.set_function(lambda: service.open_call_count)
     metrics.sse_subscribers.set_function(lambda: service.subscribers)
+
+    def profiles_figure(read: Callable[[SpeedProfiles], float]) -> Callable[[], float]:
+        return lambda: float("nan") if service.profiles is None else read(service.profiles)
+
+    metrics.eta_age.set_function(profiles_figure(lambda p: (service.clock() - p.built_at).total_seconds()))
+    metrics.eta_cells.set_function(profiles_figure(lambda p: p.cells))
+    metrics.eta_trips.set_function(profiles_figure(lambda p: p.trips))

@@ -24,3 +24,14 @@ class DispatcherMetrics:
         self.sse_subscribers = Gauge(
             "kuaijing_dispatcher_sse_subscribers", "Consoles following /v1/events", registry=self.registry
         )
+        self.eta_age = Gauge(
+            "kuaijing_dispatcher_eta_model_age_seconds",
+            "Age of the learned ETA's speed profiles (NaN while none is built, or with KUAIJING_ETA_MODEL=configured)",
+            registry=self.registry,
+        )
+        self.eta_cells = Gauge(
+            "kuaijing_dispatcher_eta_profile_cells", "H3 cells with a learned speed profile", registry=self.registry
+        )
+        self.eta_trips = Gauge(
+            "kuaijing_dispatcher_eta_trips", "Drives to calls the learned ETA was built from", registry=self.registry
+        )

@@ -20,6 +20,13 @@ class DispatcherSettings(ServiceSettings):
     max_position_age_s: float = 120.0
     arrival_radius_m: float = Field(default=100.0, gt=0, description="GPS arrival: this close to the call")
     eta_circuity: float = Field(default=1.3, ge=1.0, description="road distance over great-circle distance")
+    eta_model: Literal["configured", "learned"] = Field(
+        default="learned",
+        description="rank units by the configured model (circuity and speeds per kind and zone class), or by speed "
+        "profiles learned from the fleet's drives to calls, falling back to the configured model where they are thin",
+    )
+    eta_history_days: float = Field(default=28.0, gt=0, description="the learned ETA's window of drives to calls")
+    eta_relearn_s: float = Field(default=3600.0, gt=0, description="how often the learned ETA is rebuilt")
     recommendations: int = Field(default=5, ge=1, le=50, description="units recommended with each new call")
     registry_poll_s: float = Field(default=1.0, gt=0, description="how often the live map checks the registry")
     clock: Literal["wall", "event"] = Field(

@@ -11,15 +11,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-import asyncpg
 import httpx
 
 from shared.infra.embedded.kafka import EmbeddedKafka
 from shared.infra.embedded.postgres import EmbeddedPostgres
 from shared.infra.embedded.process import pid_alive
-from shared.infra.postgres import connect, migrate
 from tests.conftest import Infra
-from tests.harness import eventually
+from tests.harness import eventually, fresh_database
 from tests.integration.test_analytics import metric
 from tests.replicas import Replica, start_replica
 
@@ -122,15 +120,7 @@ class Stage:
 
     async def fresh_database(self) -> str:
         """A new, migrated database in the stage's cluster: what "a replay from an empty database" replays into."""
-        name = f"replay_{uuid.uuid4().hex[:8]}"
-        conn: asyncpg.Connection = await connect(self.infra.database)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        url = self.infra.database.rsplit("/", 1)[0] + f"/{name}"
-        await migrate(url)
-        return url
+        return await fresh_database(self.infra.database, "replay")
 
 
 def new_groups() -> dict[str, str]:

@@ -8,14 +8,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.dispatcher.domain.eta import CircuityEta
+from services.dispatcher.domain.speed_profiles import ProfileRules
 from services.dispatcher.events import EventHub
 from services.dispatcher.messages import call_event_message, unit_status_message
-from services.dispatcher.service import DispatchRules, DispatchService, NewCall
+from services.dispatcher.service import DispatchRules, DispatchService, EtaLearning, NewCall
 from shared.contract.registry import Platform, PlatformKind, Polygon, RegistryImport, Unit, UnitKind, Zone, ZoneClass
 from shared.contract.schemas import CallEventKind, PositionRecord, Source, UnitStatus
 from shared.errors import ConflictError, InvalidError, NotFoundError
 from shared.geo import h3_cell
 from tests.unit.fakes import FakeDispatchStore, FakeOutbox
+from tests.unit.test_speed_profiles import drive
 
 T0 = datetime(2026, 11, 30, 20, 0, tzinfo=UTC)
 CENTRE = (27.2400, 111.4700)
@@ -60,7 +62,7 @@ def ping(unit_id: str, lat: float, lon: float, ts: datetime) -> PositionRecord:
     )
 
 
-async def started(store: FakeDispatchStore, clock: Clock) -> DispatchService:
+async def started(store: FakeDispatchStore, clock: Clock, learning: EtaLearning | None = None) -> DispatchService:
     service = DispatchService(
         store=store,
         outbox=FakeOutbox(),
@@ -68,6 +70,7 @@ async def started(store: FakeDispatchStore, clock: Clock) -> DispatchService:
         eta=CircuityEta(),
         rules=DispatchRules(recommendations=3),
         clock=clock,
+        learning=learning,
     )
     await service.load()
     return service
@@ -374,3 +377,25 @@ async def test_on_the_event_clock_now_is_the_newest_fix_on_the_live_map(store: F
     await service.on_position(ping("U2", *CENTRE, newest))
     assert service.clock() == newest
     assert service.fleet_counts(service.clock()) == (2, 1)
+
+
+async def test_the_learned_eta_replaces_the_configured_one_with_the_drives_of_its_window(
+    store: FakeDispatchStore, clock: Clock
+) -> None:
+    """Drives from U1's corner to the centre crawled at 6 km/h: once learned, U1's ETA there is 0.6 s a metre."""
+    u1 = (CENTRE[0] + 100 / 111_195, CENTRE[1])
+    week_ago = T0 - timedelta(weeks=1)
+    store.trips = [drive(u1, CENTRE, kmh=6.0, at=week_ago + timedelta(minutes=i), call_id=f"C{i}") for i in range(10)]
+    store.trips.append(drive(u1, CENTRE, kmh=60.0, at=T0 - timedelta(days=40), call_id="C-old"))
+    service = await started(store, clock, EtaLearning(history=timedelta(days=28), rules=ProfileRules(prior_metres=0)))
+    await service.on_position(ping("U1", *u1, T0 - timedelta(seconds=5)))
+    configured = (await service.create_call(call_at_centre())).recommendations[0]
+    profiles = await service.learn_eta()
+    learned = (await service.create_call(call_at_centre())).recommendations[0]
+    assert profiles.trips == 10
+    assert profiles.built_at == T0
+    assert configured.unit_id == learned.unit_id == "U1"
+    assert configured.eta_s == pytest.approx(
+        configured.distance_m * CircuityEta().rate(UnitKind.PATROL_CAR, ZoneClass.KEY_AREA), abs=0.1
+    )
+    assert learned.eta_s == pytest.approx(learned.distance_m * 0.6, abs=0.1)

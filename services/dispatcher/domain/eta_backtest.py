@@ -32,6 +32,8 @@ class ModelErrors:
 class Backtest:
     trained_on: int
     tested_on: int
+    left_out: int
+    """Drives with fewer than two fixes, or none of their time on the road: nothing to learn or judge."""
     split_at: datetime
     cells: int
     models: tuple[ModelErrors, ...]
@@ -77,4 +79,4 @@ def backtest(
         errors_of("configured", configured, test, zone_class_of),
         errors_of("learned", learned, test, zone_class_of),
     )
-    return Backtest(len(train), len(test), split_at, profiles.cells, models)
+    return Backtest(len(train), len(test), len(trips) - len(usable), split_at, profiles.cells, models)

@@ -372,11 +372,17 @@ def cmd_eta_backtest(args: argparse.Namespace) -> int:
         configured=CircuityEta(circuity=settings.eta_circuity),
         zone_class_of=lambda point: zones.classify(lat=point[0], lon=point[1]),
         test_share=args.test_share,
+        shuffle_seed=args.shuffle,
+    )
+    tested = (
+        f"drawn at random (seed {args.shuffle})"
+        if args.shuffle is not None
+        else f"from {result.split_at:%Y-%m-%d %H:%M:%S} UTC on"
     )
     print(
-        f"{len(trips)} drives to calls ended on scene since {since:%Y-%m-%d %H:%M} UTC; learned from the first "
-        f"{result.trained_on}, tested on the {result.tested_on} from {result.split_at:%Y-%m-%d %H:%M:%S} UTC on "
-        f"({result.left_out} left out: fewer than two fixes); speed profiles in {result.cells} H3 cells"
+        f"{len(trips)} drives to calls ended on scene since {since:%Y-%m-%d %H:%M} UTC; learned from "
+        f"{result.trained_on}, tested on {result.tested_on} {tested} ({result.left_out} left out: fewer than two "
+        f"fixes); speed profiles in {result.cells} H3 cells"
     )
     print(f"{'model':<12}{'drives':>8}{'median |error|':>17}{'p90 |error|':>14}{'median error':>15}")
     for m in result.models:
@@ -517,6 +523,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.3,
         metavar="F",
         help="the latest share of drives to test on; the model learns from the rest (default 0.3)",
+    )
+    back.add_argument(
+        "--shuffle",
+        type=int,
+        metavar="SEED",
+        help="test on drives drawn at random instead of the latest, so both halves hold the same hours",
     )
     back.set_defaults(func=cmd_eta_backtest)
     contract = commands.add_parser(

@@ -97,7 +97,7 @@ async def test_drives_to_calls_are_read_from_history_and_the_backtest_compares_b
     assert await asyncio.to_thread(main, ["eta", "backtest", "--days", "35"]) == 0
     out = capsys.readouterr().out
     assert "48 drives to calls ended on scene" in out
-    assert "learned from the first 34, tested on the 14" in out
+    assert "learned from 34, tested on 14 from" in out
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()[0] in ("configured", "learned")}
     configured_median, learned_median = float(rows["configured"][2]), float(rows["learned"][2])
     assert rows["configured"][1] == rows["learned"][1] == "14"

@@ -172,13 +172,20 @@ def test_the_backtest_learns_from_earlier_drives_and_judges_both_models_on_later
         goal = east(start, rng.choice((-1, 1)) * rng.uniform(300, 700))
         kmh = 12.0 if start[1] < CENTRE[1] else 60.0
         trips.append(drive(start, goal, kmh=kmh, at=MONDAY_8 + timedelta(weeks=i % 4, minutes=i), call_id=f"C{i}"))
-    result = backtest(trips, configured=CircuityEta(), zone_class_of=lambda _: ZoneClass.CENTRAL_URBAN)
+    central = lambda _: ZoneClass.CENTRAL_URBAN  # noqa: E731
+    result = backtest(trips, configured=CircuityEta(), zone_class_of=central)
     assert (result.trained_on, result.tested_on) == (84, 36)
     assert result.split_at == min(t.fixes[0].ts for t in sorted(trips, key=lambda t: t.fixes[0].ts)[84:])
     configured, learned = result.models
     assert (configured.model, learned.model) == ("configured", "learned")
     assert learned.median_abs_s < configured.median_abs_s / 2
     assert learned.p90_abs_s < configured.p90_abs_s
+    shuffled = backtest(
+        trips, configured=CircuityEta(), zone_class_of=lambda _: ZoneClass.CENTRAL_URBAN, shuffle_seed=3
+    )
+    assert (shuffled.trained_on, shuffled.tested_on) == (84, 36)
+    assert shuffled.split_at < result.split_at, "drives of every week are tested"
+    assert shuffled.models[1].median_abs_s < shuffled.models[0].median_abs_s / 2
 
 
 def test_a_backtest_with_too_few_drives_says_so() -> None:

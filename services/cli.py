@@ -22,6 +22,7 @@ import httpx
 from pydantic import ValidationError
 
 from services.analytics.settings import AnalyticsSettings
+from services.compare import compare, render
 from services.demo import DemoSettings
 from services.dispatcher.adapters.store import PostgresDispatchStore
 from services.dispatcher.domain.eta import CircuityEta
@@ -390,6 +391,35 @@ def cmd_eta_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    city = City.load(args.city)
+    start = city.latest_start(args.from_, args.hours, datetime.now(UTC))
+    started = time.monotonic()
+    print(
+        f"compare: {city.name}, {args.hours:g} h from {args.from_} city time (the night starting "
+        f"{start:%Y-%m-%d %H:%M} UTC), seed {args.seed}, a call every {args.call_every:g} s on average; "
+        f"history: the same evening of the {args.training_weeks} weeks before",
+        flush=True,
+    )
+    comparison = compare(
+        city,
+        start=start,
+        hours=args.hours,
+        call_every_s=args.call_every,
+        seed=args.seed,
+        training_weeks=args.training_weeks,
+        level=args.level,
+        progress=lambda line: print(f"  [{time.monotonic() - started:5.1f} s] {line}", flush=True),
+    )
+    print(
+        f"{comparison.calls} calls in each run; learned ETA from {comparison.training_drives} drives "
+        f"({comparison.profile_cells} cells); move-up when key areas or the central city fall below "
+        f"{args.level:.0%} covered"
+    )
+    print(render(comparison))
+    return 0
+
+
 def _share(text: str) -> float:
     value = float(text)
     if not 0 < value < 1:
@@ -531,6 +561,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="test on drives drawn at random instead of the latest, so both halves hold the same hours",
     )
     back.set_defaults(func=cmd_eta_backtest)
+
+    comp = commands.add_parser(
+        "compare",
+        help="play the same seeded night of the simulated city three times: (a) nearest by straight line, (b) best "
+        "ETA by the configured model, (c) best ETA by the learned model with move-up; print the share of calls "
+        "within target and p50/p90 response per zone class, side by side",
+    )
+    comp.add_argument("--hours", type=float, default=2.0, metavar="H", help="simulated hours (default 2)")
+    comp.add_argument("--from", dest="from_", default="18:00", type=_time_of_day, metavar="HH:MM",
+                      help="the night starts at this time of the city's day (default 18:00)")  # fmt: skip
+    comp.add_argument("--seed", type=int, default=1, help="the same seed plays the same calls (default 1)")
+    comp.add_argument("--call-every", type=float, default=30.0, metavar="S", help="mean seconds between calls")
+    comp.add_argument("--city", type=Path, default=DEFAULT_CITY, metavar="FILE", help="the city file")
+    comp.add_argument("--training-weeks", type=int, default=3, metavar="N",
+                      help="the learned ETA's history: the same evening of the N weeks before (default 3)")  # fmt: skip
+    comp.add_argument("--level", type=_share, default=0.8, metavar="F",
+                      help="move-up is advised when a class falls below this share covered (default 0.8)")  # fmt: skip
+    comp.set_defaults(func=cmd_compare)
     contract = commands.add_parser(
         "contract",
         help="write the published contract (AsyncAPI, JSON Schemas, OpenAPI) under shared/contract/published/",

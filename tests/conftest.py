@@ -94,7 +94,13 @@ def ingest_settings(infra: Infra) -> IngestSettings:
 @pytest.fixture(scope="session")
 def dispatcher_settings(infra: Infra) -> DispatcherSettings:
     city = Path(__file__).resolve().parents[1] / "services" / "simulator" / "cities" / "shaoyang.json"
-    return DispatcherSettings(**_common(infra), registry_poll_s=0.2, city_file=city)  # type: ignore[arg-type]
+    return DispatcherSettings(
+        **_common(infra),  # type: ignore[arg-type]
+        registry_poll_s=0.2,
+        city_file=city,
+        coverage_every_s=0.5,
+        coverage_sample_s=1.0,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
@@ -12,6 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.dispatcher.domain.calls import Call, CallStatus
+from services.dispatcher.domain.coverage import Coverage
 from services.dispatcher.domain.live_map import UnitFilter, UnitState
 from services.dispatcher.events import is_closing
 from services.dispatcher.messages import call_event_message
@@ -29,7 +30,7 @@ from shared.contract.registry import (
     storable_text,
 )
 from shared.contract.roles import Role
-from shared.contract.schemas import CallEventMessage, Latitude, Longitude, UnitStatus
+from shared.contract.schemas import AdviceMessage, CallEventMessage, Latitude, Longitude, UnitStatus
 from shared.errors import InvalidError
 from shared.web.auth import require_role
 from shared.web.service import service_state
@@ -405,6 +406,106 @@ class MapView(BaseModel):
 )
 async def base_map_of(request: Request) -> Response:
     return Response(request.app.state.base_map, media_type="application/json")
+
+
+# coverage
+
+
+class CoverageFigure(BaseModel):
+    target_s: int
+    cells: int = Field(description="H3 cells (resolution 8) of the area")
+    covered: int = Field(description="cells an available unit reaches within target_s by the ETA model in force")
+    share: float
+
+
+class ClassCoverage(CoverageFigure):
+    zone_class: ZoneClass
+
+
+class ZoneCoverage(CoverageFigure):
+    zone_id: str
+    zone_class: ZoneClass
+
+
+class CoverageView(BaseModel):
+    at: datetime
+    eta_model: Literal["configured", "learned"]
+    classes: list[ClassCoverage]
+    zones: list[ZoneCoverage]
+
+
+class CoverageHourView(BaseModel):
+    hour: datetime
+    zone_class: ZoneClass
+    samples: int
+    mean_share: float
+    min_share: float
+
+
+class CoverageHistoryView(BaseModel):
+    from_: datetime = Field(alias="from")
+    to: datetime
+    hours: list[CoverageHourView]
+
+
+def _figure(c: Coverage) -> dict[str, Any]:
+    return {"target_s": c.target_s, "cells": c.cells, "covered": c.covered, "share": round(c.share, 4)}
+
+
+@router.get(
+    "/v1/coverage",
+    response_model=CoverageView,
+    tags=["coverage"],
+    dependencies=[Reader],
+    description="Extension: the share of each zone's area, and of each class's, that an available unit reaches "
+    "within the target by the ETA model in force, as last measured (every `KUAIJING_COVERAGE_EVERY_S`).",
+)
+async def coverage(service: Service) -> CoverageView:
+    snapshot = service.coverage()
+    return CoverageView(
+        at=snapshot.at,
+        eta_model="learned" if service.profiles is not None else "configured",
+        classes=[ClassCoverage(zone_class=k, **_figure(c)) for k, c in snapshot.classes.items()],
+        zones=[ZoneCoverage(zone_id=z, zone_class=k, **_figure(c)) for z, (k, c) in sorted(snapshot.zones.items())],
+    )
+
+
+@router.get(
+    "/v1/coverage/history",
+    response_model=CoverageHistoryView,
+    response_model_by_alias=True,
+    tags=["coverage"],
+    dependencies=[Reader],
+    description="Extension: each class's coverage hour by hour (UTC hours) from the samples kept every "
+    "`KUAIJING_COVERAGE_SAMPLE_S`: mean and lowest share; `from` defaults to 24 hours before `to`, `to` to now.",
+)
+async def coverage_history(
+    service: Service,
+    since: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+    until: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+) -> CoverageHistoryView:
+    until = until or service.clock()
+    since = since or until - timedelta(hours=24)
+    if since >= until:
+        raise InvalidError(field="from", error="must be before to")
+    hours = await service.coverage_history(since=since, until=until)
+    return CoverageHistoryView.model_validate(
+        {"from": since, "to": until, "hours": [CoverageHourView.model_validate(h, from_attributes=True) for h in hours]}
+    )
+
+
+@router.get(
+    "/v1/advice",
+    response_model=list[AdviceMessage],
+    tags=["coverage"],
+    dependencies=[Reader],
+    description="Extension: move-up advice (as on `kuaijing.advice`), the newest per unit still available, newest "
+    "first, since `since` (default: the last 10 minutes). Advice only: the dispatcher moves no unit by itself.",
+)
+async def move_up_advice(
+    service: Service, since: Annotated[AwareDatetime | None, Query()] = None
+) -> list[AdviceMessage]:
+    return await service.advice(since)
 
 
 # live feed

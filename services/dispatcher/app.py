@@ -30,9 +30,10 @@ from services.dispatcher.domain.eta import CircuityEta
 from services.dispatcher.domain.speed_profiles import SpeedProfiles
 from services.dispatcher.events import EventHub
 from services.dispatcher.metrics import DispatcherMetrics
-from services.dispatcher.service import DispatchRules, DispatchService, EtaLearning
+from services.dispatcher.service import CoverageWatch, DispatchRules, DispatchService, EtaLearning, MoveUpRules
 from services.dispatcher.settings import DispatcherSettings
 from shared.city import read_city_file
+from shared.contract.registry import ZoneClass
 from shared.contract.topics import CALLS, POSITIONS, UNIT_STATUS
 from shared.errors import InfrastructureError
 from shared.web.service import Runtime, ServiceSpec, create_service_app, serve
@@ -62,6 +63,7 @@ def create_app(settings: DispatcherSettings) -> FastAPI:
                 recommendations=settings.recommendations,
             ),
             event_time=settings.clock == "event",
+            move_up=MoveUpRules(level=settings.move_up_level) if settings.move_up else None,
             learning=EtaLearning(history=timedelta(days=settings.eta_history_days), every_s=settings.eta_relearn_s)
             if settings.eta_model == "learned"
             else None,
@@ -118,6 +120,10 @@ def create_app(settings: DispatcherSettings) -> FastAPI:
         supervisor.spawn("registry-follow", partial(service.follow_registry, settings.registry_poll_s))
         if settings.eta_model == "learned":
             supervisor.spawn("eta-learning", service.follow_eta_learning)
+        watch = CoverageWatch(every_s=settings.coverage_every_s, sample_s=settings.coverage_sample_s)
+        supervisor.spawn("coverage", partial(service.follow_coverage, watch))
+        if settings.move_up:
+            supervisor.spawn("move-up-advice", service.follow_dispatches)
         try:
             await asyncio.wait_for(caught_up.wait(), timeout=settings.ready_timeout_s)
         except TimeoutError as e:
@@ -160,3 +166,10 @@ def _observe(service: DispatchService, metrics: DispatcherMetrics) -> None:
     metrics.eta_age.set_function(profiles_figure(lambda p: (service.clock() - p.built_at).total_seconds()))
     metrics.eta_cells.set_function(profiles_figure(lambda p: p.cells))
     metrics.eta_trips.set_function(profiles_figure(lambda p: p.trips))
+    for zone_class in ZoneClass:
+
+        def share(zone_class: ZoneClass = zone_class) -> float:
+            figure = service.coverage().classes.get(zone_class)
+            return float("nan") if figure is None else figure.share
+
+        metrics.coverage.labels(zone_class.value).set_function(share)

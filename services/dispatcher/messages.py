@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+import h3
+
 from services.dispatcher.domain.calls import Call, CallEvent, StatusChange
-from shared.contract.schemas import CallEventMessage, PositionRecord, UnitStatusEvent
+from services.dispatcher.domain.move_up import Advice, Move
+from shared.contract.schemas import AdviceMessage, CallEventMessage, PositionRecord, UnitStatusEvent
 
 
 def call_event_message(call: Call, event: CallEvent) -> CallEventMessage:
@@ -52,3 +56,24 @@ def live_position(record: PositionRecord) -> dict[str, Any]:
         "speed_kmh": record.speed_kmh,
         "heading_deg": record.heading_deg,
     }
+
+
+def advice_message(
+    advice_id: str, move: Move, advice: Advice, *, platform_id: str, at: datetime, call_id: str | None
+) -> AdviceMessage:
+    return AdviceMessage(
+        advice_id=advice_id,
+        ts=at,
+        unit_id=move.unit_id,
+        platform_id=platform_id,
+        from_lat=move.origin[0],
+        from_lon=move.origin[1],
+        to_lat=move.post[0],
+        to_lon=move.post[1],
+        to_cell=h3.int_to_str(move.post_cell),
+        zone_class=move.zone_class.value,
+        gain_cells=move.gain_cells,
+        travel_s=round(move.travel_s, 1),
+        call_id=call_id,
+        coverage={zone_class.value: round(share, 4) for zone_class, share in advice.coverage.items()},
+    )

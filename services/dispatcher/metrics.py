@@ -35,3 +35,9 @@ class DispatcherMetrics:
         self.eta_trips = Gauge(
             "kuaijing_dispatcher_eta_trips", "Drives to calls the learned ETA was built from", registry=self.registry
         )
+        self.coverage = Gauge(
+            "kuaijing_dispatcher_coverage_share",
+            "Share of a zone class's cells an available unit reaches within its target (NaN: no zone of the class)",
+            ["zone_class"],
+            registry=self.registry,
+        )

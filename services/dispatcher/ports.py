@@ -9,11 +9,12 @@ from datetime import datetime
 from typing import Protocol
 
 from services.dispatcher.domain.calls import Call, CallStatus, Decision, StatusChange
+from services.dispatcher.domain.coverage import CoverageHour, CoverageSnapshot
 from services.dispatcher.domain.live_map import Position
 from services.dispatcher.domain.speed_profiles import Trip
 from services.dispatcher.domain.zones import ZoneDefinition
 from shared.contract.registry import Platform, RegistryImport, Unit, Zone
-from shared.contract.schemas import UnitStatus
+from shared.contract.schemas import AdviceMessage, UnitStatus
 from shared.errors import ConflictError
 
 
@@ -78,6 +79,18 @@ class DispatchStore(Protocol):
     async def calls(
         self, *, status: CallStatus | None, received_from: datetime | None, received_to: datetime | None, limit: int
     ) -> list[Call]: ...
+
+    async def record_coverage(self, snapshot: CoverageSnapshot) -> None:
+        """Keep a sample for reports; a sample already kept for that instant (by another replica) stays as it is."""
+        ...
+
+    async def coverage_history(self, *, since: datetime, until: datetime) -> list[CoverageHour]: ...
+
+    async def record_advice(self, messages: list[AdviceMessage]) -> None:
+        """Advice with its outbox records to `kuaijing.advice`, in one transaction."""
+        ...
+
+    async def advice(self, *, since: datetime) -> list[AdviceMessage]: ...
 
     async def completed_trips(self, *, since: datetime) -> list[Trip]:
         """Every drive to a call dispatched since `since` that ended on scene, with the unit's fixes on the way."""

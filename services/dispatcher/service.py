@@ -15,23 +15,34 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TypeVar
 
+import h3.api.basic_int as h3i
+
 from services.dispatcher.domain import calls as rules
 from services.dispatcher.domain.calls import Call, CallEvent, CallStatus, Decision, StatusChange
+from services.dispatcher.domain.coverage import CoverageArea, CoverageHour, CoverageSnapshot, coverage_areas, measure
 from services.dispatcher.domain.eta import CircuityEta, EtaModel, EtaQuery, eta_s
 from services.dispatcher.domain.h3_index import ByDistance, Found
 from services.dispatcher.domain.live_map import LiveMap, Position, UnitFilter, UnitState
+from services.dispatcher.domain.move_up import MOVE_UP_CLASSES, Demand, Idle, advise, demand_of
 from services.dispatcher.domain.speed_profiles import LearnedEta, ProfileRules, SpeedProfiles
 from services.dispatcher.domain.zones import ZoneMap, validate_geometry
 from services.dispatcher.events import EventHub, LiveEvent
-from services.dispatcher.messages import call_event_message, call_event_of, live_position, unit_status_message
+from services.dispatcher.messages import (
+    advice_message,
+    call_event_message,
+    call_event_of,
+    live_position,
+    unit_status_message,
+)
 from services.dispatcher.ports import Believed, DispatchStore, Outbox, StaleStateError
 from shared.contract.registry import Platform, RegistryImport, Unit, UnitKind, Zone, ZoneClass
 from shared.contract.schemas import (
+    AdviceMessage,
     CallEventKind,
     CallEventMessage,
     EventSource,
@@ -68,6 +79,27 @@ class EtaLearning:
     history: timedelta = timedelta(days=28)
     every_s: float = 3600.0
     rules: ProfileRules = field(default_factory=ProfileRules)
+
+
+@dataclass(frozen=True)
+class CoverageWatch:
+    """Coverage measured every `every_s` seconds; a sample kept for reports every `sample_s` of the service's clock
+    (at instants on that grid, so replicas keep the same samples once)."""
+
+    every_s: float = 10.0
+    sample_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class MoveUpRules:
+    """Move-up advice after each dispatch, when the key areas or the central city are below `level` covered."""
+
+    level: float = 0.8
+    max_moves: int = 3
+    candidates_per_cell: int = 4
+    """Units considered per watched cell, best by ETA first: any k >= 2 keeps the advice exact (`move_up.advise`)."""
+    shown_for_s: float = 600.0
+    """How long advice stays in `GET /v1/advice` unless the unit is sent elsewhere or advised anew."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +158,7 @@ class DispatchService:
         eta: CircuityEta,
         rules: DispatchRules,
         learning: EtaLearning | None = None,
+        move_up: MoveUpRules | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         event_time: bool = False,
     ) -> None:
@@ -140,10 +173,16 @@ class DispatchService:
         self._learning = learning
         self.profiles: SpeedProfiles | None = None
         """The speed profiles in force, when learning."""
+        self._move_up = move_up
+        self._demand: list[Demand] = []
+        self._advice_due = asyncio.Event()
+        self._dispatched_call: str | None = None
         self._rules = rules
         self._live_map = LiveMap()
         self.clock: Callable[[], datetime] = (lambda: self._live_map.newest or clock()) if event_time else clock
         self._zones = ZoneMap()
+        self._coverage_areas: list[CoverageArea] = []
+        self._coverage: CoverageSnapshot | None = None
         self._open_calls: dict[str, Call] = {}
         self._registry_revision = 0
         """The registry revision the live map and zones reflect."""
@@ -171,7 +210,8 @@ class DispatchService:
         # Read the revision first: a change landing during the load moves it again, so the next poll reloads.
         revision = await self._store.registry_revision()
         stored = await self._store.units()
-        zones = ZoneMap(await self._store.zone_definitions())
+        definitions = await self._store.zone_definitions()
+        zones, areas, demand = ZoneMap(definitions), coverage_areas(definitions), demand_of(definitions)
         async with self._lock:
             for s in stored:
                 unit = self._live_map.upsert_unit(
@@ -187,7 +227,7 @@ class DispatchService:
                     self._live_map.apply_status(unit.unit_id, s.status, s.call_id, s.status_since)
             self._live_map.remove_units_not_in(s.unit.id for s in stored)
             self._live_map.reindex_for_fleet()
-            self._zones = zones
+            self._zones, self._coverage_areas, self._coverage, self._demand = zones, areas, None, demand
             self._registry_revision = revision
 
     async def follow_registry(self, poll_s: float) -> None:
@@ -218,6 +258,112 @@ class DispatchService:
     @property
     def eta_model(self) -> EtaModel:
         return self._eta
+
+    # coverage
+
+    def measure_coverage(self, now: datetime | None = None) -> CoverageSnapshot:
+        """Coverage now, by the ETA model in force, of every zone and class; kept as the latest."""
+        at = now or self.clock()
+        fresh = UnitFilter(max_age_s=self._rules.max_position_age_s)
+
+        def best_eta_s(cell: int) -> float | None:
+            lat, lon = h3i.cell_to_latlng(cell)
+            query = EtaQuery((lat, lon), at, self._zones.classify(lat=lat, lon=lon))
+            found = self._live_map.nearest(
+                lat=lat, lon=lon, k=1, now=at, unit_filter=fresh, ranking=EtaRanking(self._eta, query)
+            )
+            return found[0].score if found else None
+
+        self._coverage = measure(self._coverage_areas, best_eta_s, at)
+        return self._coverage
+
+    def coverage(self) -> CoverageSnapshot:
+        """The latest coverage measured (measured now if none is)."""
+        return self._coverage or self.measure_coverage()
+
+    async def follow_coverage(self, watch: CoverageWatch) -> None:
+        """Measure coverage on a schedule and keep a sample at each instant of the sampling grid it passes."""
+        last_sample: datetime | None = None
+        while True:
+            snapshot = self.measure_coverage()
+            epoch = snapshot.at.timestamp()
+            grid = datetime.fromtimestamp(epoch - epoch % watch.sample_s, UTC)
+            if grid != last_sample:
+                await self._store.record_coverage(replace(snapshot, at=grid))
+                last_sample = grid
+            await asyncio.sleep(watch.every_s)
+
+    async def coverage_history(self, *, since: datetime, until: datetime) -> list[CoverageHour]:
+        return await self._store.coverage_history(since=since, until=until)
+
+    # move-up advice
+
+    def _dispatched(self, call_id: str) -> None:
+        """A unit was sent: coverage may have fallen; advice follows, off the request's path."""
+        if self._move_up is not None:
+            self._dispatched_call = call_id
+            self._advice_due.set()
+
+    async def follow_dispatches(self) -> None:
+        """Advise after dispatches; a burst of them while advice is being worked out gets one more round."""
+        while True:
+            await self._advice_due.wait()
+            self._advice_due.clear()
+            await self.advise_move_up(self._dispatched_call)
+
+    async def advise_move_up(self, call_id: str | None = None) -> list[AdviceMessage]:
+        """Which idle units should move where, recorded with its outbox record to `kuaijing.advice`."""
+        rules = self._move_up
+        if rules is None or not self._demand:
+            return []
+        at = self.clock()
+        fresh = UnitFilter(max_age_s=self._rules.max_position_age_s)
+        candidates: dict[str, Idle] = {}
+        for cell in self._demand:
+            ranking = EtaRanking(self._eta, EtaQuery(cell.centre, at, cell.zone_class))
+            k = rules.candidates_per_cell
+            for found in self._live_map.nearest(
+                lat=cell.centre[0], lon=cell.centre[1], k=k, now=at, unit_filter=fresh, ranking=ranking
+            ):
+                unit = found.entry
+                if (p := unit.position) is not None:
+                    watched = self._zones.classify(lat=p.lat, lon=p.lon) in MOVE_UP_CLASSES
+                    candidates[unit.unit_id] = Idle(unit.unit_id, unit.kind, (p.lat, p.lon), movable=watched)
+        advice = advise(
+            list(candidates.values()), self._demand, self._eta, at, level=rules.level, max_moves=rules.max_moves
+        )
+        messages = [
+            advice_message(
+                f"A-{at:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}",
+                move,
+                advice,
+                platform_id=self._live_map.units[move.unit_id].platform_id,
+                at=at,
+                call_id=call_id,
+            )
+            for move in advice.moves
+        ]
+        if messages:
+            await self._store.record_advice(messages)
+            self._outbox.kick()
+            log.info(
+                "move-up advised after %s: %s", call_id, ", ".join(f"{m.unit_id} to {m.to_cell}" for m in messages)
+            )
+        return messages
+
+    async def advice(self, since: datetime | None = None) -> list[AdviceMessage]:
+        """The newest advice per unit still available, newest first, since `since` (default: `shown_for_s` ago)."""
+        shown_for = 0.0 if self._move_up is None else self._move_up.shown_for_s
+        messages = await self._store.advice(since=since or self.clock() - timedelta(seconds=shown_for))
+        newest: dict[str, AdviceMessage] = {}
+        for message in sorted(messages, key=lambda m: m.ts, reverse=True):
+            newest.setdefault(message.unit_id, message)
+        units = self._live_map.units
+        return [
+            m
+            for m in newest.values()
+            if (unit := units.get(m.unit_id)) is not None and unit.status is UnitStatus.AVAILABLE
+        ]
 
     async def import_registry(self, document: RegistryImport) -> dict[str, int]:
         """Upsert a registry document; every unit's platform must exist or come with it, every zone be valid."""
@@ -396,6 +542,8 @@ class DispatchService:
             self._open_calls[call.call_id] = call
             self._apply(decision)
         self._outbox.kick()
+        if assigned is not None:
+            self._dispatched(call.call_id)
         return CallCreated(call, True, recommendations, assigned)
 
     async def assign(self, call_id: str, unit_id: str, *, ts: datetime | None) -> Call:
@@ -406,6 +554,7 @@ class DispatchService:
         async with self._lock:
             call, _ = await self._commit(decide)
         self._outbox.kick()
+        self._dispatched(call.call_id)
         return call
 
     async def set_status(

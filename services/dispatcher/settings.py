@@ -26,6 +26,14 @@ class DispatcherSettings(ServiceSettings):
         "profiles learned from the fleet's drives to calls, falling back to the configured model where they are thin",
     )
     eta_history_days: float = Field(default=28.0, gt=0, description="the learned ETA's window of drives to calls")
+    move_up: bool = Field(default=True, description="advise move-ups after dispatches (kuaijing.advice)")
+    move_up_level: float = Field(
+        default=0.8, ge=0, le=1, description="advise when the key areas or the central city fall below this covered"
+    )
+    coverage_every_s: float = Field(default=10.0, gt=0, description="how often coverage of the zones is measured")
+    coverage_sample_s: float = Field(
+        default=60.0, gt=0, description="coverage is kept for reports at instants this far apart on the service's clock"
+    )
     eta_relearn_s: float = Field(default=3600.0, gt=0, description="how often the learned ETA is rebuilt")
     recommendations: int = Field(default=5, ge=1, le=50, description="units recommended with each new call")
     registry_poll_s: float = Field(default=1.0, gt=0, description="how often the live map checks the registry")

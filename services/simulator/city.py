@@ -182,6 +182,8 @@ class Vehicle:
     """What is left of the way to the current goal, leg by leg."""
     pace: float = 1.0
     """This trip's share of the kind's speed (patrols dawdle, each at its own pace)."""
+    posted_until: datetime | None = None
+    """Moved up to a post by the operator: it drives there and waits until then, instead of patrolling on."""
 
     def step(self, dt_s: float, road_kmh: Callable[[str | None], float]) -> None:
         """Drive for `dt_s` seconds along the route, each leg at its road's speed (`road_kmh` of its class)."""

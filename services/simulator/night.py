@@ -10,12 +10,14 @@ judges a GPS arrival: the first fix within `ARRIVAL_RADIUS_M` of the call after 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Protocol
 
 from services.simulator.city import CATEGORIES, City, Task, Vehicle
+from shared.contract.registry import UnitKind
 from shared.geo import great_circle_m
 
 TICK_S = 2.0
@@ -34,6 +36,8 @@ ARRIVAL_RADIUS_M = 100.0
 READ_S = (5.0, 40.0)
 """How long the operator takes to read a call before dispatching."""
 ON_SCENE_S = (60.0, 240.0)
+POST_HOLD_S = 1200.0
+"""A vehicle moved up to a post waits there this long (unless sent), then patrols its own area again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +91,38 @@ class CallRecord:
         }  # fmt: skip
 
 
+@dataclass
+class Drive:
+    """A vehicle's drive to a call as its terminal reported it: every fix from the dispatch to the arrival."""
+
+    call_id: str
+    unit_id: str
+    kind: UnitKind
+    destination: tuple[float, float]
+    fixes: list[tuple[datetime, float, float]]
+    arrived_at: datetime | None = None
+
+
+class Operator(Protocol):
+    """The console operator's choices: which free vehicle goes to a call, and which idle ones move up where."""
+
+    def choose(self, call: CallRecord, free: Sequence[Vehicle], now: datetime) -> Vehicle: ...
+
+    def move_up(self, idle: Sequence[Vehicle], now: datetime) -> list[tuple[Vehicle, tuple[float, float]]]:
+        """After a dispatch: vehicles to send to a new post (none: stay on patrol)."""
+        ...
+
+
+class NearestByStraightLine:
+    """What vehicle-location systems offer: the free vehicle closest as the crow flies; no moving up."""
+
+    def choose(self, call: CallRecord, free: Sequence[Vehicle], now: datetime) -> Vehicle:
+        return min(free, key=lambda v: (great_circle_m(v.lat, v.lon, call.lat, call.lon), v.unit_id))
+
+    def move_up(self, idle: Sequence[Vehicle], now: datetime) -> list[tuple[Vehicle, tuple[float, float]]]:
+        return []
+
+
 class Transport(StrEnum):
     """How a vehicle's terminal reaches Kuaijing, as in the field: a third are JT/T 808 terminals over TCP, a sixth
     come through another system on the raw topic, the rest post over HTTP."""
@@ -133,8 +169,24 @@ class Tick:
 
 
 class Night:
-    def __init__(self, city: City, *, start: datetime, hours: float, call_every_s: float, seed: int) -> None:
+    def __init__(
+        self,
+        city: City,
+        *,
+        start: datetime,
+        hours: float,
+        call_every_s: float,
+        seed: int,
+        operator: Operator | None = None,
+    ) -> None:
+        """The calls (when, where, what, how long the operator reads and the crew stays) come from a random stream
+        of their own, so the same seed brings the same calls whichever vehicles an operator sends."""
         self._rng = random.Random(seed)
+        self._calls_rng = random.Random(f"calls-{seed}")
+        self.operator: Operator = operator or NearestByStraightLine()
+        self.drives: dict[str, Drive] = {}
+        """call id -> the drive of the vehicle sent to it"""
+        self._on_scene_s: dict[str, float] = {}
         self.city = city
         self.vehicles = {v.unit_id: v for v in city.vehicles(self._rng)}
         self.start, self.end = start, start + timedelta(hours=hours)
@@ -167,10 +219,14 @@ class Night:
             return self.city.roads.speed_kmh(road_class, hour)
 
         for vehicle in self.vehicles.values():
-            if vehicle.task is Task.PATROL and not vehicle.route:
+            if vehicle.posted_until is not None and vehicle.posted_until <= now:
+                vehicle.posted_until = None
+            if vehicle.task is Task.PATROL and not vehicle.route and vehicle.posted_until is None:
                 vehicle.route = self.city.patrol_route(vehicle, now, self._rng)
                 vehicle.pace = self._rng.uniform(0.7, 1.1)
             vehicle.step(TICK_S, road_kmh)
+            if vehicle.task is Task.RESPONDING and vehicle.call_id in self.drives:
+                self.drives[vehicle.call_id].fixes.append((now, vehicle.lat, vehicle.lon))
         tick = Tick(now, [])
         for index, vehicle in enumerate(self.vehicles.values()):
             transport = transport_of(index)
@@ -191,9 +247,10 @@ class Night:
         for vehicle in self.vehicles.values():
             if vehicle.task is Task.RESPONDING and vehicle.target is not None:
                 if great_circle_m(vehicle.lat, vehicle.lon, *vehicle.target) <= ARRIVAL_RADIUS_M:
-                    self.calls[self._on_call[vehicle.unit_id]].arrived_at = now
+                    call_id = self._on_call[vehicle.unit_id]
+                    self.calls[call_id].arrived_at = self.drives[call_id].arrived_at = now
                     vehicle.task = Task.ON_SCENE
-                    vehicle.clear_at = now + timedelta(seconds=self._rng.uniform(*ON_SCENE_S))
+                    vehicle.clear_at = now + timedelta(seconds=self._on_scene_s.pop(call_id))
             elif vehicle.task is Task.ON_SCENE and vehicle.clear_at is not None and vehicle.clear_at <= now:
                 call_id = self._on_call.pop(vehicle.unit_id)
                 self.calls[call_id].cleared_at = now
@@ -209,7 +266,7 @@ class Night:
     def _call_gap(self, at: datetime) -> timedelta:
         """Time to the next call: exponential, at the city's rate for the hour of `at`."""
         rate = self.city.call_rate_factor(at) / self._call_every_s
-        return timedelta(seconds=self._rng.expovariate(rate))
+        return timedelta(seconds=self._calls_rng.expovariate(rate))
 
     def _reports(self, vehicle: Vehicle, index: int, transport: Transport) -> bool:
         """Whether the vehicle sends a fix this tick: on a call every tick (JT/T 808 terminals standing at the
@@ -222,22 +279,26 @@ class Night:
         return (self._ticks + index) % REPORT_EVERY_TICKS == 0
 
     def _new_call(self, now: datetime) -> NewCall:
-        lat, lon = self.city.call_location(now, self._rng)
+        rng = self._calls_rng
+        lat, lon = self.city.call_location(now, rng)
         call = NewCall(
             call_id=f"SIM-{self.start:%Y%m%d%H%M%S}-{len(self.calls) + 1:05d}",
             lat=round(lat, 6),
             lon=round(lon, 6),
-            category=self._rng.choice(CATEGORIES),
-            priority=self._rng.choice((1, 2, 2, 3)),
+            category=rng.choice(CATEGORIES),
+            priority=rng.choice((1, 2, 2, 3)),
             received_at=now,
         )
         self.calls[call.call_id] = CallRecord(call.call_id, call.lat, call.lon, now)
-        self._to_dispatch.append((now + timedelta(seconds=self._rng.uniform(*READ_S)), call.call_id))
+        self._to_dispatch.append((now + timedelta(seconds=rng.uniform(*READ_S)), call.call_id))
+        self._on_scene_s[call.call_id] = rng.uniform(*ON_SCENE_S)
         return call
 
     def _dispatch_due(self, now: datetime) -> list[Action]:
-        """The operator sends the nearest patrolling vehicle; a call nobody is free for waits for the next tick."""
+        """The operator sends a patrolling vehicle of its choice; a call nobody is free for waits for the next tick.
+        After a dispatch the operator may move idle vehicles up to new posts, where they stay until sent."""
         actions: list[Action] = []
+        dispatched = False
         waiting = []
         for due, call_id in self._to_dispatch:
             if due > now:
@@ -248,13 +309,23 @@ class Night:
             if not free:
                 waiting.append((due, call_id))
                 continue
-            vehicle = min(free, key=lambda v: (great_circle_m(v.lat, v.lon, call.lat, call.lon), v.unit_id))
+            vehicle = self.operator.choose(call, free, now)
             vehicle.task, vehicle.target, vehicle.call_id = Task.RESPONDING, (call.lat, call.lon), call_id
+            vehicle.posted_until = None
+            self.drives[call_id] = Drive(
+                call_id, vehicle.unit_id, vehicle.kind, (call.lat, call.lon), [(now, vehicle.lat, vehicle.lon)]
+            )
+            dispatched = True
             vehicle.route, vehicle.pace = self.city.response_route(vehicle, (call.lat, call.lon), now), 1.0
             self._on_call[vehicle.unit_id] = call_id
             call.unit_id, call.assigned_at = vehicle.unit_id, now
             actions.append(Assign(call_id, vehicle.unit_id, now))
         self._to_dispatch = waiting
+        if dispatched:
+            idle = [v for v in self.vehicles.values() if v.task is Task.PATROL]
+            for vehicle, post in self.operator.move_up(idle, now):
+                vehicle.route, vehicle.pace = self.city.response_route(vehicle, post, now), 1.0
+                vehicle.posted_until = now + timedelta(seconds=POST_HOLD_S)
         return actions
 
 

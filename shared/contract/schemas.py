@@ -214,3 +214,25 @@ class CallEventMessage(_Outbound):
     platform_id: PlatformId | None = None
     category: str
     priority: int
+
+
+class AdviceMessage(_Outbound):
+    """`kuaijing.advice` value (extension, issue 14): the dispatcher advises an idle unit to move up to a post so
+    that more of the key areas and the central city is reachable within the promise. Advice, never an order: the
+    dispatcher moves no unit by itself."""
+
+    advice_id: str = Field(description="unique; repeated deliveries of one advice carry the same id")
+    kind: Literal["move_up"] = "move_up"
+    ts: datetime = Field(description="when it was advised, on the dispatcher's clock")
+    unit_id: UnitId
+    platform_id: PlatformId
+    from_lat: float
+    from_lon: float
+    to_lat: float = Field(description="the post: the centre of an H3 cell (resolution 8) not covered in time")
+    to_lon: float
+    to_cell: H3Cell
+    zone_class: str = Field(description="the class of the post's zone")
+    gain_cells: int = Field(description="cells within their target after the move that were not before, net")
+    travel_s: float = Field(description="the ETA from where the unit is to the post")
+    call_id: CallId | None = Field(default=None, description="the dispatch after which coverage fell")
+    coverage: dict[str, float] = Field(description="each watched class's share of cells covered before the move")

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from shared.contract import codec
 from shared.contract.deadletter import dead_letter
 from shared.contract.schemas import (
+    AdviceMessage,
     CallEventMessage,
     DeadLetter,
     PositionRecord,
@@ -123,8 +124,10 @@ VIDEO = Topic("kuaijing.video", key="unit_id", value=VideoRecord, partitions=6)
 DEADLETTER = Topic("kuaijing.deadletter", key="as received", value=DeadLetter, partitions=3, retention_ms=14 * _DAY_MS)
 CALLS = Topic("kuaijing.calls", key="call_id", value=CallEventMessage, partitions=6)
 UNIT_STATUS = Topic("kuaijing.unit-status", key="unit_id", value=UnitStatusEvent, partitions=6)
+ADVICE = Topic("kuaijing.advice", key="unit_id", value=AdviceMessage, partitions=3)
+"""Extension (issue 14): move-up advice."""
 
-ALL_TOPICS: tuple[Topic[Any], ...] = (TELEMETRY_RAW, POSITIONS, VIDEO, DEADLETTER, CALLS, UNIT_STATUS)
+ALL_TOPICS: tuple[Topic[Any], ...] = (TELEMETRY_RAW, POSITIONS, VIDEO, DEADLETTER, CALLS, UNIT_STATUS, ADVICE)
 
 JT808_CONTENT_TYPE = b"application/jt808"
 """Record header value marking a raw JT/T 808 frame on `kuaijing.telemetry.raw` (contract section 2)."""

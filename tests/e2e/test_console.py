@@ -14,13 +14,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import h3.api.basic_int as h3i
 import httpx
 import pytest
 from PIL import Image
 from playwright.async_api import Browser, Page, async_playwright
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
-from shared.contract.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind
+from shared.contract.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind, Zone
 from shared.contract.topics import CALLS
 from shared.infra.postgres import connect
 from shared.infra.registry_store import import_registry
@@ -36,6 +37,8 @@ KIND_COLOURS = {UnitKind.COMMAND_CAR: "#1e6bff", UnitKind.PATROL_CAR: "#e53935",
 OVERDUE = "#ff1744"
 HOME = (27.33, 111.58)
 """Far enough from the other tests' units (around 27.24, 111.47) that the nearest ones here are this crew."""
+NORTH_ZONE = dict(h3i.cells_to_geo(h3i.grid_disk(h3i.latlng_to_cell(HOME[0] + 0.02, HOME[1], 8), 1)))
+"""An urban zone 2 km north of the crew, away from the calls these tests make: the coverage panel's row."""
 
 
 class Crew:
@@ -50,9 +53,10 @@ async def crew(infra: Infra, ingest: RunningService, dispatcher: RunningService)
     platform = Platform(id=f"C-{tag}", name=f"控制台测试平台 {tag}", kind=PlatformKind.FAST_RESPONSE, lat=HOME[0],
                         lon=HOME[1])  # fmt: skip
     units = {kind: f"C-{tag}-{i}" for i, kind in enumerate(KIND_COLOURS)}
+    zone = Zone.model_validate({"id": f"Z-{tag}", "class": "other_urban", "geometry": NORTH_ZONE})
     conn = await connect(infra.database)
     try:
-        await import_registry(conn, RegistryImport(platforms=[platform], units=[
+        await import_registry(conn, RegistryImport(platforms=[platform], zones=[zone], units=[
             Unit(id=unit_id, platform_id=platform.id, kind=kind, callsign=f"{i}{tag[:3]}")
             for i, (kind, unit_id) in enumerate(units.items())
         ]))  # fmt: skip
@@ -159,6 +163,13 @@ async def test_the_map_draws_streets_and_every_unit_by_kind_at_wall_screen_size(
         "0",
         "0",
     ]
+    coverage_row = page.locator('#coverage tbody tr[data-zone-class="other_urban"]')
+    await coverage_row.wait_for(timeout=20_000)
+    name, share, reached = await coverage_row.locator("td").all_inner_texts()
+    covered, cells = (int(n) for n in reached.split("/"))
+    assert name == "其他城区 5分钟"
+    assert share == f"{covered / cells * 100:.1f}%"
+    assert cells >= 7
     await page.close()
 
 

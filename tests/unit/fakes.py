@@ -13,11 +13,12 @@ from datetime import datetime
 from typing import Any
 
 from services.dispatcher.domain.calls import Call, CallEvent, CallStatus, Decision, StatusChange
+from services.dispatcher.domain.coverage import CoverageHour, CoverageSnapshot
 from services.dispatcher.domain.speed_profiles import Trip
 from services.dispatcher.domain.zones import ZoneDefinition
 from services.dispatcher.ports import Believed, StaleStateError, StoredUnit
-from shared.contract.registry import Platform, RegistryImport, Unit, Zone
-from shared.contract.schemas import CallEventKind, UnitStatus
+from shared.contract.registry import Platform, RegistryImport, Unit, Zone, ZoneClass
+from shared.contract.schemas import AdviceMessage, CallEventKind, UnitStatus
 from shared.errors import UnavailableError
 
 
@@ -34,6 +35,9 @@ class FakeDispatchStore:
     statuses: list[StatusChange] = field(default_factory=list)
     revision: int = 0
     trips: list[Trip] = field(default_factory=list)
+    coverage_samples: dict[datetime, CoverageSnapshot] = field(default_factory=dict)
+    advice_: list[AdviceMessage] = field(default_factory=list)
+    """Advice recorded, with what the outbox would carry to `kuaijing.advice`."""
     """Completed drives to calls, as the store would read them from positions and call events."""
 
     async def import_registry(self, document: RegistryImport) -> dict[str, int]:
@@ -125,6 +129,26 @@ class FakeDispatchStore:
             and (received_to is None or c.received_at < received_to)
         ]
         return sorted(chosen, key=lambda c: c.received_at, reverse=True)[:limit]
+
+    async def record_coverage(self, snapshot: CoverageSnapshot) -> None:
+        self.coverage_samples.setdefault(snapshot.at, snapshot)
+
+    async def coverage_history(self, *, since: datetime, until: datetime) -> list[CoverageHour]:
+        hours: dict[tuple[datetime, ZoneClass], list[float]] = {}
+        for at, snapshot in sorted(self.coverage_samples.items()):
+            if since <= at < until:
+                for zone_class, c in snapshot.classes.items():
+                    hours.setdefault((at.replace(minute=0, second=0, microsecond=0), zone_class), []).append(c.share)
+        return [
+            CoverageHour(hour, zone_class, len(shares), sum(shares) / len(shares), min(shares))
+            for (hour, zone_class), shares in sorted(hours.items())
+        ]
+
+    async def record_advice(self, messages: list[AdviceMessage]) -> None:
+        self.advice_.extend(messages)
+
+    async def advice(self, *, since: datetime) -> list[AdviceMessage]:
+        return sorted((m for m in self.advice_ if m.ts >= since), key=lambda m: m.ts, reverse=True)
 
     async def completed_trips(self, *, since: datetime) -> list[Trip]:
         return [t for t in self.trips if t.fixes[0].ts >= since]

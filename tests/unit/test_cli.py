@@ -25,7 +25,8 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["--help"])
     assert exited.value.code == 0
     out = capsys.readouterr().out
-    for command in ("up", "demo", "simulate", "serve", "infra", "health", "migrate", "registry", "contract"):
+    for command in ("up", "demo", "simulate", "serve", "infra", "health", "migrate", "registry", "eta", "compare",
+                    "contract"):  # fmt: skip
         assert f"    {command} " in out or f"    {command}\n" in out, command
 
 
@@ -128,3 +129,16 @@ def test_the_simulation_needs_every_role_token(
     monkeypatch.setenv("KUAIJING_API_TOKENS", "terminal:t1,dispatcher:d1")
     assert cli.main(["simulate"]) == 1
     assert "KUAIJING_API_TOKENS for admin, viewer" in capsys.readouterr().err
+
+
+def test_compare_plays_a_short_night_and_prints_the_policies_side_by_side(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["compare", "--hours", "0.1", "--training-weeks", "1", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "seed 3" in out
+    for policy in ("(a) nearest by straight line", "(b) best ETA, configured model", "(c) best ETA, learned model"):
+        assert policy in out
+    assert "(c) - (a):" in out
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["compare", "--level", "1.5"])
+    assert refused.value.code == 2
+    assert "1.5 is not a share between 0 and 1" in capsys.readouterr().err

@@ -11,7 +11,7 @@ from services.dispatcher.domain.eta import CircuityEta
 from services.dispatcher.domain.speed_profiles import ProfileRules
 from services.dispatcher.events import EventHub
 from services.dispatcher.messages import call_event_message, unit_status_message
-from services.dispatcher.service import DispatchRules, DispatchService, EtaLearning, NewCall
+from services.dispatcher.service import DispatchRules, DispatchService, EtaLearning, MoveUpRules, NewCall
 from shared.contract.registry import Platform, PlatformKind, Polygon, RegistryImport, Unit, UnitKind, Zone, ZoneClass
 from shared.contract.schemas import CallEventKind, PositionRecord, Source, UnitStatus
 from shared.errors import ConflictError, InvalidError, NotFoundError
@@ -62,7 +62,9 @@ def ping(unit_id: str, lat: float, lon: float, ts: datetime) -> PositionRecord:
     )
 
 
-async def started(store: FakeDispatchStore, clock: Clock, learning: EtaLearning | None = None) -> DispatchService:
+async def started(
+    store: FakeDispatchStore, clock: Clock, learning: EtaLearning | None = None, move_up: MoveUpRules | None = None
+) -> DispatchService:
     service = DispatchService(
         store=store,
         outbox=FakeOutbox(),
@@ -71,6 +73,7 @@ async def started(store: FakeDispatchStore, clock: Clock, learning: EtaLearning 
         rules=DispatchRules(recommendations=3),
         clock=clock,
         learning=learning,
+        move_up=move_up,
     )
     await service.load()
     return service

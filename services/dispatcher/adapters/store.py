@@ -10,14 +10,15 @@ import asyncpg
 import orjson
 
 from services.dispatcher.domain.calls import Call, CallEvent, CallStatus, Decision, StatusChange
+from services.dispatcher.domain.coverage import CoverageHour, CoverageSnapshot
 from services.dispatcher.domain.live_map import Position
 from services.dispatcher.domain.speed_profiles import Fix, Trip
 from services.dispatcher.domain.zones import ZoneDefinition
 from services.dispatcher.messages import call_event_message, unit_status_message
 from services.dispatcher.ports import Believed, StaleStateError, StoredUnit
 from shared.contract.registry import Platform, RegistryImport, Unit, UnitKind, Zone, ZoneClass
-from shared.contract.schemas import CallEventKind, EventSource, UnitStatus
-from shared.contract.topics import CALLS, UNIT_STATUS
+from shared.contract.schemas import AdviceMessage, CallEventKind, EventSource, UnitStatus
+from shared.contract.topics import ADVICE, CALLS, UNIT_STATUS
 from shared.infra.postgres import Connection
 from shared.infra.registry_store import import_registry, registry_revision
 
@@ -173,6 +174,51 @@ class PostgresDispatchStore:
             limit,
         )
         return await self._with_timelines(rows)
+
+    async def record_coverage(self, snapshot: CoverageSnapshot) -> None:
+        rows = [
+            (snapshot.at, zone_class.value, zone_id, c.target_s, c.cells, c.covered)
+            for zone_id, (zone_class, c) in snapshot.zones.items()
+        ]
+        rows += [
+            (snapshot.at, zone_class.value, "", c.target_s, c.cells, c.covered)
+            for zone_class, c in snapshot.classes.items()
+        ]
+        await self._pool.executemany(
+            "INSERT INTO coverage_samples (ts, zone_class, zone_id, target_s, cells, covered) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            rows,
+        )
+
+    async def coverage_history(self, *, since: datetime, until: datetime) -> list[CoverageHour]:
+        rows = await self._pool.fetch(
+            "SELECT date_trunc('hour', ts) AS hour, zone_class, count(*) AS samples, "
+            "avg(covered::float8 / cells) AS mean_share, min(covered::float8 / cells) AS min_share "
+            "FROM coverage_samples WHERE zone_id = '' AND cells > 0 AND ts >= $1 AND ts < $2 "
+            "GROUP BY 1, 2 ORDER BY 1, 2",
+            since,
+            until,
+        )
+        return [
+            CoverageHour(r["hour"], ZoneClass(r["zone_class"]), r["samples"], r["mean_share"], r["min_share"])
+            for r in rows
+        ]
+
+    async def record_advice(self, messages: list[AdviceMessage]) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                "INSERT INTO advice (advice_id, ts, unit_id, message) VALUES ($1, $2, $3, $4) "
+                "ON CONFLICT (advice_id) DO NOTHING",
+                [(m.advice_id, m.ts, m.unit_id, m.model_dump_json()) for m in messages],
+            )
+            await conn.executemany(
+                "INSERT INTO outbox (topic, key, value) VALUES ($1, $2, $3)",
+                [(ADVICE.name, m.unit_id.encode(), ADVICE.encode(m)) for m in messages],
+            )
+
+    async def advice(self, *, since: datetime) -> list[AdviceMessage]:
+        rows = await self._pool.fetch("SELECT message FROM advice WHERE ts >= $1 ORDER BY ts DESC", since)
+        return [AdviceMessage.model_validate_json(r["message"]) for r in rows]
 
     async def completed_trips(self, *, since: datetime) -> list[Trip]:
         rows = await self._pool.fetch(_COMPLETED_TRIPS, since)

@@ -21,6 +21,7 @@
       assigned: "已派遣", created: "接警", closed: "结束", pick_address: "选择地址…", timeline: "经过",
       theft: "盗窃", "traffic accident": "交通事故", dispute: "纠纷", assault: "殴打", noise: "噪音",
       "missing person": "走失", fraud: "诈骗", fire: "火情", sent: "已派遣",
+      coverage: "承诺覆盖", covered: "可及面积",
     },
     en: {
       title: "Kuaijing console", token: "Token", sign_in: "Sign in", sign_out: "Sign out", other_language: "中文",
@@ -38,6 +39,7 @@
       timeline: "Timeline", theft: "Theft", "traffic accident": "Traffic accident", dispute: "Dispute",
       assault: "Assault", noise: "Noise", "missing person": "Missing person", fraud: "Fraud", fire: "Fire",
       sent: "Sent",
+      coverage: "Coverage of the promise", covered: "Area reached",
     },
   };
   const CATEGORIES = ["theft", "traffic accident", "dispute", "assault", "noise", "missing person", "fraud", "fire"];
@@ -51,6 +53,7 @@
   // units is the page's heaviest work), and at once for what a dispatcher did (a selection, a status, a call).
   const TRACKS_EVERY_MS = 3000;
   const STALE_CHECK_TICKS = 5;
+  const COVERAGE_EVERY_TICKS = 10;
   const FRAMES_KEPT = 600;
 
   const state = {
@@ -141,6 +144,7 @@
     for (const node of document.querySelectorAll("[data-t]")) node.textContent = t(node.dataset.t);
     if (state.session) $("#role").textContent = t(state.session.role);
     renderPanels();
+    renderCoverage();
     if (state.selected) showSelected();
   }
 
@@ -357,6 +361,7 @@
     }
     state.ticks += 1;
     if (state.ticks % STALE_CHECK_TICKS === 0) state.dirty.units = true;
+    if (state.ticks % COVERAGE_EVERY_TICKS === 1) loadCoverage();
     renderPanels();
     if (state.selected?.type === "call") updateCountdown();
   }
@@ -493,6 +498,24 @@
     }
     $("#platforms tbody").replaceChildren(...[...counts.entries()].map(([id, [free, busy, off]]) => el("tr", {},
       el("td", { title: id }, state.platforms.get(id).name), el("td", {}, free), el("td", {}, busy), el("td", {}, off))));
+  }
+
+  // coverage of the promise: each class's share of area an available unit reaches within its target
+
+  async function loadCoverage() {
+    try {
+      state.coverage = await api("/v1/coverage");
+    } catch {
+      return;
+    }
+    renderCoverage();
+  }
+
+  function renderCoverage() {
+    const classes = state.coverage?.classes || [];
+    $("#coverage tbody").replaceChildren(...classes.map((c) => el("tr", { "data-zone-class": c.zone_class },
+      el("td", {}, t(c.zone_class)), el("td", { className: "share" }, `${(c.share * 100).toFixed(1)}%`),
+      el("td", {}, `${c.covered}/${c.cells}`))));
   }
 
   const left = (call, at) => call.target_s * 1000 - (at - call.received_at);

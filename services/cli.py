@@ -140,6 +140,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         args.from_,
     ]
     simulation += ["--record", str(args.record)] if args.record else []  # fmt: skip
+    simulation += ["--follow-advice"] if args.follow_advice else []
     return _run_system(simulation=simulation, stop_after_simulation=args.stop_after_night)
 
 
@@ -282,6 +283,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         call_every_s=args.call_every,
         seed=args.seed,
         record=args.record,
+        follow_advice=args.follow_advice,
     )
     return main_loop(simulation)
 
@@ -490,6 +492,12 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="FILE",
             help="the city file: platforms, zones, streets, call areas (default: the modelled Shaoyang; format in "
             "the README)",
+        )
+        command.add_argument(
+            "--follow-advice",
+            action="store_true",
+            help="the operator also moves idle vehicles up as the dispatcher advises (GET /v1/advice); the night "
+            "then depends on when advice arrives and no longer replays exactly",
         )
     demo.add_argument(
         "--from",

@@ -312,7 +312,8 @@ class DispatchService:
             await self.advise_move_up(self._dispatched_call)
 
     async def advise_move_up(self, call_id: str | None = None) -> list[AdviceMessage]:
-        """Which idle units should move where, recorded with its outbox record to `kuaijing.advice`."""
+        """Which idle units should move where, recorded with its outbox record to `kuaijing.advice`; a move that is
+        the unit's standing advice already is not advised again."""
         rules = self._move_up
         if rules is None or not self._demand:
             return []
@@ -332,6 +333,7 @@ class DispatchService:
         advice = advise(
             list(candidates.values()), self._demand, self._eta, at, level=rules.level, max_moves=rules.max_moves
         )
+        standing = {m.unit_id: m.to_cell for m in await self.advice()}
         messages = [
             advice_message(
                 f"A-{at:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}",
@@ -342,6 +344,7 @@ class DispatchService:
                 call_id=call_id,
             )
             for move in advice.moves
+            if standing.get(move.unit_id) != h3i.int_to_str(move.post_cell)
         ]
         if messages:
             await self._store.record_advice(messages)

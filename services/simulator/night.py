@@ -263,6 +263,16 @@ class Night:
         tick.actions += self._dispatch_due(now)
         return tick
 
+    def post(self, unit_id: str, post: tuple[float, float], at: datetime) -> bool:
+        """Move a patrolling vehicle up to `post`, where it waits `POST_HOLD_S` unless sent; False (and nothing done)
+        for a vehicle on a call or not of this city."""
+        vehicle = self.vehicles.get(unit_id)
+        if vehicle is None or vehicle.task is not Task.PATROL:
+            return False
+        vehicle.route, vehicle.pace = self.city.response_route(vehicle, post, at), 1.0
+        vehicle.posted_until = at + timedelta(seconds=POST_HOLD_S)
+        return True
+
     def _call_gap(self, at: datetime) -> timedelta:
         """Time to the next call: exponential, at the city's rate for the hour of `at`."""
         rate = self.city.call_rate_factor(at) / self._call_every_s
@@ -324,8 +334,7 @@ class Night:
         if dispatched:
             idle = [v for v in self.vehicles.values() if v.task is Task.PATROL]
             for vehicle, post in self.operator.move_up(idle, now):
-                vehicle.route, vehicle.pace = self.city.response_route(vehicle, post, now), 1.0
-                vehicle.posted_until = now + timedelta(seconds=POST_HOLD_S)
+                self.post(vehicle.unit_id, post, now)
         return actions
 
 

@@ -58,8 +58,13 @@ class Simulation:
         call_every_s: float,
         seed: int,
         record: Path | None = None,
+        follow_advice: bool = False,
     ) -> None:
+        """`follow_advice`: the operator also moves idle vehicles up as the dispatcher's `GET /v1/advice` says (the
+        night then depends on when advice arrives, so it no longer replays exactly)."""
         self._urls = urls
+        self._follow_advice = follow_advice
+        self.advice_followed: set[str] = set()
         self._tokens = tokens
         self._city = city
         self._start = start
@@ -137,6 +142,8 @@ class Simulation:
             # No need to wait for the fixes in flight: an arrival counts only from fixes after the assignment,
             # which are handed over only once the assignment is answered; a clear waits to see the arrival.
             await self._act(dispatcher, tick)
+            if self._follow_advice and any(isinstance(a, Assign) for a in tick.actions):
+                await self.follow_advice(dispatcher, night, tick.at)
             if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
                 rate = (self.pings_sent - pings_then) / (time.monotonic() - last_progress)
                 last_progress, pings_then = time.monotonic(), self.pings_sent
@@ -231,6 +238,21 @@ class Simulation:
                     await self._seen_arriving(dispatcher, action.call_id)
                     body = {"status": "available", "call_id": action.call_id, "ts": action.ts.isoformat()}
                     await self._send(dispatcher, f"/v1/units/{action.unit_id}/status", body, ok=(200,))
+
+    async def follow_advice(self, dispatcher: httpx.AsyncClient, night: Night, at: datetime) -> int:
+        """Move up the vehicles named in advice not followed yet; how many were moved."""
+        response = await dispatcher.get("/v1/advice")
+        response.raise_for_status()
+        moved = 0
+        for advice in response.json():
+            if advice["advice_id"] in self.advice_followed:
+                continue
+            self.advice_followed.add(advice["advice_id"])
+            if night.post(advice["unit_id"], (advice["to_lat"], advice["to_lon"]), at):
+                moved += 1
+                log.info("following advice %s: %s moves up to %s", advice["advice_id"], advice["unit_id"],
+                         advice["to_cell"])  # fmt: skip
+        return moved
 
     async def _seen_arriving(self, dispatcher: httpx.AsyncClient, call_id: str, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s

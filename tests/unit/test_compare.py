@@ -3,13 +3,18 @@ the side-by-side figures."""
 
 from __future__ import annotations
 
+import httpx
+
 from services.compare import NearestByEta, compare, outcome, render, trips_of
 from services.dispatcher.domain.eta import CircuityEta
 from services.dispatcher.domain.move_up import demand_of
 from services.dispatcher.domain.zones import ZoneDefinition, ZoneMap
 from services.simulator.city import Task, Vehicle
-from services.simulator.night import CallRecord, NearestByStraightLine, Night
+from services.simulator.night import POST_HOLD_S, TICK_S, CallRecord, NearestByStraightLine, Night
+from services.simulator.runner import Simulation, Urls
 from shared.contract.registry import UnitKind, ZoneClass
+from shared.geo import great_circle_m
+from shared.settings import CommonSettings
 from tests.unit.test_night import CITY, START
 
 DEFINITIONS = [ZoneDefinition(z.id, z.class_, z.geometry_json()) for z in CITY.document.zones]
@@ -69,3 +74,40 @@ def test_compare_prints_every_policy_on_the_same_calls() -> None:
     text = render(result)
     assert "(c) - (a):" in text
     assert "key_area (60 s)" in text
+
+
+def test_a_vehicle_moved_up_waits_at_its_post_then_patrols_again() -> None:
+    night = Night(CITY, start=START, hours=1, call_every_s=3600, seed=2)
+    vehicle = next(iter(night.vehicles.values()))
+    post = (vehicle.lat + 0.01, vehicle.lon)
+    assert night.post(vehicle.unit_id, post, START)
+    assert not night.post("no-such-unit", post, START)
+    ticks = night.ticks()
+    for _ in range(int(POST_HOLD_S / TICK_S) - 1):
+        next(ticks)
+    assert vehicle.posted_until is not None
+    assert not vehicle.route, "arrived and waiting"
+    assert great_circle_m(vehicle.lat, vehicle.lon, *post) < 1
+    for _ in range(5):
+        next(ticks)
+    assert vehicle.posted_until is None
+    assert vehicle.route, "patrolling again"
+
+
+async def test_the_simulation_follows_each_advice_once() -> None:
+    night = Night(CITY, start=START, hours=1, call_every_s=3600, seed=2)
+    unit_id = next(iter(night.vehicles))
+    advice = [
+        {"advice_id": "A-1", "unit_id": unit_id, "to_lat": 27.25, "to_lon": 111.47, "to_cell": "x"},
+        {"advice_id": "A-2", "unit_id": "elsewhere", "to_lat": 27.25, "to_lon": 111.47, "to_cell": "y"},
+    ]
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=advice))
+    simulation = Simulation(
+        urls=Urls("http://i", "http://d", "http://a", jt808_port=0, kafka=CommonSettings().kafka_client),
+        tokens={}, city=CITY, start=START, speedup=1, hours=1, call_every_s=30, seed=2, follow_advice=True,
+    )  # fmt: skip
+    async with httpx.AsyncClient(transport=transport, base_url="http://d") as dispatcher:
+        assert await simulation.follow_advice(dispatcher, night, START) == 1
+        assert await simulation.follow_advice(dispatcher, night, START) == 0
+    assert night.vehicles[unit_id].posted_until is not None
+    assert simulation.advice_followed == {"A-1", "A-2"}

@@ -134,5 +134,6 @@ async def test_a_dispatch_that_leaves_a_key_area_bare_brings_move_up_advice_reco
     assert (advice.to_lat, advice.to_lon) == hub
     assert advice.travel_s > 60
     assert await service.advice() == [advice]
+    assert await service.advise_move_up() == [], "the standing advice is not given again"
     await service.set_status("U2", UnitStatus.OFF_DUTY, call_id=None, ts=None)
     assert await service.advice() == [], "advice for a unit no longer available is not shown"

@@ -9,9 +9,9 @@ A rate for a query is the mean seconds per metre at three points on the straight
 sixth of the way, half-way, five sixths), each from the most specific profile with enough driving observed in it:
 (cell, hour of week, kind), then (cell, kind), then (parent cell, kind), then the configured model alone. A profile
 is shrunk towards the configured model, which counts as `prior_metres` of driving made good at its own rate: a cell
-seen on a few drives moves the estimate a little, a cell seen on hundreds decides it. (Measured on a demo night, raw
-per-cell ratios were worse than the configured model; shrunk, they beat it at the 90th percentile: README.) Hours of
-the week are UTC hours: buckets only need to be the same hour every week, and a city's UTC offset is fixed.
+seen on a few drives moves the estimate a little, a cell seen on hundreds decides it (raw per-cell ratios from one
+demo night were far worse than the configured model; the README has the backtests). Hours of the week are UTC
+hours: buckets only need to be the same hour every week, and a city's UTC offset is fixed.
 
 Exactness of the search is kept because the least rate of the profiles (and of the configured model) is known.
 """

@@ -296,5 +296,6 @@ async def dashboard(request: Request, store: Store) -> HTMLResponse:
         generated_at=now,
         refresh_s=30,
         platform_names=await store.platform_names(),
+        coverage=await store.coverage_hours(start=now - timedelta(hours=24), end=now),
     )
     return HTMLResponse(html)

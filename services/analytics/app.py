@@ -11,7 +11,7 @@ from services.analytics.api import Analytics, router
 from services.analytics.consumer import consume_call_events
 from services.analytics.metrics import AnalyticsMetrics
 from services.analytics.settings import AnalyticsSettings
-from shared.contract.topics import CALLS, Producer
+from shared.contract.topics import CALLS, COVERAGE, Producer
 from shared.infra.kafka import started_consumer
 from shared.web.service import Runtime, ServiceSpec, create_service_app, serve
 
@@ -46,7 +46,7 @@ async def _run_consumer(
     *, settings: AnalyticsSettings, store: AnalyticsStore, producer: Producer, metrics: AnalyticsMetrics
 ) -> None:
     async with started_consumer(
-        settings.kafka_client, CALLS, group_id=settings.analytics_group, client_id="kuaijing-analytics"
+        settings.kafka_client, CALLS, COVERAGE, group_id=settings.analytics_group, client_id="kuaijing-analytics"
     ) as consumer:
         await consume_call_events(
             group=settings.analytics_group,

@@ -7,9 +7,10 @@ shows is what the CSV says.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from html import escape
 
+from services.analytics.domain.coverage import CoverageHour
 from services.analytics.domain.latency import GroupFigures
 from shared.contract.registry import ZONE_TARGET_S, ZoneClass
 
@@ -17,6 +18,8 @@ P50_COLOUR = "#2b6cb0"
 P90_COLOUR = "#90cdf4"
 TARGET_COLOUR = "#c53030"
 COMPLIANCE_COLOUR = "#2f855a"
+COVERAGE_HOURS = 12
+"""Hours of coverage the dashboard shows, the newest on the right."""
 
 _TARGET_LABELS = {
     ZoneClass.KEY_AREA: "1 min key areas",
@@ -104,6 +107,31 @@ def _compliance_chart(groups: list[GroupFigures]) -> str:
     return "".join(parts)
 
 
+def _coverage_table(hours: list[CoverageHour], tz: tzinfo | None) -> str:
+    """Classes down, hours across: the mean share of each class's area reachable within its target."""
+    if not hours:
+        return '<p id="coverage" class="meta">no coverage samples in the last 24 hours</p>'
+    columns = sorted({h.hour for h in hours})[-COVERAGE_HOURS:]
+    share = {(h.zone_class, h.hour): h.share for h in hours}
+    targets = {h.zone_class: h.target_s for h in hours}
+    head = "".join(f"<th>{c.astimezone(tz):%H:00}</th>" for c in columns)
+    rows = []
+    for zone in ZoneClass:
+        if zone.value not in targets:
+            continue
+        cells = []
+        for column in columns:
+            value = share.get((zone.value, column))
+            if value is None:
+                cells.append("<td>—</td>")
+                continue
+            colour = "#c6f6d5" if value >= 0.8 else "#fefcbf" if value >= 0.5 else "#fed7d7"
+            cells.append(f'<td style="background:{colour}">{value * 100:.0f}%</td>')
+        rows.append(f'<tr data-zone-class="{zone.value}"><th>{zone.value} ({targets[zone.value]} s)</th>'
+                    f'{"".join(cells)}</tr>')  # fmt: skip
+    return f'<table id="coverage"><tr><th></th>{head}</tr>{"".join(rows)}</table>'
+
+
 def render_dashboard(
     *,
     by_platform: list[GroupFigures],
@@ -112,6 +140,7 @@ def render_dashboard(
     generated_at: datetime,
     refresh_s: int,
     platform_names: dict[str, str] | None = None,
+    coverage: list[CoverageHour] | None = None,
 ) -> str:
     met = "—" if today.target_met_pct is None else f"{today.target_met_pct:.1f}%"
     return f"""<!doctype html>
@@ -124,6 +153,8 @@ body {{ font-family: "Noto Sans CJK SC", "Noto Sans SC", "Microsoft YaHei", syst
 h1 {{ font-size: 22px; margin: 0 0 4px; }} h2 {{ font-size: 16px; margin: 24px 0 8px; }}
 .counts {{ display: flex; gap: 24px; }} .count {{ border: 1px solid #e2e8f0; padding: 8px 16px; border-radius: 6px; }}
 .count b {{ display: block; font-size: 26px; }} .meta {{ color: #718096; font-size: 12px; }}
+#coverage {{ border-collapse: collapse; font-size: 13px; }}
+#coverage td, #coverage th {{ border: 1px solid #e2e8f0; padding: 4px 8px; text-align: right; }}
 </style></head>
 <body>
 <h1>快警 Kuaijing — response to 110 calls</h1>
@@ -139,4 +170,7 @@ h1 {{ font-size: 22px; margin: 0 0 4px; }} h2 {{ font-size: 16px; margin: 24px 0
 {_response_chart(by_platform, platform_names or {})}
 <h2>Calls reached within their zone's target</h2>
 {_compliance_chart(by_zone)}
+<h2>Coverage of the promise, hour by hour: the share of each class's area an available unit reaches within its
+target</h2>
+{_coverage_table(coverage or [], generated_at.tzinfo)}
 </body></html>"""

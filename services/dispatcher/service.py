@@ -140,9 +140,12 @@ class EtaRanking:
 
     def __init__(self, eta: EtaModel, query: EtaQuery) -> None:
         self._rate, self._query = eta.seconds_per_metre, query
+        self._by_kind = eta.rates_by_kind(query)
         self.min_weight = eta.least_seconds_per_metre(query)
 
     def weight(self, entry: UnitState) -> float:
+        if self._by_kind is not None:
+            return self._by_kind[entry.kind]
         position = entry.position
         origin = self._query.destination if position is None else (position.lat, position.lon)
         return self._rate(entry.kind, origin, self._query)

@@ -236,3 +236,14 @@ class AdviceMessage(_Outbound):
     travel_s: float = Field(description="the ETA from where the unit is to the post")
     call_id: CallId | None = Field(default=None, description="the dispatch after which coverage fell")
     coverage: dict[str, float] = Field(description="each watched class's share of cells covered before the move")
+
+
+class CoverageSample(_Outbound):
+    """`kuaijing.coverage` value (extension, issue 14): one class's coverage of the promise at a sampling instant,
+    as the dispatcher measured it (key `zone_class`); replicas measuring the same instant publish it once."""
+
+    ts: datetime = Field(description="the sampling instant, on the dispatcher's clock")
+    zone_class: str
+    target_s: int
+    cells: int = Field(description="H3 cells (resolution 8) of the class's zones")
+    covered: int = Field(description="cells an available unit reached within target_s by the ETA model in force")

@@ -21,6 +21,7 @@ from shared.contract.deadletter import dead_letter
 from shared.contract.schemas import (
     AdviceMessage,
     CallEventMessage,
+    CoverageSample,
     DeadLetter,
     PositionRecord,
     RejectReason,
@@ -126,8 +127,12 @@ CALLS = Topic("kuaijing.calls", key="call_id", value=CallEventMessage, partition
 UNIT_STATUS = Topic("kuaijing.unit-status", key="unit_id", value=UnitStatusEvent, partitions=6)
 ADVICE = Topic("kuaijing.advice", key="unit_id", value=AdviceMessage, partitions=3)
 """Extension (issue 14): move-up advice."""
+COVERAGE = Topic("kuaijing.coverage", key="zone_class", value=CoverageSample, partitions=1)
+"""Extension (issue 14): each class's coverage of the promise, sampled by the dispatcher, for reports."""
 
-ALL_TOPICS: tuple[Topic[Any], ...] = (TELEMETRY_RAW, POSITIONS, VIDEO, DEADLETTER, CALLS, UNIT_STATUS, ADVICE)
+ALL_TOPICS: tuple[Topic[Any], ...] = (
+    TELEMETRY_RAW, POSITIONS, VIDEO, DEADLETTER, CALLS, UNIT_STATUS, ADVICE, COVERAGE
+)  # fmt: skip
 
 JT808_CONTENT_TYPE = b"application/jt808"
 """Record header value marking a raw JT/T 808 frame on `kuaijing.telemetry.raw` (contract section 2)."""

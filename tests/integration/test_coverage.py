@@ -4,6 +4,7 @@ zone covered around it, samples kept for the hour-by-hour report, and the share 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,10 +15,10 @@ import pytest
 
 from services.dispatcher.domain.coverage import COVERAGE_RESOLUTION
 from services.dispatcher.settings import DispatcherSettings
-from shared.contract.topics import ADVICE
+from shared.contract.topics import ADVICE, COVERAGE
 from shared.geo import great_circle_m
 from shared.settings import CommonSettings
-from tests.conftest import Fleet, Infra, RunningService, console, register_fleet
+from tests.conftest import TOKENS, Fleet, Infra, RunningService, console, register_fleet
 from tests.harness import TopicTail, eventually, fresh_database
 from tests.integration.test_dispatcher import report
 
@@ -79,12 +80,20 @@ async def test_a_unit_covers_the_cells_it_reaches_in_time_and_the_history_keeps_
     assert 'kuaijing_dispatcher_coverage_share{zone_class="key_area"}' in metrics
 
 
-async def test_a_dispatch_that_leaves_a_key_area_bare_brings_advice_on_the_topic_and_over_rest(
+@dataclass(frozen=True)
+class AdviceScene:
+    spare: str
+    message: dict[str, Any]
+    key: bytes | None
+    advised: list[dict[str, Any]]
+
+
+async def play_advice_scene(
     infra: Infra, settings: CommonSettings, dispatcher_settings: DispatcherSettings
-) -> None:
-    """A dispatcher of its own database (so only this test's zones and units count): the one unit covering a key
-    area is sent away, and the advice to move up one of the two covering another key area 1.5 km north reaches
-    `kuaijing.advice` and `GET /v1/advice`."""
+) -> AdviceScene:
+    """A dispatcher of its own database (so only these zones and units count): two one-cell key areas 1.5 km apart,
+    one unit covering the first, two covering the second. The first's unit is sent away; the advice to move up the
+    nearer of the other two is what comes of it (and the dispatcher's coverage samples meanwhile)."""
     from services.dispatcher.app import create_app
 
     database = await fresh_database(infra.database, "advice")
@@ -104,11 +113,11 @@ async def test_a_dispatch_that_leaves_a_key_area_bare_brings_advice_on_the_topic
         await report(settings, crew, partner, north[0] + 0.0008, north[1])
         async with console(service) as client:
 
-            async def both_fresh() -> bool:
+            async def all_fresh() -> bool:
                 units = {u["id"]: u for u in (await client.get("/v1/units")).json()}
                 return all(units[u]["online"] for u in crew.unit_ids)
 
-            await eventually(both_fresh, what="both units on the live map")
+            await eventually(all_fresh, what="the three units on the live map")
             call = await client.post(
                 "/v1/calls", json={"lat": hub[0] + 0.2, "lon": hub[1], "category": "theft", "priority": 1}
             )
@@ -117,8 +126,40 @@ async def test_a_dispatch_that_leaves_a_key_area_bare_brings_advice_on_the_topic
             [message] = await advice_topic.collect(lambda v: v["call_id"] == call_id, 1)
             [key] = advice_topic.keys_of(lambda v: v["call_id"] == call_id)
             advised = (await client.get("/v1/advice")).json()
-    assert key == spare.encode()
-    assert (message["unit_id"], message["to_cell"]) == (spare, h3.int_to_str(ADVICE_HUB))
+    return AdviceScene(spare, message, key, advised)
+
+
+async def test_a_dispatch_that_leaves_a_key_area_bare_brings_advice_on_the_topic_and_over_rest(
+    infra: Infra, settings: CommonSettings, dispatcher_settings: DispatcherSettings
+) -> None:
+    scene = await play_advice_scene(infra, settings, dispatcher_settings)
+    message = scene.message
+    assert scene.key == scene.spare.encode()
+    assert (message["unit_id"], message["to_cell"]) == (scene.spare, h3.int_to_str(ADVICE_HUB))
     assert message["zone_class"] == "key_area"
     assert message["coverage"] == {"key_area": 0.5}
-    assert [a["advice_id"] for a in advised] == [message["advice_id"]]
+    assert [a["advice_id"] for a in scene.advised] == [message["advice_id"]]
+
+
+async def test_coverage_samples_reach_analytics_by_kafka_and_its_dashboard_hour_by_hour(
+    settings: CommonSettings, dispatcher: RunningService, analytics: RunningService
+) -> None:
+    zone_id = f"Z-DASH-{uuid.uuid4().hex[:6]}"
+    geometry = dict(h3i.cells_to_geo([h3i.latlng_to_cell(29.40, 118.40, COVERAGE_RESOLUTION)]))
+    async with TopicTail(settings.kafka, COVERAGE) as samples:
+        async with console(dispatcher, "admin") as admin:
+            put = await admin.put(f"/v1/zones/{zone_id}", json={"class": "key_area", "geometry": geometry})
+            assert put.status_code == 200, put.text
+        [sample] = (await samples.collect(lambda v: v["zone_class"] == "key_area", 1))[:1]
+    assert sample["cells"] >= 1
+    assert 0 <= sample["covered"] <= sample["cells"]
+    assert sample["target_s"] == 60
+    async with httpx.AsyncClient(base_url=analytics.url) as client:
+
+        async def shown() -> str | None:
+            html = (await client.get("/", params={"token": TOKENS["viewer"]})).text
+            return html if 'data-zone-class="key_area"' in html else None
+
+        html = await eventually(shown, what="the dashboard's coverage row of key areas")
+    table = html[html.index('<table id="coverage">') :]
+    assert "key_area (60 s)" in table

@@ -148,7 +148,7 @@ async def test_the_live_feed_of_either_replica_shows_every_call_event(replicas: 
                     event = orjson.loads(line.split(":", 1)[1])
                     if event["call_id"] == marker:
                         heard[replica.url].append(event["event"])
-                        if event["event"] == "en_route":
+                        if {"created", "assigned", "en_route"} <= set(heard[replica.url]):
                             return
 
     listeners = [asyncio.create_task(listen(r, e)) for r, e in zip(replicas, subscribed, strict=True)]
@@ -162,7 +162,8 @@ async def test_the_live_feed_of_either_replica_shows_every_call_event(replicas: 
     finally:
         for listener in listeners:
             listener.cancel()
-    assert all(events == ["created", "assigned", "en_route"] for events in heard.values()), heard
+    # Each once; the replica that decided the en_route may show it before the other's events reach it by the topic.
+    assert all(sorted(events) == ["assigned", "created", "en_route"] for events in heard.values()), heard
 
 
 async def test_killing_one_replica_leaves_the_other_serving_with_nothing_lost(

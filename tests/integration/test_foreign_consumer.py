@@ -17,9 +17,11 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from services.dispatcher.settings import DispatcherSettings
 from shared.contract.topics import POSITIONS
 from shared.settings import CommonSettings
-from tests.conftest import Fleet, RunningService, console
+from tests.conftest import Fleet, Infra, RunningService, console
+from tests.integration.test_coverage import play_advice_scene
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +108,13 @@ def high_watermarks(bootstrap: str, channels: list[dict[str, Any]]) -> dict[str,
 
 
 async def test_a_consumer_built_from_the_published_schemas_alone_validates_live_records_of_every_topic(
-    client: httpx.AsyncClient, settings: CommonSettings, fleet: Fleet, dispatcher: RunningService, crew: Fleet
+    client: httpx.AsyncClient,
+    settings: CommonSettings,
+    fleet: Fleet,
+    dispatcher: RunningService,
+    crew: Fleet,
+    infra: Infra,
+    dispatcher_settings: DispatcherSettings,
 ) -> None:
     asyncapi = json.loads((PUBLISHED / "asyncapi.json").read_text())
     channels = list(asyncapi["channels"].values())
@@ -138,6 +146,7 @@ async def test_a_consumer_built_from_the_published_schemas_alone_validates_live_
         assert call.status_code == 201, call.text
         assigned = await c.post(f"/v1/calls/{call.json()['call_id']}/assign", json={"unit_id": crew.unit_ids[0]})
         assert assigned.status_code == 200, assigned.text
+    await play_advice_scene(infra, settings, dispatcher_settings)  # move-up advice and coverage samples
 
     seen = await asyncio.to_thread(read_every_topic, settings.kafka, start)
     assert {topic for topic, records in seen.items() if not records} == set()

@@ -1,6 +1,7 @@
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from services.analytics.dashboard import P50_COLOUR, Today, render_dashboard
+from services.analytics.dashboard import COVERAGE_HOURS, P50_COLOUR, Today, render_dashboard
+from services.analytics.domain.coverage import CoverageHour
 from services.analytics.domain.latency import GroupFigures
 from shared.percentiles import Spread
 
@@ -51,3 +52,24 @@ def test_platforms_are_shown_by_name_with_the_id_on_hover() -> None:
     )
     assert "<title>SY-05</title>邵阳快警平台 5</text>" in html
     assert "<title>SY-99</title>SY-99</text>" in html, "a platform the registry does not name keeps its id"
+
+
+def test_coverage_is_a_row_per_class_across_the_last_twelve_hours_coloured_by_share() -> None:
+    hours = [
+        CoverageHour(NOW - timedelta(hours=h), zone, target, share)
+        for h in range(14)
+        for zone, target, share in (("key_area", 60, 0.25), ("central_urban", 180, 0.85 if h else 0.6))
+    ]
+    html = render_dashboard(
+        by_platform=[], by_zone=[], today=Today(0, 0, 0, None), generated_at=NOW, refresh_s=30, coverage=hours
+    )
+    table = html[html.index('<table id="coverage">') :]
+    assert table.count("<th>") == 1 + COVERAGE_HOURS + 2, "a corner, the hours, a heading per class"
+    assert "<th>09:00</th>" in table, "the oldest of the twelve hours shown"
+    assert "<th>08:00</th>" not in table
+    assert table.index('data-zone-class="key_area"') < table.index('data-zone-class="central_urban"')
+    assert table.count('style="background:#fed7d7">25%') == COVERAGE_HOURS, "key areas: red at a quarter"
+    assert table.count('style="background:#c6f6d5">85%') == COVERAGE_HOURS - 1
+    assert 'style="background:#fefcbf">60%' in table, "the newest hour of the centre: amber"
+    empty = render_dashboard(by_platform=[], by_zone=[], today=Today(0, 0, 0, None), generated_at=NOW, refresh_s=30)
+    assert "no coverage samples in the last 24 hours" in empty

@@ -101,6 +101,7 @@ def test_eta_is_circuity_times_distance_over_speed() -> None:
     rural = EtaQuery((27.24, 111.46), NOW, ZoneClass.RURAL)
     for kind in UnitKind:
         assert eta.least_seconds_per_metre(rural) <= eta.seconds_per_metre(kind, (27.25, 111.46), rural)
+        assert eta.rates_by_kind(rural)[kind] == eta.seconds_per_metre(kind, (27.25, 111.46), rural)
 
 
 def test_an_eta_model_without_every_speed_is_refused() -> None:

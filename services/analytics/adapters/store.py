@@ -9,8 +9,9 @@ from typing import Any
 
 import asyncpg
 
+from services.analytics.domain.coverage import CoverageHour
 from services.analytics.domain.latency import UNASSIGNED, GroupFigures
-from shared.contract.schemas import CallEventMessage
+from shared.contract.schemas import CallEventMessage, CoverageSample
 from shared.percentiles import Spread
 
 
@@ -137,6 +138,26 @@ class AnalyticsStore:
             )
             await conn.execute(_REFRESH_FACTS, list(calls))
         return int(status.rsplit(" ", 1)[1])
+
+    async def record_coverage(self, samples: Sequence[CoverageSample]) -> None:
+        """Coverage samples from `kuaijing.coverage`, once per class and instant."""
+        if samples:
+            await self._pool.executemany(
+                "INSERT INTO analytics_coverage (ts, zone_class, target_s, cells, covered) "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                [(s.ts, s.zone_class, s.target_s, s.cells, s.covered) for s in samples],
+            )
+
+    async def coverage_hours(self, *, start: datetime, end: datetime) -> list[CoverageHour]:
+        """Each class's mean share covered per hour of samples (UTC hours), oldest first."""
+        rows = await self._pool.fetch(
+            "SELECT date_trunc('hour', ts) AS hour, zone_class, target_s, avg(covered::float8 / cells) AS share "
+            "FROM analytics_coverage WHERE cells > 0 AND ts >= $1 AND ts < $2 "
+            "GROUP BY 1, 2, 3 ORDER BY 1, 2",
+            start,
+            end,
+        )
+        return [CoverageHour(r["hour"], r["zone_class"], r["target_s"], r["share"]) for r in rows]
 
     async def platform_names(self) -> dict[str, str]:
         """The registry's names, so the dashboard shows "邵阳快警平台 5", not "SY-05"."""

@@ -17,8 +17,8 @@ from services.dispatcher.domain.zones import ZoneDefinition
 from services.dispatcher.messages import call_event_message, unit_status_message
 from services.dispatcher.ports import Believed, StaleStateError, StoredUnit
 from shared.contract.registry import Platform, RegistryImport, Unit, UnitKind, Zone, ZoneClass
-from shared.contract.schemas import AdviceMessage, CallEventKind, EventSource, UnitStatus
-from shared.contract.topics import ADVICE, CALLS, UNIT_STATUS
+from shared.contract.schemas import AdviceMessage, CallEventKind, CoverageSample, EventSource, UnitStatus
+from shared.contract.topics import ADVICE, CALLS, COVERAGE, UNIT_STATUS
 from shared.infra.postgres import Connection
 from shared.infra.registry_store import import_registry, registry_revision
 
@@ -176,19 +176,25 @@ class PostgresDispatchStore:
         return await self._with_timelines(rows)
 
     async def record_coverage(self, snapshot: CoverageSnapshot) -> None:
-        rows = [
+        """Zone and class rows; each class row this replica is first to keep goes to `kuaijing.coverage` too."""
+        zones = [
             (snapshot.at, zone_class.value, zone_id, c.target_s, c.cells, c.covered)
             for zone_id, (zone_class, c) in snapshot.zones.items()
         ]
-        rows += [
-            (snapshot.at, zone_class.value, "", c.target_s, c.cells, c.covered)
-            for zone_class, c in snapshot.classes.items()
-        ]
-        await self._pool.executemany(
-            "INSERT INTO coverage_samples (ts, zone_class, zone_id, target_s, cells, covered) "
-            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-            rows,
-        )
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.executemany(_INSERT_COVERAGE, zones)
+            outbox = []
+            for zone_class, c in snapshot.classes.items():
+                kept = await conn.fetchval(
+                    _KEEP_COVERAGE, snapshot.at, zone_class.value, "", c.target_s, c.cells, c.covered
+                )
+                if kept:
+                    sample = CoverageSample(
+                        ts=snapshot.at, zone_class=zone_class.value, target_s=c.target_s, cells=c.cells,
+                        covered=c.covered,
+                    )  # fmt: skip
+                    outbox.append((COVERAGE.name, zone_class.value.encode(), COVERAGE.encode(sample)))
+            await conn.executemany("INSERT INTO outbox (topic, key, value) VALUES ($1, $2, $3)", outbox)
 
     async def coverage_history(self, *, since: datetime, until: datetime) -> list[CoverageHour]:
         rows = await self._pool.fetch(
@@ -320,6 +326,13 @@ def _call_from_row(r: Any) -> Call:
         status=CallStatus(r["status"]),
     )
 
+
+_INSERT_COVERAGE = (
+    "INSERT INTO coverage_samples (ts, zone_class, zone_id, target_s, cells, covered) "
+    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
+)
+_KEEP_COVERAGE = _INSERT_COVERAGE + " RETURNING true"
+"""The same, saying whether this call kept the row (another replica may have kept that instant first)."""
 
 _COMPLETED_TRIPS = """
 WITH drives AS (

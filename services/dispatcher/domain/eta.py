@@ -39,6 +39,11 @@ class EtaModel(Protocol):
         """No unit of any kind, from anywhere, has a lower rate for this query."""
         ...
 
+    def rates_by_kind(self, query: EtaQuery) -> Mapping[UnitKind, float] | None:
+        """The rates, when they depend on the unit's kind alone and not on where it is (the search then looks them
+        up instead of asking per unit); None otherwise."""
+        ...
+
 
 def eta_s(model: EtaModel, kind: UnitKind, origin: LatLon, query: EtaQuery, distance_m: float) -> float:
     return distance_m * model.seconds_per_metre(kind, origin, query)
@@ -84,3 +89,6 @@ class CircuityEta:
 
     def least_seconds_per_metre(self, query: EtaQuery) -> float:
         return self._least[query.zone_class]
+
+    def rates_by_kind(self, query: EtaQuery) -> Mapping[UnitKind, float]:
+        return {kind: self._rates[(kind, query.zone_class)] for kind in UnitKind}

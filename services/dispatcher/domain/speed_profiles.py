@@ -172,3 +172,6 @@ class LearnedEta:
 
     def least_seconds_per_metre(self, query: EtaQuery) -> float:
         return min(self.profiles.least, self.fallback.least_seconds_per_metre(query))
+
+    def rates_by_kind(self, query: EtaQuery) -> None:
+        return None

@@ -21,13 +21,17 @@ from fastapi import FastAPI
 
 from services.analytics.settings import AnalyticsSettings
 from services.dispatcher.settings import DispatcherSettings
+from services.ingest.adapters.history_store import HistoryStore
+from services.ingest.history import write_history
+from services.ingest.metrics import IngestMetrics
 from services.ingest.settings import IngestSettings
 from shared.contract.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind
+from shared.contract.topics import POSITIONS, VIDEO
 from shared.errors import KuaijingError
 from shared.infra.embedded.kafka import EmbeddedKafka
 from shared.infra.embedded.postgres import EmbeddedPostgres
-from shared.infra.kafka import ensure_topics
-from shared.infra.postgres import connect, migrate
+from shared.infra.kafka import ensure_topics, make_consumer, started_producer
+from shared.infra.postgres import connect, migrate, open_pool
 from shared.infra.registry_store import import_registry
 from shared.settings import CommonSettings
 from tests.harness import eventually, free_port
@@ -247,3 +251,24 @@ async def analytics(analytics_settings: AnalyticsSettings) -> AsyncIterator[Runn
 
     async with RunningService(create_app(analytics_settings)) as service:
         yield service
+
+
+@pytest.fixture
+async def history_writer(settings: CommonSettings) -> AsyncIterator[None]:
+    """A history writer in its own consumer group, in process, for the length of one test."""
+    group = f"history-{uuid.uuid4().hex[:8]}"
+    async with open_pool(settings.database) as pool, started_producer(settings.kafka) as producer:
+        consumer = make_consumer(settings.kafka, POSITIONS, VIDEO, group_id=group)
+        await consumer.start()
+        task = asyncio.create_task(
+            write_history(
+                group=group, consumer=consumer, store=HistoryStore(pool), producer=producer, metrics=IngestMetrics(),
+                batch_size=1000, poll_ms=100,
+            )
+        )  # fmt: skip
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await consumer.stop()

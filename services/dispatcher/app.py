@@ -91,7 +91,6 @@ def create_app(settings: DispatcherSettings) -> FastAPI:
                 consumer=positions,
                 partitions=partitions,
                 service=service,
-                producer=runtime.producer,
                 caught_up=caught_up,
                 batch_size=settings.history_batch_size,
                 poll_ms=settings.consumer_poll_ms,
@@ -113,7 +112,6 @@ def create_app(settings: DispatcherSettings) -> FastAPI:
                 follow_calls,
                 consumer=calls,
                 service=service,
-                producer=runtime.producer,
                 poll_ms=settings.consumer_poll_ms,
             ),
         )

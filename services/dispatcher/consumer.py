@@ -73,21 +73,21 @@ async def follow_positions(
     consumer: AIOKafkaConsumer,
     partitions: list[TopicPartition],
     service: PositionSink,
-    producer: Producer,
     caught_up: asyncio.Event,
     batch_size: int,
     poll_ms: int,
 ) -> None:
     """Apply the tail to the live map. If applying a record fails (recording a GPS arrival needs PostgreSQL), every
     partition is rewound to its first record not yet applied before the error ends the loop, so the restarted loop
-    reads them again instead of skipping the rest of the fetched batch; applying a record twice changes nothing."""
+    reads them again instead of skipping the rest of the fetched batch; applying a record twice changes nothing.
+    A record that cannot be decoded is skipped: the history writer dead-letters it."""
     ends = await consumer.end_offsets(partitions)
     while True:
         batches = await consumer.getmany(timeout_ms=poll_ms, max_records=batch_size)
         applied: dict[TopicPartition, int] = {}
         try:
             for tp, records in batches.items():
-                for record, position in await POSITIONS.decode_all(records, producer):
+                for record, position in await POSITIONS.decode_all(records, None):
                     await service.on_position(position)
                     applied[tp] = record.offset + 1
                 if records:
@@ -106,14 +106,14 @@ class CallEventSink(Protocol):
     async def on_call_event(self, message: CallEventMessage) -> None: ...
 
 
-async def follow_calls(*, consumer: AIOKafkaConsumer, service: CallEventSink, producer: Producer, poll_ms: int) -> None:
+async def follow_calls(*, consumer: AIOKafkaConsumer, service: CallEventSink, poll_ms: int) -> None:
     """Call events from every replica's outbox: calls created, assigned or closed elsewhere reach this replica's
-    memory and its live subscribers."""
+    memory and its live subscribers. A record that cannot be decoded is skipped: analytics dead-letters it."""
     while True:
         batches = await consumer.getmany(timeout_ms=poll_ms)
         for records in batches.values():
             for record in records:
-                if (message := await CALLS.decode_or_dead_letter(record, producer)) is not None:
+                for _, message in await CALLS.decode_all([record], None):
                     await service.on_call_event(message)
 
 

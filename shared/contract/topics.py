@@ -69,6 +69,8 @@ class Topic(Generic[M]):
     """None for a topic whose records are not one model (the raw telemetry topic: JSON pings or JT/T 808 frames)."""
     partitions: int
     retention_ms: int | None = None
+    dead_letter_owner: str = "every consumer"
+    """Who dead-letters a record of this topic that cannot be decoded; other readers skip it."""
 
     def config(self) -> dict[str, str]:
         return {} if self.retention_ms is None else {"retention.ms": str(self.retention_ms)}
@@ -96,35 +98,54 @@ class Topic(Generic[M]):
         decoded = await self.decode_all([record], dead_letters)
         return decoded[0][1] if decoded else None
 
-    async def decode_all(self, records: Sequence[R], dead_letters: Producer) -> list[tuple[R, M]]:
+    async def decode_all(self, records: Sequence[R], dead_letters: Producer | None) -> list[tuple[R, M]]:
         """The records that decode, in order, each with its value; the rest go to the dead-letter topic with their
         reason and origin, handed over together and acknowledged once (a run of foreign records on a topic costs one
-        round trip to the broker, not one each)."""
+        round trip to the broker, not one each). With no `dead_letters` producer the rest are only skipped and
+        logged: a reader that is not the topic's `dead_letter_owner` leaves the letter to the owner, so a bad record
+        is dead-lettered once, not once per service that reads it."""
         decoded: list[tuple[R, M]] = []
         sent: list[asyncio.Future[Any]] = []
-        first = ""
+        bad, first = 0, ""
         for record in records:
             try:
                 decoded.append((record, self.decode(record.value)))
             except RejectedError as e:
+                bad += 1
                 origin = f"{record.topic}/{record.partition}/{record.offset}"
                 first = first or f"{origin}: {e}"
+                if dead_letters is None:
+                    continue
                 letter = dead_letter(record.value or b"", e, source=Source.KAFKA, now=datetime.now(UTC), origin=origin)
                 sent.append(await dead_letters.send(DEADLETTER.name, DEADLETTER.encode(letter), key=record.key or b""))
         if sent:
             log.warning("dead-lettered %d undecodable record(s) of %s, the first at %s", len(sent), self.name, first)
             await asyncio.gather(*sent)
+        elif bad:
+            log.warning(
+                "skipped %d undecodable record(s) of %s, the first at %s (dead-lettered by %s)",
+                bad, self.name, first, self.dead_letter_owner,
+            )  # fmt: skip
         return decoded
 
 
 TELEMETRY_RAW: Topic[BaseModel] = Topic(
     "kuaijing.telemetry.raw", key="unit id or terminal id, may be empty", value=None, partitions=6
 )
-POSITIONS = Topic("kuaijing.positions", key="unit_id", value=PositionRecord, partitions=12)
+POSITIONS = Topic(
+    "kuaijing.positions", key="unit_id", value=PositionRecord, partitions=12,
+    dead_letter_owner="ingest's history writer (one consumer group)",
+)  # fmt: skip
 VIDEO = Topic("kuaijing.video", key="unit_id", value=VideoRecord, partitions=6)
 DEADLETTER = Topic("kuaijing.deadletter", key="as received", value=DeadLetter, partitions=3, retention_ms=14 * _DAY_MS)
-CALLS = Topic("kuaijing.calls", key="call_id", value=CallEventMessage, partitions=6)
-UNIT_STATUS = Topic("kuaijing.unit-status", key="unit_id", value=UnitStatusEvent, partitions=6)
+CALLS = Topic(
+    "kuaijing.calls", key="call_id", value=CallEventMessage, partitions=6,
+    dead_letter_owner="analytics (one consumer group)",
+)  # fmt: skip
+UNIT_STATUS = Topic(
+    "kuaijing.unit-status", key="unit_id", value=UnitStatusEvent, partitions=6,
+    dead_letter_owner="every dispatcher replica (no group reads it: one letter a replica, the same origin on each)",
+)  # fmt: skip
 ADVICE = Topic("kuaijing.advice", key="unit_id", value=AdviceMessage, partitions=3)
 """Extension (issue 14): move-up advice."""
 COVERAGE = Topic("kuaijing.coverage", key="zone_class", value=CoverageSample, partitions=1)

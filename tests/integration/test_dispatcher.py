@@ -361,7 +361,7 @@ async def test_the_positions_tail_rereads_what_a_failure_left_unapplied(settings
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             tail = partial(follow_positions, consumer=consumer, partitions=partitions, service=sink,
-                           producer=producer, caught_up=asyncio.Event(), batch_size=100, poll_ms=100)  # fmt: skip
+                           caught_up=asyncio.Event(), batch_size=100, poll_ms=100)  # fmt: skip
             with pytest.raises(ConnectionError):
                 await tail()
             restarted = asyncio.create_task(tail())

@@ -6,7 +6,6 @@ import asyncio
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -15,39 +14,13 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from services.ingest.adapters.history_store import HistoryStore
-from services.ingest.history import write_history
-from services.ingest.metrics import IngestMetrics
-from shared.contract.topics import POSITIONS, VIDEO
+from shared.contract.topics import POSITIONS
 from shared.geo import h3_cell
-from shared.infra.kafka import make_consumer, started_producer
-from shared.infra.postgres import open_pool
 from shared.settings import CommonSettings
 from tests.conftest import Fleet, Infra, register_fleet
 from tests.harness import eventually, free_port
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def history_writer(settings: CommonSettings) -> AsyncIterator[None]:
-    """A history writer in its own consumer group, in process, for the length of one test."""
-    group = f"history-{uuid.uuid4().hex[:8]}"
-    async with open_pool(settings.database) as pool, started_producer(settings.kafka) as producer:
-        consumer = make_consumer(settings.kafka, POSITIONS, VIDEO, group_id=group)
-        await consumer.start()
-        task = asyncio.create_task(
-            write_history(
-                group=group, consumer=consumer, store=HistoryStore(pool), producer=producer, metrics=IngestMetrics(),
-                batch_size=1000, poll_ms=100,
-            )
-        )  # fmt: skip
-        try:
-            yield
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await consumer.stop()
 
 
 def ping(unit_id: str, ts: datetime, **fields: object) -> dict[str, object]:

@@ -1,7 +1,10 @@
 import asyncio
 import base64
+import logging
 from dataclasses import dataclass as plain
 from datetime import UTC, datetime
+
+import pytest
 
 from shared.contract.deadletter import DEADLETTER_PAYLOAD_LIMIT, dead_letter
 from shared.contract.schemas import PositionRecord, RejectReason, Source
@@ -39,18 +42,21 @@ def test_huge_payloads_are_truncated_and_say_so() -> None:
     assert len(letter.payload) == DEADLETTER_PAYLOAD_LIMIT
 
 
+@plain(frozen=True)
+class Consumed:
+    """A consumed Kafka record, as much of it as decoding reads."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
 async def test_a_run_of_undecodable_records_is_dead_lettered_together_and_acknowledged_once() -> None:
     """All letters are handed to the producer before any acknowledgement is awaited (before: one round trip
     each, and 50,000 foreign records kept the dispatcher from ready for over a minute); good records come back in
     order with their values."""
-
-    @plain(frozen=True)
-    class Consumed:
-        topic: str
-        partition: int
-        offset: int
-        key: bytes | None
-        value: bytes | None
 
     class Broker:
         def __init__(self) -> None:
@@ -79,3 +85,18 @@ async def test_a_run_of_undecodable_records_is_dead_lettered_together_and_acknow
     assert [r.offset for r, _ in decoded] == list(range(0, 500, 50))
     assert {topic for topic, _, _ in broker.letters} == {DEADLETTER.name}
     assert DEADLETTER.decode(broker.letters[0][1]).origin == f"{POSITIONS.name}/3/1"
+
+
+async def test_a_reader_that_does_not_own_a_topic_s_dead_letters_skips_what_it_cannot_decode(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    good = POSITIONS.encode(
+        PositionRecord(unit_id="U-1", ts=datetime(2026, 11, 30, tzinfo=UTC), lat=27.2, lon=111.4, platform_id="P",
+                       h3=h3_cell(27.2, 111.4), source=Source.HTTP, received_at=datetime(2026, 11, 30, tzinfo=UTC))
+    )  # fmt: skip
+    records = [Consumed(POSITIONS.name, 0, n, b"U-1", good if n % 2 else b"{junk") for n in range(6)]
+    with caplog.at_level(logging.WARNING):
+        decoded = await POSITIONS.decode_all(records, None)
+    assert [r.offset for r, _ in decoded] == [1, 3, 5]
+    assert "skipped 3 undecodable record(s) of kuaijing.positions" in caplog.text
+    assert "ingest's history writer" in caplog.text

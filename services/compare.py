@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from services.dispatcher.domain.coverage import coverage_areas
 from services.dispatcher.domain.eta import CircuityEta, EtaModel, EtaQuery, eta_s
 from services.dispatcher.domain.move_up import MOVE_UP_CLASSES, Demand, Idle, advise, demand_of
 from services.dispatcher.domain.speed_profiles import Fix, LearnedEta, SpeedProfiles, Trip
@@ -145,7 +146,10 @@ def compare(
     policies: list[tuple[str, Operator]] = [
         ("(a) nearest by straight line", NearestByStraightLine()),
         ("(b) best ETA, configured model", NearestByEta(configured, zones)),
-        ("(c) best ETA, learned model + move-up", NearestByEta(learned, zones, demand_of(definitions), level)),
+        (
+            "(c) best ETA, learned model + move-up",
+            NearestByEta(learned, zones, demand_of(coverage_areas(definitions)), level),
+        ),
         ("(d) best ETA, learned model alone", NearestByEta(learned, zones)),
     ]
     outcomes = []

@@ -214,7 +214,8 @@ class DispatchService:
         revision = await self._store.registry_revision()
         stored = await self._store.units()
         definitions = await self._store.zone_definitions()
-        zones, areas, demand = ZoneMap(definitions), coverage_areas(definitions), demand_of(definitions)
+        zones, areas = ZoneMap(definitions), coverage_areas(definitions)
+        demand = demand_of(areas)
         async with self._lock:
             for s in stored:
                 unit = self._live_map.upsert_unit(

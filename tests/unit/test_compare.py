@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 
 from services.compare import NearestByEta, compare, outcome, render, trips_of
+from services.dispatcher.domain.coverage import coverage_areas
 from services.dispatcher.domain.eta import CircuityEta
 from services.dispatcher.domain.move_up import demand_of
 from services.dispatcher.domain.zones import ZoneDefinition, ZoneMap
@@ -54,11 +55,14 @@ def test_the_eta_operator_sends_the_fastest_not_the_nearest() -> None:
 
 
 def test_moving_up_posts_idle_vehicles_where_the_advice_says() -> None:
-    night = played(NearestByEta(CircuityEta(), ZONES, demand_of(DEFINITIONS), level=1.0))
+    night = played(NearestByEta(CircuityEta(), ZONES, demand_of(coverage_areas(DEFINITIONS)), level=1.0))
     posted = [v for v in night.vehicles.values() if v.posted_until is not None]
     assert posted, "after dispatches, idle vehicles were moved up"
     assert all(v.task is Task.PATROL for v in posted)
-    assert {d.zone_class for d in demand_of(DEFINITIONS)} == {ZoneClass.KEY_AREA, ZoneClass.CENTRAL_URBAN}
+    assert {d.zone_class for d in demand_of(coverage_areas(DEFINITIONS))} == {
+        ZoneClass.KEY_AREA,
+        ZoneClass.CENTRAL_URBAN,
+    }
 
 
 def test_compare_prints_every_policy_on_the_same_calls() -> None:

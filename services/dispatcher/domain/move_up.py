@@ -15,9 +15,8 @@ from datetime import datetime
 
 import h3.api.basic_int as h3i
 
-from services.dispatcher.domain.coverage import coverage_areas
+from services.dispatcher.domain.coverage import CoverageArea
 from services.dispatcher.domain.eta import EtaModel, EtaQuery, LatLon, eta_s
-from services.dispatcher.domain.zones import ZoneDefinition
 from shared.contract.registry import UnitKind, ZoneClass
 from shared.geo import great_circle_m
 
@@ -156,10 +155,11 @@ def class_shares(demand: Sequence[Demand], covering: dict[int, int]) -> dict[Zon
     return {zone_class: sum(flags) / len(flags) for zone_class, flags in cells.items()}
 
 
-def demand_of(zones: Sequence[ZoneDefinition]) -> list[Demand]:
-    """The cells of the key areas and the central city, each with its class's target."""
+def demand_of(areas: Sequence[CoverageArea]) -> list[Demand]:
+    """The cells of the key areas and the central city (of the zones' coverage areas), each with its class's
+    target."""
     demand: dict[int, Demand] = {}
-    for area in coverage_areas(zones):
+    for area in areas:
         if area.zone_class in MOVE_UP_CLASSES:
             for cell in area.cells:
                 held = demand.get(cell)

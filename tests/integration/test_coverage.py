@@ -3,18 +3,22 @@ zone covered around it, samples kept for the hour-by-hour report, and the share 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import h3
 import h3.api.basic_int as h3i
 import httpx
 import pytest
 
-from services.dispatcher.domain.coverage import COVERAGE_RESOLUTION
+from services.dispatcher.adapters.store import PostgresDispatchStore
+from services.dispatcher.domain.coverage import COVERAGE_RESOLUTION, Coverage, CoverageSnapshot
 from services.dispatcher.settings import DispatcherSettings
+from shared.contract.registry import ZoneClass
 from shared.contract.topics import ADVICE, COVERAGE
 from shared.geo import great_circle_m
 from shared.settings import CommonSettings
@@ -163,3 +167,29 @@ async def test_coverage_samples_reach_analytics_by_kafka_and_its_dashboard_hour_
         html = await eventually(shown, what="the dashboard's coverage row of key areas")
     table = html[html.index('<table id="coverage">') :]
     assert "key_area (60 s)" in table
+
+
+async def test_two_replicas_keeping_the_same_instant_write_one_sample_and_one_record_per_class(infra: Infra) -> None:
+    """Replicas measure the same sampling instant: whichever stores it first keeps the rows and the outbox record
+    for `kuaijing.coverage`, the other neither."""
+    database = await fresh_database(infra.database, "coverage")
+    at = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    snapshot = CoverageSnapshot(
+        at,
+        zones={"Z-1": (ZoneClass.KEY_AREA, Coverage(7, 3, 60))},
+        classes={ZoneClass.KEY_AREA: Coverage(7, 3, 60), ZoneClass.CENTRAL_URBAN: Coverage(40, 30, 180)},
+    )
+    first = await asyncpg.create_pool(database, min_size=1, max_size=2)
+    second = await asyncpg.create_pool(database, min_size=1, max_size=2)
+    try:
+        await asyncio.gather(
+            PostgresDispatchStore(first).record_coverage(snapshot),
+            PostgresDispatchStore(second).record_coverage(snapshot),
+        )
+        rows = await first.fetchval("SELECT count(*) FROM coverage_samples WHERE ts = $1", at)
+        records = await first.fetch("SELECT key FROM outbox WHERE topic = $1 ORDER BY key", COVERAGE.name)
+    finally:
+        await first.close()
+        await second.close()
+    assert rows == 3, "one row per zone and per class"
+    assert [bytes(r["key"]) for r in records] == [b"central_urban", b"key_area"]

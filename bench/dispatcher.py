@@ -1,9 +1,10 @@
-"""Dispatcher: nearest-5 latency, position updates into the index, and POST /v1/calls under load.
+"""Dispatcher: nearest-5 latency, position updates into the index, the highest rate of POST /v1/calls within p99 50 ms.
 
 Anchors measured in the same run on the same fleets and queries:
 - brute force with numpy (haversine over every available unit, then argpartition);
 - PostGIS KNN: `ORDER BY geog <-> point LIMIT 5` on a GiST index over geography, through asyncpg with a prepared
-  statement (the exact reference of DESIGN.md).
+  statement (the exact reference of DESIGN.md);
+- for the calls path, a bare FastAPI + asyncpg endpoint inserting one row per request (`bench/calls.py`).
 The answers of all three are compared; the H3 walk must agree with both.
 """
 
@@ -13,17 +14,14 @@ import asyncio
 import gc
 import math
 import random
-import statistics
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import httpx
 import numpy as np
 
-from bench.environment import BenchInfra, bench_infra, free_port, rss_mb, service, service_process
+from bench.environment import BenchInfra, bench_infra, free_port, rss_mb, service_process
 from services.dispatcher.domain.h3_index import ByDistance
 from services.dispatcher.domain.live_map import LiveMap, Position, UnitFilter
 from shared.contract.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind
@@ -202,42 +200,6 @@ async def seed_for_service(database: str, fleet: Fleet) -> tuple[float, float]:
     return imported, copied
 
 
-async def calls_under_load(url: str, rate: float, seconds: float, rng: random.Random) -> tuple[list[float], int]:
-    latencies: list[float] = []
-    failures = 0
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    async with httpx.AsyncClient(
-        base_url=url, headers=headers, timeout=10, limits=httpx.Limits(max_connections=64)
-    ) as client:
-
-        async def one() -> None:
-            nonlocal failures
-            body = {
-                "call_id": f"B-{uuid.uuid4().hex}",
-                "lat": CENTRE[0] + rng.uniform(-SPREAD_DEG, SPREAD_DEG),
-                "lon": CENTRE[1] + rng.uniform(-SPREAD_DEG, SPREAD_DEG),
-                "category": "bench",
-                "priority": 2,
-            }
-            started = time.perf_counter()
-            response = await client.post("/v1/calls", json=body)
-            latencies.append(time.perf_counter() - started)
-            failures += response.status_code != 201
-
-        for _ in range(20):  # warm the connection pool and the code paths
-            await one()
-        latencies.clear()
-        tasks = []
-        start = time.perf_counter()
-        for i in range(int(rate * seconds)):
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one()))
-        await asyncio.gather(*tasks)
-    return latencies, failures
-
-
 def run(*, quick: bool) -> None:
     rng = random.Random(20261123)
     sizes = (1_000, 10_000) if quick else (1_000, 10_000, 100_000)
@@ -269,7 +231,9 @@ def run(*, quick: bool) -> None:
         # The fleets above fill this process's heap; a collection pausing the load generator would count as latency.
         gc.collect()
         gc.freeze()
-        latencies, failures = measure_calls(infra, fleets[10_000], rng, seconds=5 if quick else 15)
+        from bench.calls import measure_calls, summary  # it takes its fleets from this module
+
+        calls, calls_anchor = measure_calls(infra, fleets[10_000], rng, quick=quick)
         startup, startup_rss = measure_startup(infra, fleets[sizes[-1]])
 
     us = 1e6
@@ -288,11 +252,7 @@ def run(*, quick: bool) -> None:
         f"dispatcher start to ready with {sizes[-1]:,} units on the map (process start, rebuild, tail): "
         f"{startup:.1f} s; RSS then {startup_rss:,.0f} MB"
     )
-    p50, p99 = percentiles(latencies)
-    print(
-        f"POST /v1/calls at 200 requests/s over 10,000 units: p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms, "
-        f"{len(latencies):,} requests, {failures} not 201 (mean {statistics.fmean(latencies) * 1e3:.1f} ms)"
-    )
+    print(summary(calls, calls_anchor))
 
 
 def measure_startup(infra: BenchInfra, fleet: Fleet) -> tuple[float, float]:
@@ -307,9 +267,3 @@ def measure_startup(infra: BenchInfra, fleet: Fleet) -> tuple[float, float]:
     began = time.perf_counter()
     with service_process(infra, "dispatcher", free_port(), KUAIJING_API_TOKENS=f"dispatcher:{TOKEN}") as process:
         return time.perf_counter() - began, rss_mb(process.pid)
-
-
-def measure_calls(infra: BenchInfra, fleet: Fleet, rng: random.Random, *, seconds: float) -> tuple[list[float], int]:
-    asyncio.run(seed_for_service(infra.database, fleet))
-    with service(infra, "dispatcher", free_port(), KUAIJING_API_TOKENS=f"dispatcher:{TOKEN}") as url:
-        return asyncio.run(calls_under_load(url, 200.0, seconds, rng))

@@ -112,7 +112,22 @@ def service_process(infra: BenchInfra, name: str, port: int, **env: str) -> Iter
         "KUAIJING_LOG_LEVEL": "WARNING",
         **env,
     }
-    process = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", name], env=environment)
+    with ready_process(name, [sys.executable, "-m", "services.cli", "serve", name], port, environment) as process:
+        yield process
+
+
+@contextlib.contextmanager
+def anchor_process(infra: BenchInfra, module: str, port: int) -> Iterator[ServiceProcess]:
+    """An anchor's own server (`python -m MODULE PORT`), against the same PostgreSQL as the services."""
+    environment = {**os.environ, "KUAIJING_DATABASE_URL": infra.database}
+    with ready_process(module, [sys.executable, "-m", module, str(port)], port, environment) as process:
+        yield process
+
+
+@contextlib.contextmanager
+def ready_process(name: str, argv: list[str], port: int, environment: dict[str, str]) -> Iterator[ServiceProcess]:
+    """Start `argv`, wait until it answers `GET /readyz` on `port`, stop it (SIGTERM) on the way out."""
+    process = subprocess.Popen(argv, env=environment)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

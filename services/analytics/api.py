@@ -96,7 +96,8 @@ class Analytics:
     metrics: AnalyticsMetrics
 
 
-def store_of(request: Request) -> AnalyticsStore:
+async def store_of(request: Request) -> AnalyticsStore:
+    """Async: FastAPI would run a plain `def` dependency in a worker thread, per request."""
     return service_state(request, Analytics).store
 
 

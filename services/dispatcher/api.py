@@ -42,7 +42,8 @@ Dispatcher = Depends(require_role(Role.DISPATCHER))
 Admin = Depends(require_role(Role.ADMIN))
 
 
-def service_of(request: Request) -> DispatchService:
+async def service_of(request: Request) -> DispatchService:
+    """Async, as every dependency here: FastAPI runs a plain `def` dependency in a worker thread, per request."""
     return service_state(request, DispatchService)
 
 

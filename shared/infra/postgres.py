@@ -96,10 +96,17 @@ async def connect(dsn: str) -> asyncpg.Connection:
     return conn
 
 
+async def _no_session_state(conn: asyncpg.Connection) -> None:
+    """Returning a connection to the pool: asyncpg still rolls back a transaction left open; the rest of its default
+    reset (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) is one more round trip per request for session state this
+    code never leaves behind: its advisory locks are transaction-scoped (the migration lock is released in a
+    `finally`), and it holds no cursors, LISTENs or SETs on pooled connections."""
+
+
 @asynccontextmanager
 async def open_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> AsyncIterator[asyncpg.Pool]:
     try:
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, timeout=10)
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, timeout=10, reset=_no_session_state)
     except (OSError, asyncpg.PostgresError) as e:
         raise InfrastructureError(f"cannot reach PostgreSQL at {dsn}: {e}") from e
     try:

@@ -37,12 +37,15 @@ class AdmissionControl:
         if scope["type"] != "http" or scope["path"] in self._exempt:
             await self._app(scope, receive, send)
             return
-        try:
-            await asyncio.wait_for(self._slots.acquire(), self._wait_s)
-        except TimeoutError:
-            self.refused.inc()
-            await _busy(send, self._retry_after)
-            return
+        if self._slots.locked():  # wait_for costs a task a request: only pay it when there is a wait
+            try:
+                await asyncio.wait_for(self._slots.acquire(), self._wait_s)
+            except TimeoutError:
+                self.refused.inc()
+                await _busy(send, self._retry_after)
+                return
+        else:
+            await self._slots.acquire()
         self.in_flight.inc()
         try:
             await self._app(scope, receive, send)

@@ -1,7 +1,7 @@
 """The benchmarks still run end to end (their figures are checked by people reading them, not here).
 
 The dispatcher benchmark is left out: its PostGIS anchor needs the packages `make bench` installs on top of the
-test set-up.
+test set-up; its calls path runs here alone (`bench calls`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,20 @@ def test_the_quick_benchmarks_run_and_report_every_figure() -> None:
                    "gateway end to end", "report / anchor", "2,000 units moving 1/s",
                    "ratio moving/anchor", "ingest RSS after its"):  # fmt: skip
         assert figure in done.stdout, (figure, done.stdout[-3000:])
+
+
+@pytest.mark.timeout(400)
+def test_the_calls_path_search_finds_a_rate_for_the_dispatcher_and_its_anchor() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "calls", "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=360,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = done.stdout.strip().splitlines()[-1]
+    assert summary.startswith("POST /v1/calls, highest rate with p99 under 50 ms: "), done.stdout[-3000:]
+    assert ": none;" not in summary, "the dispatcher serves calls at 25/s within the bound at least"
+    assert "anchor (bare FastAPI + asyncpg insert) none" not in summary
+    assert "ratio n/a" not in summary
 
 
 @pytest.mark.timeout(600)

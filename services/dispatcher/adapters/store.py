@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from services.dispatcher.adapters.new_calls import NewCallWriter
 from services.dispatcher.domain.calls import Call, CallEvent, CallStatus, Decision, StatusChange
 from services.dispatcher.domain.coverage import CoverageHour, CoverageSnapshot
 from services.dispatcher.domain.live_map import Position
@@ -28,6 +29,7 @@ class PostgresDispatchStore:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._new_calls = NewCallWriter(pool)
 
     # registry
 
@@ -87,22 +89,21 @@ class PostgresDispatchStore:
     # calls
 
     async def create_call(self, call: Call, decision: Decision, believed: Believed) -> bool:
-        """Insert the call with its decision; False (and nothing written) when the call_id already exists."""
+        """Insert the call with its decision; False (and nothing written) when the call_id already exists.
+
+        A call that changes no unit (the usual new call: recommended, not assigned) is written with the calls
+        arriving beside it (`NewCallWriter`); one that assigns a unit is checked and written in its own transaction."""
+        if believed.statuses or believed.open_calls or decision.statuses:
+            return await self._create_checked_call(call, decision, believed)
+        return await self._new_calls.write(call, decision.events)
+
+    async def _create_checked_call(self, call: Call, decision: Decision, believed: Believed) -> bool:
         async with self._pool.acquire() as conn, conn.transaction():
             inserted = await conn.fetchval(
                 "INSERT INTO calls (call_id, received_at, lat, lon, category, priority, address, note, zone_class, "
                 "target_s) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (call_id) DO NOTHING "
                 "RETURNING true",
-                call.call_id,
-                call.received_at,
-                call.lat,
-                call.lon,
-                call.category,
-                call.priority,
-                call.address,
-                call.note,
-                call.zone_class.value,
-                call.target_s,
+                *_call_row(call),
             )
             if not inserted:
                 return False
@@ -261,6 +262,21 @@ class PostgresDispatchStore:
                 )
             )
         return list(calls.values())
+
+
+def _call_row(call: Call) -> tuple[object, ...]:
+    return (
+        call.call_id,
+        call.received_at,
+        call.lat,
+        call.lon,
+        call.category,
+        call.priority,
+        call.address,
+        call.note,
+        call.zone_class.value,
+        call.target_s,
+    )
 
 
 async def _check(conn: Connection, believed: Believed) -> None:

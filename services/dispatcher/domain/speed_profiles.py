@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -173,5 +173,6 @@ class LearnedEta:
     def least_seconds_per_metre(self, query: EtaQuery) -> float:
         return min(self.profiles.least, self.fallback.least_seconds_per_metre(query))
 
-    def rates_by_kind(self, query: EtaQuery) -> None:
-        return None
+    def rates_by_kind(self, query: EtaQuery) -> Mapping[UnitKind, float] | None:
+        """Before any drive has been learned every rate is the configured model's: its per-kind fast path holds."""
+        return None if self.profiles.tallies else self.fallback.rates_by_kind(query)

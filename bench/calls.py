@@ -1,0 +1,96 @@
+"""The calls path: the highest rate at which POST /v1/calls keeps p99 under 50 ms, beside its anchor in the same run.
+
+The anchor is a bare FastAPI endpoint validating the same body and inserting one row per request with asyncpg
+(`bench/calls_anchor.py`), its own uvicorn process as the dispatcher is. Both are driven open loop by the same
+light client (`bench/open_loop.py`): the rate doubles from 25/s until p99 reaches the bound or a request fails, then
+is bisected. `bench dispatcher` runs this too; `python -m bench calls` runs it alone (no PostGIS needed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+
+import orjson
+
+from bench.dispatcher import CENTRE, SPREAD_DEG, TOKEN, Fleet, make_fleet, seed_for_service
+from bench.environment import BenchInfra, anchor_process, bench_infra, free_port, service
+from bench.open_loop import Body, Step, highest_rate, run_at
+
+CALLS_P99_BOUND_S = 0.050
+UNITS = 10_000
+
+
+def run(*, quick: bool) -> None:
+    rng = random.Random(20261130)
+    with bench_infra() as infra:
+        calls, anchor = measure_calls(infra, make_fleet(UNITS, rng), rng, quick=quick)
+    print()
+    print(summary(calls, anchor))
+
+
+def call_body(rng: random.Random) -> Body:
+    """A new call at a random place of the region, its own call_id each time."""
+
+    def body(_: int) -> bytes:
+        return orjson.dumps(
+            {
+                "call_id": f"B-{uuid.uuid4().hex}",
+                "lat": CENTRE[0] + rng.uniform(-SPREAD_DEG, SPREAD_DEG),
+                "lon": CENTRE[1] + rng.uniform(-SPREAD_DEG, SPREAD_DEG),
+                "category": "bench",
+                "priority": 2,
+            }
+        )
+
+    return body
+
+
+async def highest_calls_rate(url: str, rng: random.Random, *, seconds: float, refine: int) -> Step | None:
+    """The highest rate of POST /v1/calls at which p99 stays under the bound, every answer a 201."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    body = call_body(rng)
+    await run_at(url, "/v1/calls", body, rate=20, seconds=1, headers=headers)  # warm connections and code paths
+
+    async def measure(rate: float) -> Step:
+        return await run_at(url, "/v1/calls", body, rate=rate, seconds=seconds, headers=headers)
+
+    return await highest_rate(
+        measure, start=25, p99_bound_s=CALLS_P99_BOUND_S, refine=refine, report=lambda s: print(f"    {s.line()}")
+    )
+
+
+def measure_calls(
+    infra: BenchInfra, fleet: Fleet, rng: random.Random, *, quick: bool
+) -> tuple[Step | None, Step | None]:
+    """The calls path's highest rate within the p99 bound, the anchor's first, then the dispatcher's (10,000 units on
+    its map), each server its own process on the same PostgreSQL."""
+    seconds, refine = (2.0, 1) if quick else (10.0, 3)
+    print(f"  POST /v1/calls, highest rate with p99 under {CALLS_P99_BOUND_S * 1e3:.0f} ms (open loop, {seconds:.0f} s "
+          "a step):", flush=True)  # fmt: skip
+    print("  anchor, bare FastAPI + asyncpg, one insert and commit a request:", flush=True)
+    with anchor_process(infra, "bench.calls_anchor", free_port()) as anchor:
+        anchor_best = asyncio.run(highest_calls_rate(anchor.url, rng, seconds=seconds, refine=refine))
+    asyncio.run(seed_for_service(infra.database, fleet))
+    print(f"  dispatcher, {len(fleet.ids):,} units on the map:", flush=True)
+    with service(infra, "dispatcher", free_port(), KUAIJING_API_TOKENS=f"dispatcher:{TOKEN}") as url:
+        dispatcher_best = asyncio.run(highest_calls_rate(url, rng, seconds=seconds, refine=refine))
+    return dispatcher_best, anchor_best
+
+
+def rate_of(step: Step | None) -> str:
+    return (
+        "none" if step is None else f"{step.rate:,.0f}/s (p50 {step.p50_s * 1e3:.1f} ms, p99 {step.p99_s * 1e3:.1f} ms)"
+    )
+
+
+def ratio_of(step: Step | None, anchor: Step | None) -> str:
+    return "n/a" if step is None or anchor is None else f"{step.rate / anchor.rate:.2f}"
+
+
+def summary(calls: Step | None, anchor: Step | None) -> str:
+    return (
+        f"POST /v1/calls, highest rate with p99 under {CALLS_P99_BOUND_S * 1e3:.0f} ms: {rate_of(calls)}; anchor "
+        f"(bare FastAPI + asyncpg insert) {rate_of(anchor)}; ratio {ratio_of(calls, anchor)} (target >= 0.5)"
+    )

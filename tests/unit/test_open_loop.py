@@ -1,0 +1,67 @@
+"""The rate search of the benchmarks' open-loop load: doubling, then bisecting, keeping the best rate within bound."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from bench.open_loop import Step, highest_rate
+
+
+def service_serving(
+    capacity: float, *, failing_from: float = float("inf")
+) -> tuple[list[float], Callable[[float], Awaitable[Step]]]:
+    """A fake service: p99 grows past the bound beyond `capacity`; requests fail from `failing_from`."""
+    asked: list[float] = []
+
+    async def measure(rate: float) -> Step:
+        asked.append(rate)
+        p99 = 0.010 if rate <= capacity else 0.500
+        failures = Counter({503: 3}) if rate >= failing_from else Counter()
+        return Step(rate, int(rate), 0.002, p99, failures)
+
+    return asked, measure
+
+
+@pytest.fixture(autouse=True)
+def no_settling(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def instant(_: float) -> None:
+        return None
+
+    monkeypatch.setattr(asyncio, "sleep", instant)  # the settling pause between steps
+
+
+async def test_the_rate_doubles_until_beyond_the_bound_then_is_bisected() -> None:
+    asked, measure = service_serving(300)
+    best = await highest_rate(measure, start=25, p99_bound_s=0.050, refine=3, report=lambda _: None)
+
+    assert asked == [25, 50, 100, 200, 400, 300, 350, 325]
+    assert best is not None
+    assert best.rate == 300
+
+
+async def test_a_failed_request_disqualifies_a_step_whatever_its_latency() -> None:
+    asked, measure = service_serving(10_000, failing_from=150)
+    best = await highest_rate(measure, start=25, p99_bound_s=0.050, refine=2, report=lambda _: None)
+
+    assert asked == [25, 50, 100, 200, 150, 125]
+    assert best is not None
+    assert best.rate == 125
+
+
+async def test_no_rate_within_the_bound_is_no_answer() -> None:
+    asked, measure = service_serving(1)
+    best = await highest_rate(measure, start=25, p99_bound_s=0.050, refine=4, report=lambda _: None)
+
+    assert best is None
+    assert asked[0] == 25
+    assert all(rate < 25 for rate in asked[1:])
+
+
+def test_a_step_names_its_failures_by_status() -> None:
+    line = Step(400, 4_000, 0.0021, 0.0805, Counter({503: 2, 0: 1})).line()
+    assert "p99    80.5 ms" in line
+    assert "3 failed (no connection: 1) (503: 2)" in line

@@ -130,13 +130,15 @@ async def highest_rate(
     p99_bound_s: float,
     refine: int,
     report: Callable[[Step], None],
+    settle: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> Step | None:
     """Double the rate from `start` until p99 reaches the bound (or a request fails), then bisect `refine` times
-    between the last rate within it and the first beyond; returns the best step within the bound."""
+    between the last rate within it and the first beyond; returns the best step within the bound. `settle(seconds)`
+    pauses between steps."""
     best: Step | None = None
     rate = start
     while True:
-        step = await _measured(measure, rate, p99_bound_s)
+        step = await _measured(measure, rate, p99_bound_s, settle)
         report(step)
         if not step.within(p99_bound_s):
             break
@@ -146,7 +148,7 @@ async def highest_rate(
         middle = (low + high) / 2
         if best is None and middle < start / 8:
             break
-        step = await _measured(measure, middle, p99_bound_s)
+        step = await _measured(measure, middle, p99_bound_s, settle)
         report(step)
         if step.within(p99_bound_s):
             best, low = step, middle
@@ -155,10 +157,15 @@ async def highest_rate(
     return best
 
 
-async def _measured(measure: Callable[[float], Awaitable[Step]], rate: float, p99_bound_s: float) -> Step:
+async def _measured(
+    measure: Callable[[float], Awaitable[Step]],
+    rate: float,
+    p99_bound_s: float,
+    settle: Callable[[float], Awaitable[None]],
+) -> Step:
     began = time.perf_counter()
     step = await measure(rate)
     # A step within the bound leaves little behind; one beyond it leaves a backlog (queued requests, records still to
     # publish and consume) that would count against the next step: wait as long as it ran before going on.
-    await asyncio.sleep(1.0 if step.within(p99_bound_s) else time.perf_counter() - began)
+    await settle(1.0 if step.within(p99_bound_s) else time.perf_counter() - began)
     return step

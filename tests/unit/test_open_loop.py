@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
-
-import pytest
 
 from bench.open_loop import Step, highest_rate
 
@@ -26,17 +23,13 @@ def service_serving(
     return asked, measure
 
 
-@pytest.fixture(autouse=True)
-def no_settling(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def instant(_: float) -> None:
-        return None
-
-    monkeypatch.setattr(asyncio, "sleep", instant)  # the settling pause between steps
+async def no_settling(_: float) -> None:
+    """The real pause lets a service drain between steps; a fake has nothing to drain."""
 
 
 async def test_the_rate_doubles_until_beyond_the_bound_then_is_bisected() -> None:
     asked, measure = service_serving(300)
-    best = await highest_rate(measure, start=25, p99_bound_s=0.050, refine=3, report=lambda _: None)
+    best = await highest_rate(measure, start=25, p99_bound_s=0.050, refine=3, report=lambda _: None, settle=no_settling)
 
     assert asked == [25, 50, 100, 200, 400, 300, 350, 325]
     assert best is not None
@@ -45,7 +38,7 @@ async def test_the_rate_doubles_until_beyond_the_bound_then_is_bisected() -> Non
 
 async def test_a_failed_request_disqualifies_a_step_whatever_its_latency() -> None:
     asked, measure = service_serving(10_000, failing_from=150)
-    best = await highest_rate(measure, start=25, p99_bound_s=0.050, refine=2, report=lambda _: None)
+    best = await highest_rate(measure, start=25, p99_bound_s=0.050, refine=2, report=lambda _: None, settle=no_settling)
 
     assert asked == [25, 50, 100, 200, 150, 125]
     assert best is not None
@@ -54,7 +47,7 @@ async def test_a_failed_request_disqualifies_a_step_whatever_its_latency() -> No
 
 async def test_no_rate_within_the_bound_is_no_answer() -> None:
     asked, measure = service_serving(1)
-    best = await highest_rate(measure, start=25, p99_bound_s=0.050, refine=4, report=lambda _: None)
+    best = await highest_rate(measure, start=25, p99_bound_s=0.050, refine=4, report=lambda _: None, settle=no_settling)
 
     assert best is None
     assert asked[0] == 25

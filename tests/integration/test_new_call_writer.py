@@ -98,3 +98,24 @@ async def test_a_call_the_database_refuses_fails_alone(pool: asyncpg.Pool) -> No
     stored = await pool.fetchval("SELECT array_agg(call_id ORDER BY call_id) FROM calls")
     assert stored == [f"B-{i}" for i in range(6)]
     assert await pool.fetchval("SELECT count(*) FROM outbox") == 6
+
+
+class GonePool:
+    """A pool whose database is gone: every statement fails to connect."""
+
+    def __init__(self) -> None:
+        self.statements = 0
+
+    async def fetchval(self, query: str, *args: object) -> object:
+        self.statements += 1
+        await asyncio.sleep(0.01)
+        raise ConnectionRefusedError("connection refused")
+
+
+async def test_calls_beside_a_gone_database_fail_together_without_trying_each_again() -> None:
+    gone = GonePool()
+    writer = NewCallWriter(gone)  # type: ignore[arg-type]
+    outcomes = await asyncio.gather(*(write(writer, call(f"G-{i}")) for i in range(10)), return_exceptions=True)
+
+    assert all(isinstance(o, ConnectionRefusedError) for o in outcomes)
+    assert gone.statements <= 2, "the first call alone, then the nine that waited, together"

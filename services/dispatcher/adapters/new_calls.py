@@ -5,7 +5,8 @@ events and their outbox records. Written one statement per call, a busy night pa
 a commit for each; here a call arriving when the writer is idle is written at once, alone, and the calls arriving
 meanwhile are written by the next statement, together, so the rate a dispatcher sustains grows with its load instead
 of queueing behind commits. Each call's outcome (created, or its call_id taken) is its own; a statement that fails
-is retried call by call, so one bad call never fails the calls beside it.
+refused for what a call holds is retried call by call, so one bad call never fails the calls beside it; one that
+fails for the database itself fails its calls at once, without trying each again.
 """
 
 from __future__ import annotations
@@ -81,13 +82,16 @@ class NewCallWriter:
     async def _settle(self, batch: list[_Pending]) -> None:
         try:
             created = await self._statement(batch)
-        except Exception as error:
+        except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as error:
+            # Refused for what a call holds: find which, so the calls beside it are written.
             if len(batch) > 1:
                 for pending in batch:
                     await self._settle([pending])
                 return
-            if not batch[0].outcome.done():
-                batch[0].outcome.set_exception(error)
+            _fail(batch, error)
+            return
+        except Exception as error:  # the database itself (gone, timed out): every call in the statement fails at once
+            _fail(batch, error)
             return
         for pending in batch:
             if not pending.outcome.done():  # its request may have been cancelled (client gone)
@@ -117,3 +121,9 @@ class NewCallWriter:
             [CALLS.encode(call_event_message(c, e)) for c, e in events],
         )
         return set(created)
+
+
+def _fail(batch: list[_Pending], error: Exception) -> None:
+    for pending in batch:
+        if not pending.outcome.done():
+            pending.outcome.set_exception(error)

@@ -17,8 +17,9 @@ from pydantic import TypeAdapter
 
 from bench.environment import bench_infra, free_port, service
 from bench.ingest import bare_producer, make_pings
+from services.ingest.terminal_frames import location_candidates
 from shared import jt808
-from shared.contract.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind
+from shared.contract.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind, UnitRef
 from shared.contract.schemas import Ping
 from shared.contract.topics import POSITIONS
 from shared.infra.postgres import connect
@@ -52,10 +53,10 @@ def decode_rates(count: int) -> tuple[float, float]:
     rng = random.Random(1)
     now = datetime.now(UTC)
     frames = [location_frame(f"13{i:09d}", i, now, rng) for i in range(count)]
+    unit = UnitRef("U", "BENCH", UnitKind.PATROL_CAR, "13000000000")
     started = time.perf_counter()
-    for frame in frames:
-        parsed = jt808.parse_frame(frame)
-        jt808.position_ping(jt808.decode_location(parsed.body), unit_id="U")
+    for frame in frames:  # what the gateway and the raw-topic consumer do with each location frame
+        location_candidates(jt808.parse_frame(frame), frame, unit=unit)
     decoded = count / (time.perf_counter() - started)
     pings = make_pings(count, ["U"])
     adapter: TypeAdapter[object] = TypeAdapter(Ping)

@@ -16,6 +16,10 @@ command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 [ -d /usr/share/fonts/opentype/noto ] && ls /usr/share/fonts/opentype/noto/NotoSansCJK-* >/dev/null 2>&1 \
   || need_apt+=(fonts-noto-cjk)
+# The JT/T 808 decoder's hot path is C (shared/jt808/_decoder.c), compiled against the interpreter's own headers.
+command -v gcc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
+"$PYTHON" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
+  || need_apt+=(python3-dev)
 # The console's map library comes from npm (services/dispatcher/console/package-lock.json).
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 # The image test builds with Debian's podman on a base made with debootstrap (no image registry is reachable).
@@ -39,7 +43,8 @@ fi
 # The Debian package starts a cluster of its own on 5432; Kuaijing runs its own cluster and does not need it.
 
 stamp=.venv/.kuaijing-deps
-want=$(cat pyproject.toml deploy/requirements-dev.lock | sha256sum | cut -d' ' -f1)
+# setup.py and the C source are in the stamp: an editable install compiles the extension in place, once per change.
+want=$(cat pyproject.toml setup.py shared/jt808/_decoder.c deploy/requirements-dev.lock | sha256sum | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "bootstrap: installing Python dependencies into .venv"
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv

@@ -7,6 +7,7 @@ is trusted over the table, a 2019-flagged header of 2013 size is accepted when o
 read as signed, and the terminal clock's zone is the caller's (GMT+8 unless the terminal is configured otherwise).
 """
 
+from shared.jt808._decoder import location_ping as compiled_position_ping
 from shared.jt808.bodies import (
     ACC_ON,
     BEIDOU_USED,
@@ -99,6 +100,7 @@ __all__ = [
     "bcd_digits",
     "bcd_time",
     "checksum",
+    "compiled_position_ping",
     "decode_authentication",
     "decode_av_attributes",
     "decode_batch",

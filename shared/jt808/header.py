@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from shared.jt808 import _decoder
 from shared.jt808.framing import (
     FLAG,
     MAX_BODY,
@@ -39,8 +40,9 @@ class Header(NamedTuple):
         return self.phone.lstrip("0") or "0"
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(NamedTuple):
+    """A named tuple like `Header`: the compiled decoder builds both without calling into Python."""
+
     header: Header
     body: bytes
 
@@ -78,7 +80,15 @@ def _header(raw: bytes, *, wide: bool) -> tuple[Header, int]:
 
 
 def parse_frame(wire: bytes) -> Frame:
-    """One frame as it travels, flags included: unescape, verify the checksum and the length arithmetic."""
+    """One frame as it travels, flags included: unescape, verify the checksum and the length arithmetic.
+
+    The compiled decoder (`_decoder.c`) parses a well-formed frame; whatever it declines, `reference_parse_frame`
+    parses or says what is wrong with."""
+    return _decoder.parse_frame(wire) or reference_parse_frame(wire)
+
+
+def reference_parse_frame(wire: bytes) -> Frame:
+    """`parse_frame` in Python: the rules' reference, and the error messages."""
     if len(wire) < 2 or wire[0] != FLAG or wire[-1] != FLAG:
         raise Jt808Error("a frame starts and ends with 7e")
     raw = unescape(wire[1:-1])

@@ -1,0 +1,333 @@
+/* The JT/T 808 hot path in C: a whole frame, and a 0x0200 body straight to the contract's position ping.
+ *
+ * Each function answers only for input it can take whole and returns None for anything else: a malformed frame, an
+ * encrypted body, a location with video alarm items or without a time. The Python functions beside it
+ * (shared/jt808/header.py, bodies.py, pings.py) are the reference: they take every input None was returned for and
+ * raise the error that says what is wrong, so there is one place for each rule's message. tests/unit/test_jt808.py
+ * checks that both give the same answer for the same bytes.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define FLAG 0x7E
+#define ESCAPE 0x7D
+#define LONGEST_CONTENT 4096 /* longer frames (none a conforming terminal sends) take the Python path */
+
+#define SOUTH (1u << 2)
+#define WEST (1u << 3)
+#define POSITIONED (1u << 1)
+#define GPS_USED (1u << 18)
+#define BEIDOU_USED (1u << 19)
+#define GLONASS_USED (1u << 20)
+#define GALILEO_USED (1u << 21)
+
+typedef struct {
+    PyObject *header_type; /* shared.jt808.header.Header, a named tuple */
+    PyObject *frame_type;  /* shared.jt808.header.Frame, a named tuple */
+    PyObject *keys[11];    /* the ping's keys, interned once */
+    PyObject *position, *gnss_names[5];
+} State;
+
+enum { K_KIND, K_UNIT_ID, K_TS, K_LAT, K_LON, K_SPEED, K_HEADING, K_ALTITUDE, K_FIX, K_GNSS, K_SATELLITES };
+static const char *KEY_NAMES[] = {"kind",     "unit_id",     "ts",  "lat",  "lon",       "speed_kmh",
+                                  "heading_deg", "altitude_m", "fix", "gnss", "satellites"};
+static const char *GNSS_NAMES[] = {"BDS+GPS", "BDS", "GPS", "GLONASS", "GALILEO"};
+
+static State *state_of(PyObject *module) { return (State *)PyModule_GetState(module); }
+
+static uint32_t u16(const uint8_t *p) { return ((uint32_t)p[0] << 8) | p[1]; }
+static uint32_t u32(const uint8_t *p) { return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3]; }
+
+/* A named tuple built as tuple.__new__ builds one: allocated as the subtype, items filled in order. Steals refs. */
+static PyObject *named_tuple(PyObject *type, PyObject **items, Py_ssize_t n) {
+    PyObject *obj = ((PyTypeObject *)type)->tp_alloc((PyTypeObject *)type, n);
+    if (obj == NULL) {
+        for (Py_ssize_t i = 0; i < n; i++) Py_XDECREF(items[i]);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) PyTuple_SET_ITEM(obj, i, items[i]);
+    return obj;
+}
+
+static int bind_types(State *st) {
+    if (st->header_type != NULL) return 0;
+    PyObject *header = PyImport_ImportModule("shared.jt808.header");
+    if (header == NULL) return -1;
+    st->header_type = PyObject_GetAttrString(header, "Header");
+    st->frame_type = PyObject_GetAttrString(header, "Frame");
+    Py_DECREF(header);
+    if (st->header_type == NULL || st->frame_type == NULL) {
+        Py_CLEAR(st->header_type);
+        Py_CLEAR(st->frame_type);
+        return -1;
+    }
+    return 0;
+}
+
+/* BCD digits as text; 0 when a nibble is not a digit (the Python path then says which). */
+static int bcd_text(const uint8_t *p, Py_ssize_t n, char *out) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint8_t hi = p[i] >> 4, lo = p[i] & 0x0F;
+        if (hi > 9 || lo > 9) return 0;
+        out[2 * i] = (char)('0' + hi);
+        out[2 * i + 1] = (char)('0' + lo);
+    }
+    return 1;
+}
+
+/* The header of one layout, or NULL with no error set when this layout does not fit (as `_header` raising). */
+static PyObject *header_of(State *st, const uint8_t *raw, Py_ssize_t len, int wide, Py_ssize_t *size) {
+    uint32_t props = u16(raw + 2);
+    int subpackaged = (props & 0x2000) != 0;
+    Py_ssize_t phone_at = wide ? 5 : 4, phone_len = wide ? 10 : 6;
+    *size = phone_at + phone_len + 2 + (subpackaged ? 4 : 0);
+    if (len < *size) return NULL;
+    char phone[20];
+    if (!bcd_text(raw + phone_at, phone_len, phone)) return NULL;
+    Py_ssize_t serial_at = phone_at + phone_len;
+    PyObject *items[10];
+    items[0] = PyLong_FromUnsignedLong(u16(raw));
+    items[1] = PyLong_FromUnsignedLong(props & 0x03FF);
+    items[2] = PyLong_FromUnsignedLong((props >> 10) & 0x07);
+    items[3] = Py_NewRef(subpackaged ? Py_True : Py_False);
+    items[4] = Py_NewRef((props & 0x4000) ? Py_True : Py_False);
+    items[5] = wide ? PyLong_FromUnsignedLong(raw[4]) : Py_NewRef(Py_None);
+    items[6] = PyUnicode_FromStringAndSize(phone, 2 * phone_len);
+    items[7] = PyLong_FromUnsignedLong(u16(raw + serial_at));
+    items[8] = subpackaged ? PyLong_FromUnsignedLong(u16(raw + serial_at + 2)) : Py_NewRef(Py_None);
+    items[9] = subpackaged ? PyLong_FromUnsignedLong(u16(raw + serial_at + 4)) : Py_NewRef(Py_None);
+    for (int i = 0; i < 10; i++) {
+        if (items[i] == NULL) {
+            for (int j = 0; j < 10; j++) Py_XDECREF(items[j]);
+            return NULL;
+        }
+    }
+    return named_tuple(st->header_type, items, 10);
+}
+
+PyDoc_STRVAR(parse_frame_doc,
+             "parse_frame(wire: bytes) -> Frame | None\n\n"
+             "The frame, as shared.jt808.parse_frame returns it, or None when the Python path must look at it.");
+
+static PyObject *parse_frame(PyObject *module, PyObject *arg) {
+    State *st = state_of(module);
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "parse_frame takes bytes");
+        return NULL;
+    }
+    if (bind_types(st) < 0) return NULL;
+    const uint8_t *wire = (const uint8_t *)PyBytes_AS_STRING(arg);
+    Py_ssize_t n = PyBytes_GET_SIZE(arg);
+    if (n < 2 || wire[0] != FLAG || wire[n - 1] != FLAG || n - 2 > LONGEST_CONTENT) Py_RETURN_NONE;
+    uint8_t raw[LONGEST_CONTENT];
+    Py_ssize_t len = 0;
+    uint8_t check = 0;
+    for (Py_ssize_t i = 1; i < n - 1; i++) {
+        uint8_t b = wire[i];
+        if (b == ESCAPE) {
+            if (i + 1 >= n - 1 || (wire[i + 1] != 0x01 && wire[i + 1] != 0x02)) Py_RETURN_NONE;
+            b = wire[++i] == 0x02 ? FLAG : ESCAPE;
+        }
+        raw[len++] = b;
+        check ^= b;
+    }
+    if (len < 13) Py_RETURN_NONE;
+    Py_ssize_t content = len - 1;
+    check ^= raw[content]; /* the XOR of the content alone */
+    if (check != raw[content]) Py_RETURN_NONE;
+    uint32_t props = u16(raw + 2);
+    Py_ssize_t body_length = props & 0x03FF;
+    /* bit 14 marks a 2019 header, but some terminals set it on a 2013-sized header: trust the arithmetic. */
+    int layouts[2] = {(props & 0x4000) ? 1 : 0, 0};
+    int tries = (props & 0x4000) ? 2 : 1;
+    for (int t = 0; t < tries; t++) {
+        Py_ssize_t size;
+        PyObject *header = header_of(st, raw, content, layouts[t], &size);
+        if (header == NULL) {
+            if (PyErr_Occurred()) return NULL;
+            continue;
+        }
+        if (size + body_length == content && ((props >> 10) & 0x07) == 0) {
+            PyObject *items[2] = {header, PyBytes_FromStringAndSize((const char *)raw + size, body_length)};
+            if (items[1] == NULL) {
+                Py_DECREF(header);
+                return NULL;
+            }
+            return named_tuple(st->frame_type, items, 2);
+        }
+        Py_DECREF(header);
+    }
+    Py_RETURN_NONE;
+}
+
+static int bcd_pair(uint8_t b, int *out) {
+    uint8_t hi = b >> 4, lo = b & 0x0F;
+    if (hi > 9 || lo > 9) return 0;
+    *out = hi * 10 + lo;
+    return 1;
+}
+
+static int64_t days_from_civil(int64_t y, int64_t m, int64_t d) { /* H. Hinnant's algorithm, proleptic Gregorian */
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int *y, int *m, int *d) {
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = (int)(yoe + era * 400 + (*m <= 2));
+}
+
+/* The BCD local time as ISO 8601 in UTC, as datetime.isoformat() writes it; 0 for no time or not a time. */
+static int utc_text(const uint8_t *bcd, long offset_min, char *out, size_t cap) {
+    int f[6];
+    for (int i = 0; i < 6; i++)
+        if (!bcd_pair(bcd[i], &f[i])) return 0;
+    int year = 2000 + f[0], month = f[1], day = f[2], hour = f[3], minute = f[4], second = f[5];
+    static const int month_days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (month < 1 || month > 12 || hour > 23 || minute > 59 || second > 59 || day < 1) return 0;
+    int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if (day > month_days[month - 1] + (month == 2 && leap)) return 0;
+    int64_t seconds = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second;
+    seconds -= (int64_t)offset_min * 60;
+    int64_t days = seconds >= 0 ? seconds / 86400 : -((-seconds + 86399) / 86400);
+    int64_t rest = seconds - days * 86400;
+    int y, m, d;
+    civil_from_days(days, &y, &m, &d);
+    snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d+00:00", y, m, d, (int)(rest / 3600), (int)(rest / 60 % 60),
+             (int)(rest % 60));
+    return 1;
+}
+
+static int put(PyObject *dict, PyObject *key, PyObject *value) {
+    if (value == NULL) return -1;
+    int rc = PyDict_SetItem(dict, key, value);
+    Py_DECREF(value);
+    return rc;
+}
+
+PyDoc_STRVAR(location_ping_doc,
+             "location_ping(body: bytes, unit_id: str, utc_offset_min: int) -> dict | None\n\n"
+             "position_ping(decode_location(body), ...) for a 0x0200 body that makes one ping and no video pings;\n"
+             "None for any other body (the Python path decodes it or says what is wrong).");
+
+static PyObject *location_ping(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    State *st = state_of(module);
+    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyUnicode_Check(args[1]) || !PyLong_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "location_ping takes (bytes, str, int)");
+        return NULL;
+    }
+    const uint8_t *body = (const uint8_t *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t end = PyBytes_GET_SIZE(args[0]);
+    long offset_min = PyLong_AsLong(args[2]);
+    if (offset_min == -1 && PyErr_Occurred()) return NULL;
+    if (end < 28) Py_RETURN_NONE;
+    uint32_t status = u32(body + 4), lat_raw = u32(body + 8), lon_raw = u32(body + 12);
+    long altitude = (long)u16(body + 16);
+    uint32_t speed = u16(body + 18), course = u16(body + 20);
+    if (altitude > 0x7FFF) altitude -= 0x10000; /* the standard says unsigned; below sea level is two's complement */
+    int satellites = -1;                        /* the last 0x31 item wins, as in the decoded extras dict */
+    for (Py_ssize_t at = 28; at < end;) {
+        if (at + 2 > end) Py_RETURN_NONE;
+        uint8_t item = body[at], length = body[at + 1];
+        if (at + 2 + length > end) Py_RETURN_NONE;
+        if (item == 0x15 || item == 0x16) Py_RETURN_NONE; /* video alarms: the Python path adds video pings */
+        if (item == 0x31) satellites = length ? body[at + 2] : -1;
+        at += 2 + length;
+    }
+    /* negated as integers, as the reference does: a south latitude of 0 is 0.0, not -0.0 */
+    double latitude = (double)((status & SOUTH) ? -(int64_t)lat_raw : (int64_t)lat_raw) / 1e6;
+    double longitude = (double)((status & WEST) ? -(int64_t)lon_raw : (int64_t)lon_raw) / 1e6;
+    if (latitude > 90 || latitude < -90) Py_RETURN_NONE;
+    static const uint8_t no_time[6] = {0};
+    if (memcmp(body + 22, no_time, 6) == 0) Py_RETURN_NONE;
+    char ts[40];
+    if (!utc_text(body + 22, offset_min, ts, sizeof ts)) Py_RETURN_NONE;
+
+    PyObject *ping = PyDict_New();
+    if (ping == NULL) return NULL;
+    PyObject **k = st->keys;
+    int gps = (status & GPS_USED) != 0, bds = (status & BEIDOU_USED) != 0;
+    PyObject *gnss_name = gps && bds ? st->gnss_names[0]
+                          : bds      ? st->gnss_names[1]
+                          : gps      ? st->gnss_names[2]
+                          : (status & GLONASS_USED) ? st->gnss_names[3]
+                          : (status & GALILEO_USED) ? st->gnss_names[4]
+                                                    : NULL;
+    if (put(ping, k[K_KIND], Py_NewRef(st->position)) < 0 || put(ping, k[K_UNIT_ID], Py_NewRef(args[1])) < 0 ||
+        put(ping, k[K_TS], PyUnicode_FromString(ts)) < 0 || put(ping, k[K_LAT], PyFloat_FromDouble(latitude)) < 0 ||
+        put(ping, k[K_LON], PyFloat_FromDouble(longitude)) < 0 ||
+        put(ping, k[K_SPEED], PyFloat_FromDouble((double)speed / 10)) < 0 ||
+        put(ping, k[K_HEADING], course < 360 ? PyLong_FromUnsignedLong(course) : Py_NewRef(Py_None)) < 0 ||
+        put(ping, k[K_ALTITUDE], PyFloat_FromDouble((double)altitude)) < 0 ||
+        put(ping, k[K_FIX], Py_NewRef((status & POSITIONED) ? Py_True : Py_False)) < 0 ||
+        (gnss_name != NULL && put(ping, k[K_GNSS], Py_NewRef(gnss_name)) < 0) ||
+        (satellites >= 0 && put(ping, k[K_SATELLITES], PyLong_FromLong(satellites)) < 0)) {
+        Py_DECREF(ping);
+        return NULL;
+    }
+    return ping;
+}
+
+static PyMethodDef methods[] = {
+    {"parse_frame", (PyCFunction)parse_frame, METH_O, parse_frame_doc},
+    {"location_ping", (PyCFunction)(void (*)(void))location_ping, METH_FASTCALL, location_ping_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static int exec_module(PyObject *module) {
+    State *st = state_of(module);
+    for (int i = 0; i < 11; i++)
+        if ((st->keys[i] = PyUnicode_InternFromString(KEY_NAMES[i])) == NULL) return -1;
+    for (int i = 0; i < 5; i++)
+        if ((st->gnss_names[i] = PyUnicode_InternFromString(GNSS_NAMES[i])) == NULL) return -1;
+    if ((st->position = PyUnicode_InternFromString("position")) == NULL) return -1;
+    return 0;
+}
+
+static int traverse(PyObject *module, visitproc visit, void *arg) {
+    State *st = state_of(module);
+    Py_VISIT(st->header_type);
+    Py_VISIT(st->frame_type);
+    return 0;
+}
+
+static int clear(PyObject *module) {
+    State *st = state_of(module);
+    Py_CLEAR(st->header_type);
+    Py_CLEAR(st->frame_type);
+    for (int i = 0; i < 11; i++) Py_CLEAR(st->keys[i]);
+    for (int i = 0; i < 5; i++) Py_CLEAR(st->gnss_names[i]);
+    Py_CLEAR(st->position);
+    return 0;
+}
+
+static void free_module(void *module) { clear((PyObject *)module); }
+
+static PyModuleDef_Slot slots[] = {{Py_mod_exec, exec_module}, {0, NULL}};
+
+static struct PyModuleDef definition = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "shared.jt808._decoder",
+    .m_doc = "The JT/T 808 hot path in C; the Python modules beside it are the reference and say what is wrong.",
+    .m_size = sizeof(State),
+    .m_methods = methods,
+    .m_slots = slots,
+    .m_traverse = traverse,
+    .m_clear = clear,
+    .m_free = free_module,
+};
+
+PyMODINIT_FUNC PyInit__decoder(void) { return PyModuleDef_Init(&definition); }

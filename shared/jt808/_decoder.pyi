@@ -1,0 +1,6 @@
+"""The compiled JT/T 808 hot path (`_decoder.c`); each function returns None for input the Python path must take."""
+
+from shared.jt808.header import Frame
+
+def parse_frame(wire: bytes, /) -> Frame | None: ...
+def location_ping(body: bytes, unit_id: str, utc_offset_min: int, /) -> dict[str, object] | None: ...

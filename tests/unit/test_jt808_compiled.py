@@ -1,0 +1,176 @@
+"""The compiled JT/T 808 hot path (`shared/jt808/_decoder.c`) against the Python reference beside it.
+
+Whatever the compiled functions answer must be exactly what the reference answers (compared as repr and JSON bytes,
+so an int where the reference has a float, or a bool where it has an int, fails), and they must decline exactly the
+input the reference refuses or would turn into more than one ping.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared import jt808
+from shared.jt808 import Jt808Error, _decoder
+from shared.jt808.header import Header, reference_parse_frame
+
+VECTORS: list[dict[str, Any]] = json.loads((Path(__file__).parent.parent / "data" / "jt808_vectors.json").read_text())
+
+
+def reference_frame(wire: bytes) -> jt808.Frame | None:
+    try:
+        return reference_parse_frame(wire)
+    except Jt808Error:
+        return None
+
+
+def assert_same_frame(wire: bytes) -> None:
+    compiled, reference = _decoder.parse_frame(wire), reference_frame(wire)
+    assert repr(compiled) == repr(reference)
+    assert jt808.parse_frame(wire) == reference if reference is not None else compiled is None
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.binary(max_size=300), flagged=st.booleans())
+def test_arbitrary_bytes_are_declined_or_parsed_as_the_reference_parses_them(data: bytes, flagged: bool) -> None:
+    assert_same_frame(b"\x7e" + data + b"\x7e" if flagged else data)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(vector=st.sampled_from(VECTORS), position=st.integers(0, 10_000), value=st.integers(0, 255))
+def test_mutated_real_frames_are_declined_or_parsed_as_the_reference_parses_them(
+    vector: dict[str, Any], position: int, value: int
+) -> None:
+    data = bytearray(bytes.fromhex(vector["hex"]))
+    assert_same_frame(bytes(data))
+    data[position % len(data)] = value
+    assert_same_frame(bytes(data))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    message_id=st.integers(0, 0xFFFF),
+    body=st.binary(max_size=1023),
+    phone=st.text("0123456789", min_size=1, max_size=12),
+    serial=st.integers(0, 0xFFFF),
+    layout=st.sampled_from(["2013", "2019", "2019 flag on a 2013 header"]),
+    packet=st.one_of(st.none(), st.tuples(st.integers(0, 0xFFFF), st.integers(0, 0xFFFF))),
+    encryption=st.sampled_from([0, 0, 1]),
+)
+def test_every_header_layout_parses_as_the_reference_parses_it(
+    message_id: int,
+    body: bytes,
+    phone: str,
+    serial: int,
+    layout: str,
+    packet: tuple[int, int] | None,
+    encryption: int,
+) -> None:
+    header = Header(
+        message_id=message_id,
+        body_length=len(body),
+        encryption=encryption,
+        subpackaged=packet is not None,
+        version_flag=layout != "2013",
+        protocol_version=1 if layout == "2019" else None,
+        phone=phone,
+        serial=serial,
+        packet_total=None if packet is None else packet[0],
+        packet_index=None if packet is None else packet[1],
+    )
+    wire = jt808.encode_frame(header, body)
+    assert_same_frame(wire)
+    if not encryption:
+        assert _decoder.parse_frame(wire) is not None
+
+
+def bcd(*fields: int) -> bytes:
+    return bytes(16 * (f // 10) + f % 10 for f in fields)
+
+
+times = st.one_of(
+    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31, 23, 59, 59)).map(
+        lambda t: bcd(t.year - 2000, t.month, t.day, t.hour, t.minute, t.second)
+    ),
+    st.lists(st.integers(0, 99), min_size=6, max_size=6).map(lambda f: bcd(*f)),  # Feb 30, hour 24, month 0
+    st.binary(min_size=6, max_size=6),  # not BCD
+    st.just(bytes(6)),  # no time
+)
+items = st.lists(
+    st.tuples(st.sampled_from([0x01, 0x14, 0x15, 0x16, 0x25, 0x30, 0x31, 0xE1]), st.binary(max_size=6)), max_size=5
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    alarm=st.integers(0, 2**32 - 1),
+    status=st.integers(0, 2**32 - 1),
+    lat=st.one_of(st.integers(0, 90_000_000), st.integers(0, 2**32 - 1)),
+    lon=st.integers(0, 2**32 - 1),
+    altitude=st.integers(0, 0xFFFF),
+    speed=st.integers(0, 0xFFFF),
+    course=st.one_of(st.integers(0, 359), st.integers(0, 0xFFFF)),
+    when=times,
+    extras=items,
+    cut=st.one_of(st.none(), st.integers(0, 60)),
+    offset_min=st.sampled_from([480, 0, -300, 345, 840, -720]),
+)
+def test_a_location_body_gives_the_references_ping_or_is_declined(
+    alarm: int,
+    status: int,
+    lat: int,
+    lon: int,
+    altitude: int,
+    speed: int,
+    course: int,
+    when: bytes,
+    extras: list[tuple[int, bytes]],
+    cut: int | None,
+    offset_min: int,
+) -> None:
+    body = struct.pack(">IIIIHHH", alarm, status, lat, lon, altitude, speed, course) + when
+    body += b"".join(bytes([item, len(value)]) + value for item, value in extras)
+    body = body if cut is None else body[:cut]
+    compiled = jt808.compiled_position_ping(body, "U-1", offset_min)
+    clock = timezone(timedelta(minutes=offset_min))
+    try:
+        location = jt808.decode_location(body)
+        reference: dict[str, object] | None = jt808.position_ping(location, unit_id="U-1", clock=clock)
+        videos = list(jt808.video_pings(location, unit_id="U-1", clock=clock))
+    except Jt808Error:
+        reference, videos = None, []
+    if reference is None or 0x15 in location.extras or 0x16 in location.extras:
+        assert compiled is None
+    else:
+        assert compiled is not None
+        assert not videos
+        assert repr(compiled) == repr(reference)
+        assert orjson.dumps(compiled) == orjson.dumps(reference)
+
+
+def test_real_location_frames_take_the_compiled_path_unless_the_reference_refuses_or_adds_video_pings() -> None:
+    taken = 0
+    for vector in VECTORS:
+        frame = jt808.parse_frame(bytes.fromhex(vector["hex"]))
+        if frame.header.message_id != jt808.MessageId.LOCATION:
+            continue
+        location = jt808.decode_location(frame.body)
+        compiled = jt808.compiled_position_ping(frame.body, "U-1", 480)
+        try:
+            reference = jt808.position_ping(location, unit_id="U-1")
+        except Jt808Error:
+            assert compiled is None
+            continue
+        if list(jt808.video_pings(location, unit_id="U-1")) or {0x15, 0x16} & location.extras.keys():
+            assert compiled is None
+        else:
+            assert compiled == reference
+            taken += 1
+    assert taken >= 3

@@ -1,5 +1,7 @@
 """The anchor of the calls path: a bare FastAPI endpoint that validates the same body and inserts one row per request
-with asyncpg (one statement, committed on its own), served by uvicorn as the dispatcher is.
+with asyncpg (one statement, committed on its own), served by uvicorn as the dispatcher is, through the services' own
+pool (`shared.infra.postgres.open_pool`: no session reset on release), so neither side pays a round trip the other
+does not.
 
 `python -m bench.calls_anchor PORT` with `KUAIJING_DATABASE_URL` set; `bench dispatcher` runs it as its own process
 beside the dispatcher's, so both pay the same HTTP server, validation, pool and commit per request.
@@ -14,10 +16,11 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated
 
-import asyncpg
 import uvicorn
 from fastapi import FastAPI, Request, status
 from pydantic import BaseModel, Field
+
+from shared.infra.postgres import open_pool
 
 _TABLE = """CREATE TABLE IF NOT EXISTS anchor_calls (
     call_id text PRIMARY KEY, received_at timestamptz NOT NULL, lat double precision NOT NULL,
@@ -39,11 +42,10 @@ class AnchorCreated(BaseModel):
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    pool = await asyncpg.create_pool(os.environ["KUAIJING_DATABASE_URL"], min_size=1, max_size=10)
-    await pool.execute(_TABLE)
-    app.state.pool = pool
-    yield
-    await pool.close()
+    async with open_pool(os.environ["KUAIJING_DATABASE_URL"]) as pool:
+        await pool.execute(_TABLE)
+        app.state.pool = pool
+        yield
 
 
 app = FastAPI(lifespan=lifespan)

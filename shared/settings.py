@@ -49,6 +49,9 @@ class CommonSettings(BaseSettings):
     consumer_poll_ms: int = Field(default=200, gt=0, description="longest wait of a consumer poll with nothing new")
     history_batch_size: int = Field(default=5_000, gt=0, description="records per consumer batch")
     shutdown_timeout_s: float = Field(default=20.0, gt=0, description="longest graceful stop on SIGTERM")
+    gc_young_threshold: int = Field(
+        default=50_000, ge=700, description="new container objects between young collections (Python's own: 700)"
+    )
     max_in_flight: int = Field(default=256, gt=0, description="requests in a service's handlers at once")
     admission_wait_s: float = Field(
         default=1.0, gt=0, description="longest wait for a free slot before a request is answered 503"

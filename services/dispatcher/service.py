@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -198,8 +197,6 @@ class DispatchService:
         await self.reload_registry()
         for call in await self._store.open_calls():
             self._hold(call)
-        # The live map is long-lived: moving it out of the collector's generations keeps GC pauses off queries.
-        gc.freeze()
         log.info(
             "live map loaded: %s units (%s with a position), %s zones, %s open calls, H3 resolution %s",
             len(self._live_map.units),

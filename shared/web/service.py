@@ -7,6 +7,7 @@ once that returned. On SIGTERM the loops are cancelled first, then the resources
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -63,6 +64,7 @@ def create_service_app(spec: ServiceSpec[C, S], settings: C, *, pool_size: int) 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tune_collector(settings.gc_young_threshold)
         async with AsyncExitStack() as stack:
             pool = await stack.enter_async_context(open_pool(settings.database, max_size=pool_size))
             async with pool.acquire() as conn:
@@ -76,6 +78,9 @@ def create_service_app(spec: ServiceSpec[C, S], settings: C, *, pool_size: int) 
             state = await spec.start(Runtime(settings, stack, pool, producer, supervisor))
             _check_infrastructure(readiness, pool, producer)
             app.state.service = state
+            # What start-up built (code, settings, the dispatcher's live map) lives as long as the process: out of
+            # the collector's generations, it is never traversed again by a full collection.
+            gc.freeze()
             log.info("%s ready: Kafka %s, PostgreSQL %s", spec.name, settings.kafka, redact(settings.database))
             yield
             log.info("%s stopping", spec.name)
@@ -97,6 +102,18 @@ def create_service_app(spec: ServiceSpec[C, S], settings: C, *, pool_size: int) 
     )
     install_error_handlers(app, unreachable=UNREACHABLE)
     return app
+
+
+def tune_collector(young_threshold: int) -> None:
+    """Collect the young generation after this many new container objects instead of Python's 700.
+
+    A service allocates thousands of short-lived objects per request or batch (a body of 500 pings makes several
+    thousand). At 700 a collection runs in the middle of nearly every one and promotes what is still in use to the
+    older generations, whose full collections then pause every request in flight. With room for a whole batch, most
+    of it is gone before the young collection, which still finds young reference cycles; the older thresholds stay
+    Python's."""
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(young_threshold, older, oldest)
 
 
 def service_state(request: Request, kind: type[S]) -> S:

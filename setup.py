@@ -1,5 +1,15 @@
-"""The one compiled module: the JT/T 808 hot path (shared/jt808/_decoder.c). Everything else is in pyproject.toml."""
+"""The compiled inner loops: the JT/T 808 hot path and the nearest search's bucket scan. Everything else is in
+pyproject.toml."""
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("shared.jt808._decoder", ["shared/jt808/_decoder.c"], extra_compile_args=["-O2"])])
+setup(
+    ext_modules=[
+        Extension("shared.jt808._decoder", ["shared/jt808/_decoder.c"], extra_compile_args=["-O2"]),
+        Extension(
+            "services.dispatcher.domain._bucket_scan",
+            ["services/dispatcher/domain/_bucket_scan.c"],
+            extra_compile_args=["-O2"],
+        ),
+    ]
+)

@@ -16,7 +16,8 @@ command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 [ -d /usr/share/fonts/opentype/noto ] && ls /usr/share/fonts/opentype/noto/NotoSansCJK-* >/dev/null 2>&1 \
   || need_apt+=(fonts-noto-cjk)
-# The JT/T 808 decoder's hot path is C (shared/jt808/_decoder.c), compiled against the interpreter's own headers.
+# Two inner loops are C (setup.py: the JT/T 808 decoder's hot path, the nearest search's bucket scan), compiled
+# against the interpreter's own headers.
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
 "$PYTHON" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
   || need_apt+=(python3-dev)
@@ -43,8 +44,9 @@ fi
 # The Debian package starts a cluster of its own on 5432; Kuaijing runs its own cluster and does not need it.
 
 stamp=.venv/.kuaijing-deps
-# setup.py and the C source are in the stamp: an editable install compiles the extension in place, once per change.
-want=$(cat pyproject.toml setup.py shared/jt808/_decoder.c deploy/requirements-dev.lock | sha256sum | cut -d' ' -f1)
+# setup.py and the C sources are in the stamp: an editable install compiles the extensions in place, once per change.
+want=$(cat pyproject.toml setup.py $(find shared services -name '*.c' | sort) deploy/requirements-dev.lock \
+  | sha256sum | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "bootstrap: installing Python dependencies into .venv"
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv

@@ -31,20 +31,37 @@ def build(
     index: H3Index[Entry] = H3Index(resolution)
     entries = []
     for i, (lat, lon) in enumerate(points):
-        entry = Entry(f"u{i}", lat, lon, busy_every > 0 and i % busy_every == 0, unit_vector(lat, lon))
+        busy = busy_every > 0 and i % busy_every == 0
+        entry = Entry(f"u{i}", lat, lon, busy, unit_vector(lat, lon), position_epoch=float(i % 4))
         index.add(entry.key, entry, index.cell_of(lat, lon))
         entries.append(entry)
     return index, entries
 
 
-def brute_force(entries: list[Entry], lat: float, lon: float, k: int, only_free: bool) -> list[float]:
-    distances = sorted(great_circle_m(lat, lon, e.lat, e.lon) for e in entries if not (only_free and e.busy))
+def brute_force(
+    entries: list[Entry], lat: float, lon: float, k: int, only_free: bool, since: float = -math.inf
+) -> list[float]:
+    distances = sorted(
+        great_circle_m(lat, lon, e.lat, e.lon)
+        for e in entries
+        if not (only_free and e.busy) and e.position_epoch >= since
+    )
     return distances[:k]
 
 
-def assert_exact(index: H3Index[Entry], entries: list[Entry], lat: float, lon: float, k: int, only_free: bool) -> None:
-    found = index.nearest(lat, lon, k, accept=lambda e: not (only_free and e.busy), ranking=ByDistance())
-    expected = brute_force(entries, lat, lon, k, only_free)
+def assert_exact(
+    index: H3Index[Entry],
+    entries: list[Entry],
+    lat: float,
+    lon: float,
+    k: int,
+    only_free: bool,
+    since: float = -math.inf,
+) -> None:
+    """`accept` is None when nothing is filtered, as the live map passes it; `since` as its freshness cut."""
+    accept = (lambda e: not e.busy) if only_free else None
+    found = index.nearest(lat, lon, k, accept=accept, ranking=ByDistance(), fresh_since=since)
+    expected = brute_force(entries, lat, lon, k, only_free, since)
     assert len(found) == len(expected)
     got = [f.distance_m for f in found]
     assert got == sorted(got)
@@ -74,15 +91,16 @@ CITY = (27.24, 111.47)
     resolution=st.sampled_from([6, 7, 8, 9]),
     spread=st.sampled_from([0.005, 0.05, 0.5]),
     only_free=st.booleans(),
+    since=st.sampled_from([-math.inf, 0.0, 2.0]),
 )
 def test_nearest_equals_brute_force_over_random_city_fleets(
-    seed: int, n: int, k: int, resolution: int, spread: float, only_free: bool
+    seed: int, n: int, k: int, resolution: int, spread: float, only_free: bool, since: float
 ) -> None:
     rng = random.Random(seed)
     index, entries = build(scatter(rng, n, *CITY, spread), resolution, busy_every=3)
     for _ in range(5):
         q_lat, q_lon = CITY[0] + rng.uniform(-2 * spread, 2 * spread), CITY[1] + rng.uniform(-2 * spread, 2 * spread)
-        assert_exact(index, entries, q_lat, q_lon, k, only_free)
+        assert_exact(index, entries, q_lat, q_lon, k, only_free, since)
 
 
 @pytest.mark.parametrize("resolution", [7, 9])

@@ -26,6 +26,7 @@ from typing import Generic, NamedTuple, Protocol, TypeVar
 
 import h3.api.basic_int as h3i
 
+from services.dispatcher.domain._bucket_scan import scan as scan_bucket
 from shared.geo import EARTH_RADIUS_M
 
 _EPSILON_RAD = 1e-12
@@ -325,31 +326,14 @@ class _Search(Generic[E]):
         """Offer every fresh entry of the bucket; an entry is read only once its distance could make the answer."""
         qx, qy, qz = self.query
         since, accept = self.since, self.accept
+        if self.plain:  # the common case: the same steps in C (`_bucket_scan.c`), the heap kept inline
+            # A dot product (chord^2 = 2 - 2 q.p) screens out the far entries in fewer operations; the survivors are
+            # then ranked by the exact squared chord, so the screen's rounding (loosened by a margin) changes nothing.
+            scan_bucket(bucket.coords, bucket.entries, qx, qy, qz, since, self.heap, self.k, accept, _EPSILON_COS)
+            return
         worst = self._worst()
         entries = bucket.entries
         column = iter(bucket.coords)
-        if self.plain:  # the common case, with the heap kept inline
-            # A dot product (chord^2 = 2 - 2 q.p) screens out the far entries in fewer operations; the survivors are
-            # then ranked by the exact squared chord, so the screen's rounding (loosened by a margin) changes nothing.
-            heap, k = self.heap, self.k
-            least_dot = 1.0 - worst / 2.0 - _EPSILON_COS
-            for slot, (x, y, z, epoch) in enumerate(zip(column, column, column, column, strict=True)):
-                if x * qx + y * qy + z * qz > least_dot and epoch >= since:
-                    dx, dy, dz = x - qx, y - qy, z - qz
-                    chord2 = dx * dx + dy * dy + dz * dz
-                    if chord2 >= worst:
-                        continue
-                    entry = entries[slot]
-                    if accept is None or accept(entry):
-                        if len(heap) < k:
-                            heapq.heappush(heap, (-chord2, id(entry), chord2, entry))
-                            if len(heap) < k:
-                                continue
-                        else:
-                            heapq.heapreplace(heap, (-chord2, id(entry), chord2, entry))
-                        worst = -heap[0][0]
-                        least_dot = 1.0 - worst / 2.0 - _EPSILON_COS
-            return
         weight, min_weight = self.ranking.weight, self.ranking.min_weight
         for slot, (x, y, z, epoch) in enumerate(zip(column, column, column, column, strict=True)):
             dx, dy, dz = x - qx, y - qy, z - qz

@@ -12,21 +12,22 @@ The same per-cell bound skips an occupied cell that cannot beat the k-th best; w
 the walk stops; a whole ring is first tried with one cheaper, looser bound. When the walk would visit more cells
 than there are entries (a query far from every unit), scanning every entry directly is cheaper and still exact.
 The layout is for speed in CPython: half of a walk's time was cache misses on scattered objects, hence the packed
-arrays of `_Bucket` and `_Ring` (the figures are in the README, from `bench/dispatcher.py`).
+arrays of `_Bucket` and `_Ring`; the loops over a ring's cells and a bucket's entries are C (`_h3_walk.c`), which
+reads those arrays in place (the figures are in the README, from `bench/dispatcher.py`).
 """
 
 from __future__ import annotations
 
-import heapq
 import math
 from array import array
 from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass, field
-from typing import Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import h3.api.basic_int as h3i
 
-from services.dispatcher.domain._bucket_scan import scan as scan_bucket
+from services.dispatcher.domain._h3_walk import scan as scan_bucket
+from services.dispatcher.domain._h3_walk import walk_ring
 from shared.geo import EARTH_RADIUS_M
 
 _EPSILON_RAD = 1e-12
@@ -236,19 +237,8 @@ class H3Index(Generic[E]):
             if r > 0 and search.beyond_angle(ring.inner - offset):
                 break
             # The walk stops after a ring whose every cell lies beyond the k-th best held; until one cell of this
-            # ring is found not to, empty cells are tested too.
-            every_cell_beyond = r > 0
-            geometry = ring.geometry
-            for at, cell in enumerate(ring.cells):
-                for cells in chosen:
-                    bucket = cells.get(cell)
-                    if bucket is None and not every_cell_beyond:
-                        continue
-                    if search.beyond(geometry, 5 * at):
-                        break
-                    every_cell_beyond = False
-                    if bucket is not None:
-                        search.scan(bucket)
+            # ring is found not to, empty cells are tested too (`_h3_walk.c`, with `_Search._bound`'s test).
+            every_cell_beyond = walk_ring(ring.cells, ring.geometry, chosen, r > 0, search.terms)
             if every_cell_beyond:
                 break
             visited += len(ring.cells)
@@ -288,96 +278,62 @@ class H3Index(Generic[E]):
         return shape
 
 
+class _Terms(NamedTuple):
+    """What the compiled walk (`_h3_walk.c`) reads of a search, in this order."""
+
+    qx: float
+    qy: float
+    qz: float
+    since: float
+    heap: list[tuple[float, int, float, Any]]
+    k: int
+    accept: Callable[[Any], bool] | None
+    weight: Callable[[Any], float] | None
+    """None ranks by plain distance."""
+    min_weight: float
+    epsilon_cos: float = _EPSILON_COS
+    epsilon_rad: float = _EPSILON_RAD
+    max_pruning_angle: float = _MAX_PRUNING_ANGLE
+
+
 class _Search(Generic[E]):
     """The k best held so far during one query, as a max-heap on negated keys.
 
     Plain distance ranks by squared chord, which orders exactly like the great-circle angle and needs no
     trigonometry per entry; other rankings use angle times weight. An entry's distance is checked against the k-th
-    best before `accept` is asked, since most entries a walk meets are too far to matter.
+    best before `accept` is asked, since most entries a walk meets are too far to matter. The loops over cells and
+    entries are compiled (`_h3_walk.c`); the heap is this object's list, kept with heapq.
     """
 
-    __slots__ = (
-        "_bound_for",
-        "_cos_w",
-        "_sin_w",
-        "_worst_angle",
-        "accept",
-        "heap",
-        "k",
-        "plain",
-        "query",
-        "ranking",
-        "since",
-    )
+    __slots__ = ("_bound_for", "_worst_angle", "heap", "k", "plain", "ranking", "terms")
 
     def __init__(self, query: tuple[float, float, float], k: int, since: float, accept: Callable[[E], bool] | None,
                  ranking: Ranking[E]) -> None:  # fmt: skip
-        self.query = query
         self.k = k
-        self.since = since
-        self.accept = accept
         self.ranking = ranking
         self.plain = isinstance(ranking, ByDistance)
         self.heap: list[tuple[float, int, float, E]] = []
+        weight = None if self.plain else ranking.weight
+        self.terms = _Terms(*query, since, self.heap, k, accept, weight, ranking.min_weight)
         self._bound_for = math.nan
-        self._worst_angle = self._cos_w = self._sin_w = 0.0
+        self._worst_angle = 0.0
 
     def scan(self, bucket: _Bucket[E]) -> None:
         """Offer every fresh entry of the bucket; an entry is read only once its distance could make the answer."""
-        qx, qy, qz = self.query
-        since, accept = self.since, self.accept
-        if self.plain:  # the common case: the same steps in C (`_bucket_scan.c`), the heap kept inline
-            # A dot product (chord^2 = 2 - 2 q.p) screens out the far entries in fewer operations; the survivors are
-            # then ranked by the exact squared chord, so the screen's rounding (loosened by a margin) changes nothing.
-            scan_bucket(bucket.coords, bucket.entries, qx, qy, qz, since, self.heap, self.k, accept, _EPSILON_COS)
-            return
-        worst = self._worst()
-        entries = bucket.entries
-        column = iter(bucket.coords)
-        weight, min_weight = self.ranking.weight, self.ranking.min_weight
-        for slot, (x, y, z, epoch) in enumerate(zip(column, column, column, column, strict=True)):
-            dx, dy, dz = x - qx, y - qy, z - qz
-            chord2 = dx * dx + dy * dy + dz * dz
-            angle = 2.0 * math.asin(min(1.0, math.sqrt(chord2) / 2.0))
-            if angle * min_weight < worst and epoch >= since:
-                entry = entries[slot]
-                key = angle * weight(entry)
-                if key < worst and (accept is None or accept(entry)):
-                    worst = self._keep(key, chord2, entry)
-
-    def _worst(self) -> float:
-        """The k-th best key held, or infinity while fewer than k are held."""
-        return -self.heap[0][0] if len(self.heap) == self.k else math.inf
-
-    def _keep(self, key: float, chord2: float, entry: E) -> float:
-        """Hold the entry among the k best (the caller knows it beats the k-th); returns the new k-th best key."""
-        if len(self.heap) < self.k:
-            heapq.heappush(self.heap, (-key, id(entry), chord2, entry))
-        else:
-            heapq.heapreplace(self.heap, (-key, id(entry), chord2, entry))
-        return self._worst()
-
-    def beyond(self, geometry: array[float], at: int) -> bool:
-        """True when nothing in the cell whose geometry starts at `at` (or past it) can beat the k-th best held.
-
-        A cell's points are all at least angle(query, centre) - circumradius away, so the cell is beyond a worst angle
-        W when angle(query, centre) >= W + R, that is when query . centre <= cos(W + R) = cos W cos R - sin W sin R.
-        Everything past a ring of such cells is beyond too: a geodesic to it crosses one of them.
-        """
-        if not self._bound():
-            return False
-        qx, qy, qz = self.query
-        g = geometry
-        return qx * g[at] + qy * g[at + 1] + qz * g[at + 2] <= (
-            self._cos_w * g[at + 3] - self._sin_w * g[at + 4] - _EPSILON_COS
-        )
+        scan_bucket(bucket, self.terms)
 
     def beyond_angle(self, least_angle: float) -> bool:
         """True when nothing at least `least_angle` away can beat the k-th best held."""
         return self._bound() and least_angle >= self._worst_angle
 
     def _bound(self) -> bool:
-        """Bring the worst angle W (and its cosine and sine) up to date with the heap; False while nothing prunes."""
+        """Bring the worst angle W up to date with the heap; False while nothing prunes.
+
+        A cell's points are all at least angle(query, centre) - circumradius away, so the cell is beyond W when
+        angle(query, centre) >= W + R, that is when query . centre <= cos(W + R) = cos W cos R - sin W sin R (the
+        compiled walk tests each cell so). Everything past a ring of such cells is beyond too: a geodesic to it
+        crosses one of them.
+        """
         heap = self.heap
         if len(heap) < self.k:
             return False
@@ -386,7 +342,6 @@ class _Search(Generic[E]):
             angle = 2.0 * math.asin(min(1.0, math.sqrt(worst) / 2.0)) if self.plain else worst / self.ranking.min_weight
             angle += _EPSILON_RAD
             self._bound_for, self._worst_angle = worst, angle
-            self._cos_w, self._sin_w = math.cos(angle), math.sin(angle)
         return self._worst_angle <= _MAX_PRUNING_ANGLE
 
     def found(self) -> list[Found[E]]:

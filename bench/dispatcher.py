@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import h3.api.basic_int as h3
 import numpy as np
 
 from bench.environment import BenchInfra, bench_infra, free_port, rss_mb, service_process
@@ -147,7 +148,9 @@ def same_sets(a: list[list[str]], b: list[list[str]]) -> int:
     return sum(1 for x, y in zip(a, b, strict=True) if set(x) != set(y))
 
 
-def position_updates(fleet: Fleet, updates: int, rng: random.Random) -> float:
+def position_updates(fleet: Fleet, updates: int, rng: random.Random) -> tuple[float, float]:
+    """Updates/s into the live map, and the anchor's for the same moves: what any live map indexed by H3 pays per
+    update at least, the unit's cell (`latlng_to_cell` at the map's resolution) and the position stored in a dict."""
     now = datetime.now(UTC)
     live = live_map_of(fleet, now)
     moves = []
@@ -166,7 +169,13 @@ def position_updates(fleet: Fleet, updates: int, rng: random.Random) -> float:
     started = time.perf_counter()
     for unit_id, position in moves:
         live.apply_position(unit_id, position)
-    return updates / (time.perf_counter() - started)
+    rate = updates / (time.perf_counter() - started)
+    resolution = live.resolution
+    floor: dict[str, tuple[int, Position]] = {}
+    started = time.perf_counter()
+    for unit_id, position in moves:
+        floor[unit_id] = (h3.latlng_to_cell(position.lat, position.lon, resolution), position)
+    return rate, updates / (time.perf_counter() - started)
 
 
 async def seed_for_service(database: str, fleet: Fleet) -> tuple[float, float]:
@@ -232,7 +241,7 @@ def run(*, quick: bool) -> None:
             rows.append((n, resolution, percentiles(walk_t), percentiles(numpy_t), percentiles(gis_t),
                          same_sets(walk_a, numpy_a), same_sets(walk_a, gis_a)))  # fmt: skip
             print(f"  {n:,} units measured", flush=True)
-        updates = position_updates(fleets[sizes[-1]], 200_000 if not quick else 50_000, rng)
+        updates, updates_floor = position_updates(fleets[sizes[-1]], 200_000 if not quick else 50_000, rng)
         # The fleets above fill this process's heap; a collection pausing the load generator would count as latency.
         gc.collect()
         gc.freeze()
@@ -252,7 +261,10 @@ def run(*, quick: bool) -> None:
             f"{diff_numpy:>10} / {diff_gis}"
         )
     print("ratios compare p99 latencies; 'differ' counts queries whose answer set differs from the anchor's")
-    print(f"position updates into the index: {updates:,.0f} updates/s ({sizes[-1]:,} units)")
+    print(
+        f"position updates into the index: {updates:,.0f} updates/s ({sizes[-1]:,} units); anchor, H3 cell + dict "
+        f"store per update: {updates_floor:,.0f}/s; ratio {updates / updates_floor:.2f}"
+    )
     print(
         f"dispatcher start to ready with {sizes[-1]:,} units on the map (process start, rebuild, tail): "
         f"{startup:.1f} s; RSS then {startup_rss:,.0f} MB"

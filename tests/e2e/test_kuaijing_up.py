@@ -114,8 +114,10 @@ async def test_up_runs_the_system_on_embedded_defaults_and_stops_what_it_started
                 )
                 return [u["unit_id"] for u in response.json()["units"]] == ["E2E-2095"]
 
+            # Generous: the broker `up` just started shares two cores with the rest of the suite, and once (CI,
+            # 2026-12-01) its fetches timed out for long enough to miss a 15 s bound.
             while not await on_the_map():
-                assert asyncio.get_running_loop().time() < deadline + 15, "unit never reached the live map"
+                assert asyncio.get_running_loop().time() < deadline + 60, "unit never reached the live map"
                 await asyncio.sleep(0.3)
 
             units = (await client.get("/v1/units", headers=headers)).json()

@@ -109,7 +109,7 @@ def dispatcher_settings(infra: Infra) -> DispatcherSettings:
 
 @pytest.fixture(scope="session")
 def analytics_settings(infra: Infra) -> AnalyticsSettings:
-    return AnalyticsSettings(**_common(infra))  # type: ignore[arg-type]
+    return AnalyticsSettings(**_common(infra), dashboard_max_age_s=0.5)  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from collections.abc import AsyncIterator, Sequence
@@ -21,6 +22,7 @@ from services.analytics.dashboard import Today, render_dashboard
 from services.analytics.domain.latency import GroupFigures
 from services.analytics.metrics import AnalyticsMetrics
 from services.analytics.settings import AnalyticsSettings
+from services.analytics.snapshot import Snapshot
 from shared.contract.roles import Role
 from shared.errors import InvalidError
 from shared.percentiles import Spread
@@ -90,10 +92,11 @@ def _csv(header: Sequence[str], rows: Sequence[Sequence[Any]], filename: str) ->
 
 @dataclass(frozen=True, slots=True)
 class Analytics:
-    """What analytics' routes use: the store the reports read, the metrics they are timed in."""
+    """What analytics' routes use: the store the reports read, the metrics they are timed in, the dashboard page."""
 
     store: AnalyticsStore
     metrics: AnalyticsMetrics
+    dashboard: Snapshot[str]
 
 
 async def store_of(request: Request) -> AnalyticsStore:
@@ -275,14 +278,22 @@ async def weekly(
     )
 
 
-@router.get("/", response_class=HTMLResponse, tags=["dashboard"], dependencies=[ScreenReader])
-async def dashboard(request: Request, store: Store) -> HTMLResponse:
-    tz = tz_of(request)
+DASHBOARD_REFRESH_S = 30
+"""How often a wall screen reloads the dashboard (the page's own refresh)."""
+
+
+async def dashboard_page(store: AnalyticsStore, timezone: str) -> str:
+    """The dashboard as of now. Its two week-long percentile reports run side by side, on two connections."""
+    tz = ZoneInfo(timezone)
     now = datetime.now(tz)
     week_ago = now - timedelta(days=7)
-    by_platform = await store.report(GroupBy.PLATFORM, start=week_ago, end=now, tz=timezone_name(request))
-    by_zone = await store.report(GroupBy.ZONE_CLASS, start=week_ago, end=now, tz=timezone_name(request))
-    day_rows = await _day_rows(store, *_day_window(now.date(), tz))
+    by_platform, by_zone, day_rows, names, coverage = await asyncio.gather(
+        store.report(GroupBy.PLATFORM, start=week_ago, end=now, tz=timezone),
+        store.report(GroupBy.ZONE_CLASS, start=week_ago, end=now, tz=timezone),
+        _day_rows(store, *_day_window(now.date(), tz)),
+        store.platform_names(),
+        store.coverage_hours(start=now - timedelta(hours=24), end=now),
+    )
     total = next((r for r in day_rows if r.key == "all"), None)
     today = Today(
         calls=total.calls if total else 0,
@@ -290,13 +301,24 @@ async def dashboard(request: Request, store: Store) -> HTMLResponse:
         not_arrived=(total.calls - total.arrived) if total else 0,
         target_met_pct=total.target_met_pct if total else None,
     )
-    html = render_dashboard(
+    return render_dashboard(
         by_platform=by_platform,
         by_zone=by_zone,
         today=today,
         generated_at=now,
-        refresh_s=30,
-        platform_names=await store.platform_names(),
-        coverage=await store.coverage_hours(start=now - timedelta(hours=24), end=now),
+        refresh_s=DASHBOARD_REFRESH_S,
+        platform_names=names,
+        coverage=coverage,
     )
-    return HTMLResponse(html)
+
+
+@router.get(
+    "/",
+    response_class=HTMLResponse,
+    tags=["dashboard"],
+    dependencies=[ScreenReader],
+    description="The command-centre dashboard, as of the instant it names: a snapshot shared by every screen and "
+    "taken again once older than KUAIJING_DASHBOARD_MAX_AGE_S.",
+)
+async def dashboard(request: Request) -> HTMLResponse:
+    return HTMLResponse(await service_state(request, Analytics).dashboard.get())

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 from fastapi import FastAPI
 
 from services.analytics.adapters.store import AnalyticsStore
-from services.analytics.api import Analytics, router
+from services.analytics.api import Analytics, dashboard_page, router
 from services.analytics.consumer import consume_call_events
 from services.analytics.metrics import AnalyticsMetrics
 from services.analytics.settings import AnalyticsSettings
+from services.analytics.snapshot import Snapshot
 from shared.contract.topics import CALLS, COVERAGE, Producer
 from shared.infra.kafka import started_consumer
 from shared.web.service import Runtime, ServiceSpec, create_service_app, serve
@@ -25,7 +27,15 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
             "call-events",
             partial(_run_consumer, settings=settings, store=store, producer=runtime.producer, metrics=metrics),
         )
-        return Analytics(store, metrics)
+        dashboard = Snapshot(
+            partial(dashboard_page, store, settings.report_timezone),
+            max_age_s=settings.dashboard_max_age_s,
+            name="dashboard",
+            observe=metrics.dashboard_seconds.observe,
+        )
+        runtime.stack.push_async_callback(dashboard.aclose)
+        metrics.dashboard_age.set_function(lambda: math.nan if (age := dashboard.age_s()) is None else age)
+        return Analytics(store, metrics, dashboard)
 
     spec = ServiceSpec(
         name="analytics",

@@ -158,7 +158,7 @@ h1 {{ font-size: 22px; margin: 0 0 4px; }} h2 {{ font-size: 16px; margin: 24px 0
 </style></head>
 <body>
 <h1>快警 Kuaijing — response to 110 calls</h1>
-<div class="meta">last 7 days · updated {generated_at:%Y-%m-%d %H:%M:%S %Z} · refreshes every {refresh_s} s</div>
+<div class="meta">last 7 days · figures as of {generated_at:%Y-%m-%d %H:%M:%S %Z} · refreshes every {refresh_s} s</div>
 <h2>Today</h2>
 <div class="counts" id="today">
 <div class="count"><b>{today.calls}</b>calls</div>

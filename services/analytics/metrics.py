@@ -40,6 +40,17 @@ class AnalyticsMetrics:
             registry=self.registry,
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
         )
+        self.dashboard_seconds = Histogram(
+            "kuaijing_analytics_dashboard_snapshot_seconds",
+            "Time to take a new snapshot of the dashboard (its queries and the page)",
+            registry=self.registry,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+        )
+        self.dashboard_age = Gauge(
+            "kuaijing_analytics_dashboard_age_seconds",
+            "Age of the dashboard snapshot screens are served now (NaN before the first)",
+            registry=self.registry,
+        )
 
     def set_lag(self, group: str, lag_by_topic: dict[str, int]) -> None:
         for topic, lag in lag_by_topic.items():

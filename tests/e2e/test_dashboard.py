@@ -108,6 +108,18 @@ async def calls_of_a_platform(settings: CommonSettings, db: asyncpg.Connection, 
     await eventually(stored, timeout_s=30, what="the calls in analytics")
 
 
+async def shown_on_the_dashboard(analytics: RunningService, text: str) -> str:
+    """The page once it shows `text`: screens share a snapshot, taken again when older than its maximum age."""
+    async with httpx.AsyncClient() as client:
+
+        async def shown() -> str | None:
+            page = await client.get(f"{analytics.url}/", params={"token": TOKENS["viewer"]})
+            assert page.status_code == 200, page.text
+            return page.text if text in page.text else None
+
+        return await eventually(shown, what=f"{text!r} on the dashboard")
+
+
 async def test_the_dashboard_draws_response_times_against_the_targets(
     settings: CommonSettings, analytics: RunningService, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
@@ -115,11 +127,9 @@ async def test_the_dashboard_draws_response_times_against_the_targets(
     tag = uuid.uuid4().hex[:6]
     await calls_of_a_platform(settings, db, tag)
     url = f"{analytics.url}/?token={TOKENS['viewer']}"
+    page = await shown_on_the_dashboard(analytics, f"Wall-{tag}")
+    assert 'http-equiv="refresh"' in page
     async with httpx.AsyncClient() as client:
-        page = await client.get(url)
-        assert page.status_code == 200
-        assert f"Wall-{tag}" in page.text
-        assert 'http-equiv="refresh"' in page.text
         assert (await client.get(f"{analytics.url}/")).status_code == 401
 
     shot = tmp_path / "dashboard.png"
@@ -142,6 +152,7 @@ async def test_at_1600x1000_labels_stay_apart_and_whole_and_chinese_names_render
         Platform(id=f"Wall-{tag}", name=name, kind=PlatformKind.FAST_RESPONSE, lat=27.2, lon=111.4)
     ]))  # fmt: skip
     await calls_of_a_platform(settings, db, tag)
+    await shown_on_the_dashboard(analytics, name)
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         page = await browser.new_page(viewport={"width": 1600, "height": 1000})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import random
@@ -311,3 +312,37 @@ async def test_metrics_count_events_facts_lag_and_report_latency(
     assert metric(after, "kuaijing_analytics_facts_recomputed_total") >= 10
     assert f'kuaijing_consumer_lag{{group="{group}",topic="{CALLS.name}"}}' in after
     assert metric(after, "kuaijing_analytics_report_seconds_count", route="/v1/reports/response-times") >= 1
+
+
+async def test_screens_share_one_snapshot_of_the_dashboard_until_it_grows_old(
+    settings: CommonSettings, analytics_settings: AnalyticsSettings, analytics: RunningService, db: asyncpg.Connection
+) -> None:
+    """A replica keeping its snapshot for an hour serves every screen the same page, computed once; the test
+    replica (half a second) shows calls stored since."""
+    from services.analytics.app import create_app
+
+    tag = uuid.uuid4().hex[:8]
+    patient = analytics_settings.model_copy(
+        update={"dashboard_max_age_s": 3600.0, "analytics_group": f"kuaijing-analytics-{tag}"}
+    )
+    async with RunningService(create_app(patient)) as replica, console(replica, "viewer") as screen:
+        first = await screen.get("/")
+        assert first.status_code == 200, first.text
+        await publish(settings, scenario(datetime.now(UTC) - timedelta(hours=3), tag, random.Random(3), calls=10))
+
+        async def all_stored() -> bool:
+            return await stored_calls(db, tag) == 10
+
+        await eventually(all_stored, timeout_s=30, what="the calls in analytics")
+        pages = await asyncio.gather(*(screen.get("/") for _ in range(10)))
+        assert {p.text for p in pages} == {first.text}, "the same snapshot, figures as of the same instant"
+        assert f"P0-{tag}" not in first.text
+        text = (await screen.get("/metrics")).text
+        assert metric(text, "kuaijing_analytics_dashboard_snapshot_seconds_count") == 1
+        assert 0 <= metric(text, "kuaijing_analytics_dashboard_age_seconds") < 3600
+    async with console(analytics, "viewer") as screen:
+
+        async def shown() -> bool:
+            return f"P0-{tag}" in (await screen.get("/")).text
+
+        await eventually(shown, what="the new calls on a dashboard whose snapshot is half a second old at most")

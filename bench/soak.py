@@ -66,6 +66,27 @@ class Window:
 
 
 @dataclass
+class Memory:
+    """Each process's RSS (MB) at every line of the steady phase, and the pings acknowledged by its last line: a
+    service that leaks grows from line to line under the same load."""
+
+    steady: dict[str, list[float]] = field(default_factory=dict)
+    pings: int = 0
+
+    def note(self, name: str, mb: float) -> None:
+        self.steady.setdefault(name, []).append(mb)
+
+    def table(self) -> list[str]:
+        lines = [f"{'process':<12}{'first MB':>10}{'last MB':>10}{'growth':>18}"]
+        for name, values in self.steady.items():
+            first, last = values[0], values[-1]
+            lines.append(
+                f"{name:<12}{first:>10,.0f}{last:>10,.0f}{last - first:>+10,.0f} MB {(last - first) / first:>+6.1%}"
+            )
+        return lines
+
+
+@dataclass
 class Soak:
     ingest: str
     jt808_port: int
@@ -76,6 +97,7 @@ class Soak:
     interval_s: float = PING_EVERY_S
     window: Window = field(default_factory=Window)
     acknowledged: int = 0
+    memory: Memory = field(default_factory=Memory)
     acked_at: dict[tuple[str, int], float] = field(default_factory=dict)
     stopping: bool = False
 
@@ -299,7 +321,12 @@ async def drive(soak: Soak, pids: dict[str, int | None], *, seconds: float, ever
             lag = await scrape_lag(services)
             offered = HTTP_UNITS / soak.interval_s + TERMINALS / TERMINAL_EVERY_S
             rate = window.pings / elapsed
-            rss = " ".join(f"{name} {rss_mb(pid):,.0f}" for name, pid in pids.items())
+            sizes = {name: rss_mb(pid) for name, pid in pids.items()}
+            if window.began < steady_until:  # the ramp starts after the first line past it
+                for name, mb in sizes.items():
+                    soak.memory.note(name, mb)
+                soak.memory.pings = soak.acknowledged
+            rss = " ".join(f"{name} {mb:,.0f}" for name, mb in sizes.items())
             print(
                 f"[{time.monotonic() - began:5.0f} s] offered {offered:7,.0f}/s  acked {rate:7,.0f} pings/s  "
                 f"ack p99 http {_ms(p99(window.http_ack_s))} jt808 {_ms(p99(window.jt808_ack_s))}  "
@@ -406,6 +433,12 @@ def run(*, quick: bool, minutes: float | None = None) -> None:
         f"{POSITIONS.name}: {records:,} records for {distinct:,} distinct pings ({records - distinct:,} sent twice: "
         "at least once); history: one row per (unit, ts), its primary key"
     )
+    print(
+        f"RSS over the steady phase, its first line against its last (after {soak.memory.pings:,} pings "
+        "acknowledged; same load throughout, so growth here is what a longer night would keep adding):"
+    )
+    for line in soak.memory.table():
+        print(f"  {line}")
     print(f"{'figure':<44}{'pings/s':>10}{'anchor pings/s':>16}{'ratio':>8}")
     figure = "highest rate sustained, lag not growing"
     print(f"{figure:<44}{sustained:>10,.0f}{anchor:>16,.0f}{sustained / anchor:>8.2f}")

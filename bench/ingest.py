@@ -25,6 +25,9 @@ from shared.infra.postgres import connect
 from shared.infra.registry_store import import_registry
 
 UNITS = 1_000
+"""Units that ping: the throughput figures' fleet."""
+REGISTERED = 100_000
+"""Units in the registry, all in ingest's unit directory: its RSS is printed at a city-and-more fleet's size."""
 BATCH = 500
 HTTP_CLIENTS = 4
 TOKEN = "bench-terminal"
@@ -46,16 +49,17 @@ def make_pings(count: int, unit_ids: list[str]) -> list[bytes]:
 
 
 async def register_units(database: str) -> list[str]:
+    """Registers `REGISTERED` units; returns the ids of the first `UNITS`, the ones that ping."""
     platform = Platform(id="BENCH", name="Bench platform", kind=PlatformKind.PATROL, lat=27.2, lon=111.4)
     units = [
-        Unit(id=f"B-{i:05d}", platform_id="BENCH", kind=UnitKind.PATROL_CAR, callsign=str(i)) for i in range(UNITS)
+        Unit(id=f"B-{i:06d}", platform_id="BENCH", kind=UnitKind.PATROL_CAR, callsign=str(i)) for i in range(REGISTERED)
     ]
     conn = await connect(database)
     try:
         await import_registry(conn, RegistryImport(platforms=[platform], units=units))
     finally:
         await conn.close()
-    return [u.id for u in units]
+    return [u.id for u in units[:UNITS]]
 
 
 async def bare_producer(kafka: str, topic: str, pings: list[bytes]) -> float:
@@ -132,7 +136,11 @@ def run(*, quick: bool) -> None:
     with bench_infra() as infra:
         unit_ids = asyncio.run(register_units(infra.database))
         pings = make_pings(count, unit_ids)
-        print(f"bench ingest: {count:,} position pings over {UNITS:,} units, HTTP batches of {BATCH}", flush=True)
+        print(
+            f"bench ingest: {count:,} position pings over {UNITS:,} units ({REGISTERED:,} registered), HTTP batches "
+            f"of {BATCH}",
+            flush=True,
+        )
         anchor_http = asyncio.run(bare_producer(infra.kafka, POSITIONS.name, pings))
         http_rate, http_rss = measure_http(infra, pings)
         anchor_raw = asyncio.run(bare_producer(infra.kafka, TELEMETRY_RAW.name, pings))
@@ -144,7 +152,10 @@ def run(*, quick: bool) -> None:
     )
     print(f"{'kuaijing.telemetry.raw consumer':<34}{raw_rate:>12,.0f}{anchor_raw:>18,.0f}{raw_rate / anchor_raw:>8.2f}")
     print("anchor: bare AIOKafkaProducer (acks=all, idempotent) sending the same bytes to the same broker")
-    print(f"ingest RSS after its {count:,} pings: {http_rss:,.0f} MB (HTTP), {raw_rss:,.0f} MB (raw topic)")
+    print(
+        f"ingest RSS after its {count:,} pings, {REGISTERED:,} units in its directory: {http_rss:,.0f} MB (HTTP), "
+        f"{raw_rss:,.0f} MB (raw topic)"
+    )
 
 
 def measure_http(infra: BenchInfra, pings: list[bytes]) -> tuple[float, float]:

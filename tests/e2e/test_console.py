@@ -173,6 +173,39 @@ async def test_the_map_draws_streets_and_every_unit_by_kind_at_wall_screen_size(
     await page.close()
 
 
+async def test_a_unit_moving_redraws_the_layer_of_what_moves_and_never_the_map(
+    browser: Browser, dispatcher: RunningService, ingest: RunningService, crew: Crew
+) -> None:
+    """What keeps a wall screen smooth (`bench console` measures how much): a ping redraws the canvas over the map,
+    while the WebGL map, a repaint of which costs about 120 ms where WebGL is software, is not repainted."""
+    page = await open_console(browser, dispatcher, "dispatcher", (1920, 1080))
+    await page.evaluate("([lon, lat]) => window.kuaijing.jumpTo(lon, lat, 14)", [HOME[1], HOME[0]])
+    await page.wait_for_timeout(1_000)
+    renders = await page.evaluate("window.kuaijing.mapRenders")
+    patrol_car = crew.units[UnitKind.PATROL_CAR]
+    lat, lon = HOME[0] - 0.006, HOME[1] + 0.002
+    async with httpx.AsyncClient(base_url=ingest.url, headers=auth("terminal")) as c:
+        ping = {"kind": "position", "unit_id": patrol_car, "ts": datetime.now(UTC).isoformat(), "lat": lat,
+                "lon": lon, "speed_kmh": 30.0, "heading_deg": 180.0}  # fmt: skip
+        assert (await c.post("/v1/telemetry", json=ping)).status_code == 202
+    await page.wait_for_function(
+        "([id, lon]) => window.kuaijing.drawn[id]?.lon === lon", arg=[patrol_car, lon], timeout=15_000
+    )
+    await page.wait_for_timeout(300)
+    pixel = await page.evaluate(
+        """([lon, lat]) => {
+          const canvas = document.querySelector("#moving-marks");
+          const { x, y } = window.kuaijing.pointOf(lon, lat);
+          const box = canvas.getBoundingClientRect(), ratio = canvas.width / box.width;
+          return [...canvas.getContext("2d").getImageData((x - box.left) * ratio, (y - box.top) * ratio, 1, 1).data];
+        }""",
+        [lon, lat],
+    )
+    assert pixel[:3] == list(rgb(KIND_COLOURS[UnitKind.PATROL_CAR])), pixel
+    assert await page.evaluate("window.kuaijing.mapRenders") == renders, "the map repainted for a unit's move"
+    await page.close()
+
+
 async def test_a_call_clicked_on_the_map_is_published_and_the_recommended_unit_assigned(
     browser: Browser, settings: CommonSettings, dispatcher: RunningService, crew: Crew
 ) -> None:

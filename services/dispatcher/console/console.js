@@ -1,7 +1,8 @@
 // The command-centre console: the live map of every unit, open calls against their zone's target, a call board and
 // per-platform counters, fed by the dispatcher's REST API and its Server-Sent Events (read with fetch, so the token
 // travels in a header, never in a URL). Plain browser JavaScript, no build step; MapLibre GL JS draws the map from
-// the dispatcher's own data (zones, platforms, the city file's streets): no tile server, CDN or remote font.
+// the dispatcher's own data (zones, platforms, the city file's streets): no tile server, CDN or remote font. What
+// moves (units, tracks, calls, the selection) is drawn on canvases over the map: moving-layer.js says why.
 "use strict";
 
 (() => {
@@ -49,7 +50,7 @@
   const CALL_COLOUR = { waiting: "#ffab00", overdue: "#ff1744" };
   const TRACK_POINTS = 12;
   const UNITS_EVERY_MS = 1000;
-  // Units report at most once a second on the feed: the map follows them at that pace (a repaint of thousands of
+  // Units report at most once a second on the feed: the map follows them at that pace (a redraw of thousands of
   // units is the page's heaviest work), and at once for what a dispatcher did (a selection, a status, a call).
   const TRACKS_EVERY_MS = 3000;
   const STALE_CHECK_TICKS = 5;
@@ -72,11 +73,12 @@
     overdue: "",
     ticks: 0,
     map: null,
+    moving: null,
     feed: null,
   };
   // Read by the tests and the console benchmark: frame times, what is drawn, whether the feed is up.
   const probe = {
-    frames: [], unitsDrawn: 0, callsDrawn: 0, live: false, events: 0, drawn: {},
+    frames: [], unitsDrawn: 0, callsDrawn: 0, live: false, events: 0, drawn: {}, mapRenders: 0,
     repaintEveryFrame: false, // the console benchmark's anchor: what one full repaint costs on this machine
     // Where a place is on the page, and a view of it: what a test clicks.
     pointOf(lon, lat) {
@@ -173,24 +175,6 @@
 
   // the map
 
-  function arrowImage() {
-    const size = 32;
-    const canvas = document.createElement("canvas");
-    canvas.width = canvas.height = size;
-    const g = canvas.getContext("2d");
-    g.fillStyle = "#ffffff";
-    g.strokeStyle = "#0b1622";
-    g.lineWidth = 1.5;
-    g.beginPath();
-    g.moveTo(16, 0);
-    g.lineTo(22, 9);
-    g.lineTo(10, 9);
-    g.closePath();
-    g.fill();
-    g.stroke();
-    return g.getImageData(0, 0, size, size);
-  }
-
   async function startMap() {
     const [zones, platforms, units, calls, base] = await Promise.all([
       api("/v1/zones"), api("/v1/platforms"), api("/v1/units"), api("/v1/calls?status=open&limit=5000"),
@@ -213,7 +197,6 @@
     });
     state.map = map;
     await new Promise((resolve) => map.on("load", resolve));
-    map.addImage("arrow", arrowImage());
     const zoneFeatures = zones.map((z) => ({ type: "Feature", properties: { id: z.id, class: z.class }, geometry: z.geometry }));
     zoneFeatures.sort((a, b) => zoneRank(a.properties.class) - zoneRank(b.properties.class));
     map.addSource("zones", { type: "geojson", data: { type: "FeatureCollection", features: zoneFeatures } });
@@ -222,7 +205,6 @@
       type: "geojson",
       data: { type: "FeatureCollection", features: platforms.map((p) => point(p.lon, p.lat, { id: p.id })) },
     });
-    for (const name of ["tracks", "units", "calls"]) map.addSource(name, { type: "geojson", data: empty() });
     const zoneColour = ["match", ["get", "class"], ...Object.entries(ZONE_COLOUR).flat(), "#888888"];
     map.addLayer({ id: "zones-fill", type: "fill", source: "zones", paint: { "fill-color": zoneColour, "fill-opacity": 0.1 } });
     map.addLayer({ id: "zones-line", type: "line", source: "zones", paint: { "line-color": zoneColour, "line-width": 1.2, "line-opacity": 0.7 } });
@@ -231,20 +213,11 @@
       paint: { "line-color": "#2e4c68", "line-width": ["match", ["get", "class"], "arterial", 2.4, "rural", 1.8, 0.9] },
     });
     map.addLayer({ id: "platforms", type: "circle", source: "platforms", paint: { "circle-radius": 5, "circle-color": "#0b1622", "circle-stroke-color": "#4fc3f7", "circle-stroke-width": 2 } });
-    map.addLayer({ id: "tracks", type: "line", source: "tracks", paint: { "line-color": ["get", "colour"], "line-width": 1.5, "line-opacity": 0.45 } });
-    map.addLayer({ id: "units-busy", type: "circle", source: "units", filter: ["==", ["get", "busy"], true], paint: { "circle-radius": 10, "circle-color": "rgba(0,0,0,0)", "circle-stroke-color": "#ffffff", "circle-stroke-width": 2 } });
-    map.addLayer({ id: "units", type: "circle", source: "units", paint: { "circle-radius": 6, "circle-color": ["get", "colour"], "circle-stroke-color": "#0b1622", "circle-stroke-width": 1 } });
-    map.addLayer({
-      id: "units-heading", type: "symbol", source: "units", filter: ["==", ["get", "online"], true],
-      layout: { "icon-image": "arrow", "icon-size": 0.8, "icon-rotate": ["get", "heading"], "icon-rotation-alignment": "map", "icon-allow-overlap": true, "icon-ignore-placement": true },
-    });
-    map.addLayer({ id: "calls", type: "circle", source: "calls", paint: { "circle-radius": 9, "circle-color": ["get", "colour"], "circle-stroke-color": "#ffffff", "circle-stroke-width": 2 } });
-    map.addLayer({ id: "selected", type: "circle", source: "units", filter: ["==", ["get", "selected"], true], paint: { "circle-radius": 14, "circle-color": "rgba(0,0,0,0)", "circle-stroke-color": "#4fc3f7", "circle-stroke-width": 3 } });
+    // Units, their tracks, calls and the selection move: they are drawn over the map, not in it (moving-layer.js).
+    state.moving = new window.KuaijingMovingLayer(map);
+    map.on("render", () => { probe.mapRenders += 1; });
     map.on("click", onMapClick);
-    for (const layer of ["units", "calls"]) {
-      map.on("mouseenter", layer, () => { map.getCanvas().style.cursor = "pointer"; });
-      map.on("mouseleave", layer, () => { map.getCanvas().style.cursor = ""; });
-    }
+    map.on("mousemove", (event) => { map.getCanvas().style.cursor = state.moving.hit(event.point) ? "pointer" : ""; });
     requestAnimationFrame(frame);
     setInterval(tick, 1000);
   }
@@ -253,7 +226,6 @@
     return { rural: 0, other_urban: 1, central_urban: 2, key_area: 3 }[zoneClass] ?? 0;
   }
 
-  const empty = () => ({ type: "FeatureCollection", features: [] });
   const point = (lon, lat, properties) => ({ type: "Feature", properties, geometry: { type: "Point", coordinates: [lon, lat] } });
 
   function loadUnits(units) {
@@ -284,37 +256,36 @@
     state.dirty.calls = state.dirty.now = true;
   }
 
-  function unitFeatures() {
+  function unitMarks() {
     const units = [];
     probe.drawn = {};
     for (const u of state.units.values()) {
       if (u.lat === undefined) continue;
       const live = online(u);
-      const colour = live ? KIND_COLOUR[u.kind] || "#ffffff" : OFFLINE_COLOUR;
-      const properties = {
-        id: u.id, colour, online: live, heading: u.heading, busy: live && u.status !== "available",
+      const mark = {
+        id: u.id, lon: u.lon, lat: u.lat, colour: live ? KIND_COLOUR[u.kind] || "#ffffff" : OFFLINE_COLOUR,
+        online: live, heading: u.heading, busy: live && u.status !== "available",
         selected: state.selected?.type === "unit" && state.selected.id === u.id,
       };
-      units.push(point(u.lon, u.lat, properties));
-      probe.drawn[u.id] = properties;
+      units.push(mark);
+      probe.drawn[u.id] = mark;
     }
     return units;
   }
 
-  function trackFeatures() {
+  function trackLines() {
     const tracks = [];
     for (const u of state.units.values()) {
       if (u.track.length < 2) continue;
-      const colour = online(u) ? KIND_COLOUR[u.kind] || "#ffffff" : OFFLINE_COLOUR;
-      tracks.push({ type: "Feature", properties: { colour }, geometry: { type: "LineString", coordinates: u.track } });
+      tracks.push({ colour: online(u) ? KIND_COLOUR[u.kind] || "#ffffff" : OFFLINE_COLOUR, coordinates: u.track });
     }
     return tracks;
   }
 
-  function callFeatures() {
+  function callMarks() {
     const at = now();
-    return [...state.calls.values()].map((c) => point(c.lon, c.lat, {
-      id: c.call_id, colour: overdue(c, at) ? CALL_COLOUR.overdue : CALL_COLOUR.waiting,
+    return [...state.calls.values()].map((c) => ({
+      id: c.call_id, lon: c.lon, lat: c.lat, colour: overdue(c, at) ? CALL_COLOUR.overdue : CALL_COLOUR.waiting,
     }));
   }
 
@@ -326,26 +297,33 @@
   function frame(time) {
     probe.frames.push(time);
     if (probe.frames.length > FRAMES_KEPT) probe.frames.shift();
+    const moving = state.moving;
     const due = state.dirty.now || time - state.lastDraw >= UNITS_EVERY_MS;
-    if (state.map && due && (state.dirty.units || state.dirty.calls)) {
+    if (moving && due && (state.dirty.units || state.dirty.calls)) {
       state.lastDraw = time;
       if (state.dirty.units) {
-        const units = unitFeatures();
-        state.map.getSource("units").setData({ type: "FeatureCollection", features: units });
+        const units = unitMarks();
+        moving.setUnits(units);
         probe.unitsDrawn = units.length;
         if (time - state.lastTracks >= TRACKS_EVERY_MS) {
           state.lastTracks = time;
-          state.map.getSource("tracks").setData({ type: "FeatureCollection", features: trackFeatures() });
+          moving.setTracks(trackLines());
+          moving.drawTracks();
         }
       }
       if (state.dirty.calls) {
-        const calls = callFeatures();
-        state.map.getSource("calls").setData({ type: "FeatureCollection", features: calls });
+        const calls = callMarks();
+        moving.setCalls(calls);
         probe.callsDrawn = calls.length;
       }
+      moving.drawMarks();
       state.dirty.units = state.dirty.calls = state.dirty.now = false;
     }
-    if (probe.repaintEveryFrame) state.map?.triggerRepaint();
+    if (probe.repaintEveryFrame && moving) {
+      state.map.triggerRepaint();
+      moving.drawTracks();
+      moving.drawMarks();
+    }
     requestAnimationFrame(frame);
   }
 
@@ -639,10 +617,9 @@
   }
 
   function onMapClick(event) {
-    const map = state.map;
-    const hit = map.queryRenderedFeatures(event.point, { layers: ["calls", "units"] })[0];
+    const hit = state.moving.hit(event.point);
     if (hit) {
-      select({ type: hit.layer.id === "calls" ? "call" : "unit", id: hit.properties.id });
+      select(hit);
     } else if (state.session.role !== "viewer") {
       select({ type: "new", lat: event.lngLat.lat, lon: event.lngLat.lng });
     }

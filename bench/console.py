@@ -4,7 +4,8 @@ moving once a second (2,000 position events a second on the live feed), at wall-
 Figure: the browser's frame times (intervals between animation frames, read from the page) while the units move.
 Anchor, measured in the same run on the same page: the frame times with the same 2,000 units standing still and
 the map, with the canvases of what moves over it, repainted every frame (what the renderer itself costs on this
-machine: the floor any live map pays for a repaint, as it does whenever its view changes). Also printed: the page idle. A frame over 50 ms is a stutter a dispatcher sees.
+machine: the floor any live map pays for a repaint, as it does whenever its view changes). Also printed: the page
+idle. A frame over 50 ms is a stutter a dispatcher sees.
 """
 
 from __future__ import annotations

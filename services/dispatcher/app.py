@@ -51,7 +51,7 @@ def create_app(settings: DispatcherSettings) -> FastAPI:
         started = time.monotonic()
         relay = OutboxRelay(runtime.pool, runtime.producer)
         # Unwinds before the producer stops: what was committed during the last requests reaches Kafka now.
-        runtime.stack.push_async_callback(relay.publish_pending)
+        runtime.stack.push_async_callback(relay.flush)
         service = DispatchService(
             store=PostgresDispatchStore(runtime.pool),
             outbox=relay,

@@ -129,7 +129,11 @@ class TelemetryIntake:
         source: Source,
     ) -> None:
         if sends:
-            await asyncio.gather(*set(sends))  # records batched together share one future
+            # Records batched together share one future, with other senders too: `wait`, unlike `gather`, leaves
+            # it alone when this sender gives up (a consumer stopping), so the others still hear the broker.
+            done, _ = await asyncio.wait(set(sends))
+            for delivered in done:
+                delivered.result()
             self._metrics.produce_seconds.labels(source.value).observe(time.perf_counter() - started)
         for kind, count in accepted_kinds.items():
             self._metrics.accepted.labels(kind, source.value).inc(count)

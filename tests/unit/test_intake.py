@@ -106,3 +106,31 @@ async def test_enqueue_hands_records_over_before_their_acknowledgement_is_awaite
     assert len(producer.sent) == 1
     await submission.acknowledged
     assert submission.rejections == []
+
+
+class OneBatch:
+    """Every record lands in one open batch, as with the batch publisher: one future shared by all its senders."""
+
+    def __init__(self) -> None:
+        self.delivered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> asyncio.Future[None]:
+        return self.delivered
+
+
+async def test_one_sender_giving_up_does_not_cancel_the_batch_it_shares_with_others() -> None:
+    """The raw consumer cancels its in-flight acknowledgements when it stops; an HTTP request whose pings share
+    their batch must still hear the broker's answer (before, the batch's future was cancelled under it)."""
+    producer = OneBatch()
+    intake = TelemetryIntake(
+        producer=producer, directory=lambda: DIRECTORY, metrics=IngestMetrics(), rules=TelemetryRules(),
+        clock=lambda: NOW,
+    )  # fmt: skip
+    stopping = await intake.enqueue([Candidate(value=position())], source=Source.KAFKA)
+    waiting = await intake.enqueue([Candidate(value=position(seq=2))], source=Source.HTTP)
+    await asyncio.sleep(0)
+    stopping.acknowledged.cancel()
+    await asyncio.sleep(0)
+    assert not producer.delivered.cancelled()
+    producer.delivered.set_result(None)
+    await asyncio.wait_for(waiting.acknowledged, timeout=5)

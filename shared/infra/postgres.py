@@ -99,8 +99,8 @@ async def connect(dsn: str) -> asyncpg.Connection:
 async def _no_session_state(conn: asyncpg.Connection) -> None:
     """Returning a connection to the pool: asyncpg still rolls back a transaction left open; the rest of its default
     reset (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) is one more round trip per request for session state this
-    code never leaves behind: its advisory locks are transaction-scoped (the migration lock is released in a
-    `finally`), and it holds no cursors, LISTENs or SETs on pooled connections."""
+    code never leaves behind: the session-level advisory locks it takes (migrations, the outbox relay) are released in
+    a `finally`, and the outbox relay's LISTEN and TCP keepalive SETs are undone the same way; no cursors."""
 
 
 @asynccontextmanager

@@ -32,6 +32,7 @@ _RELAY_LOCK = 0x6B6A_6F75_7462
 """The advisory lock whose holder is the replica publishing the outbox ("kjoutb")."""
 _CHANNEL = "kuaijing_outbox"
 _DEAD_PEER_CHECK = "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3"
+_USUAL_PEER_CHECK = "RESET tcp_keepalives_idle; RESET tcp_keepalives_interval; RESET tcp_keepalives_count"
 
 
 class OutboxRelay:
@@ -49,7 +50,6 @@ class OutboxRelay:
             async with self._leading() as conn:
                 if conn is not None:
                     log.info("outbox relay: this replica publishes the outbox")
-                    await conn.execute(_DEAD_PEER_CHECK)
                     await self._relay(conn)
             await asyncio.sleep(_STANDBY_S)
 
@@ -65,6 +65,7 @@ class OutboxRelay:
         def committed(*_: object) -> None:
             self._wake.set()
 
+        await conn.execute(_DEAD_PEER_CHECK)
         await conn.add_listener(_CHANNEL, committed)
         try:
             while True:
@@ -74,8 +75,10 @@ class OutboxRelay:
                 while await self._publish_batch(conn) == _BATCH:
                     pass
         finally:
+            # The connection goes back to the pool, which resets no session state: leave none.
             with contextlib.suppress(Exception):
                 await conn.remove_listener(_CHANNEL, committed)
+                await conn.execute(_USUAL_PEER_CHECK)
 
     @contextlib.asynccontextmanager
     async def _leading(self) -> AsyncIterator[Connection | None]:

@@ -12,7 +12,7 @@
     static BUSY_RADIUS = 10;
     static CALL_RADIUS = 9;
     static SELECTED_RADIUS = 14;
-    static HIT_RADIUS = 12;
+    static HIT_MARGIN = 3; // px beyond a mark's edge that still hits it
     static INK = "#0b1622";
     static SELECTED_COLOUR = "#4fc3f7";
 
@@ -154,17 +154,18 @@
 
     // The call or unit under a point of the map (calls are drawn over units), as drawn last; null when none.
     hit(point) {
-      const nearest = (placed) => {
-        let best = null, bestDistance = MovingLayer.HIT_RADIUS ** 2;
+      const M = MovingLayer;
+      const nearest = (placed, radius) => {
+        let best = null, bestDistance = (radius + M.HIT_MARGIN) ** 2;
         for (const mark of placed) {
           const distance = (mark.x - point.x) ** 2 + (mark.y - point.y) ** 2;
           if (distance <= bestDistance) { best = mark; bestDistance = distance; }
         }
         return best;
       };
-      const call = nearest(this.placed.calls);
+      const call = nearest(this.placed.calls, M.CALL_RADIUS);
       if (call) return { type: "call", id: call.call.id };
-      const unit = nearest(this.placed.units);
+      const unit = nearest(this.placed.units, M.UNIT_RADIUS);
       return unit ? { type: "unit", id: unit.unit.id } : null;
     }
   };

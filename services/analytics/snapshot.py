@@ -3,8 +3,9 @@
 Ten wall screens refreshing the dashboard would otherwise run its percentile queries over a week of calls ten times
 over. A reader gets the newest snapshot at once; when it is older than `max_age_s`, the reader also starts one new
 computation in the background (never two at a time), and the readers after it get the new one. Only readers before
-the first snapshot wait, all on the same computation, and share its error if it fails. A snapshot is exact for the
-instant it was taken: the dashboard prints that instant.
+the first snapshot wait, all on the same computation, and share its error if it fails; a computation that has not
+ended within `timeout_s` fails (a query stuck in PostgreSQL), so the next reader starts another. A snapshot is exact
+for the instant it was taken: the dashboard prints that instant.
 """
 
 from __future__ import annotations
@@ -34,12 +35,14 @@ class Snapshot(Generic[T]):
         compute: Callable[[], Awaitable[T]],
         *,
         max_age_s: float,
+        timeout_s: float,
         name: str,
         clock: Callable[[], float] = time.monotonic,
         observe: Callable[[float], None] | None = None,
     ) -> None:
         self._compute = compute
         self._max_age_s = max_age_s
+        self._timeout_s = timeout_s
         self._name = name
         self._clock = clock
         self._observe = observe
@@ -70,7 +73,8 @@ class Snapshot(Generic[T]):
 
     async def _take(self) -> T:
         began = self._clock()
-        value = await self._compute()
+        async with asyncio.timeout(self._timeout_s):
+            value = await self._compute()
         if self._observe is not None:
             self._observe(self._clock() - began)
         self._latest = _Taken(began, value)

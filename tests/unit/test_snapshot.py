@@ -39,7 +39,7 @@ async def settle() -> None:
 
 async def test_readers_before_the_first_snapshot_wait_together_on_one_computation() -> None:
     compute = Computation()
-    snapshot = Snapshot(compute, max_age_s=10, name="t", clock=Clock())
+    snapshot = Snapshot(compute, max_age_s=10, timeout_s=60, name="t", clock=Clock())
     readers = [asyncio.create_task(snapshot.get()) for _ in range(5)]
     await settle()
     assert compute.runs == 1
@@ -50,7 +50,7 @@ async def test_readers_before_the_first_snapshot_wait_together_on_one_computatio
 
 async def test_a_fresh_snapshot_is_served_without_computing_again() -> None:
     compute, clock = Computation(), Clock()
-    snapshot = Snapshot(compute, max_age_s=10, name="t", clock=clock)
+    snapshot = Snapshot(compute, max_age_s=10, timeout_s=60, name="t", clock=clock)
     compute.release.put_nowait("first")
     assert await snapshot.get() == "first"
     clock.now += 9.9
@@ -62,7 +62,7 @@ async def test_a_fresh_snapshot_is_served_without_computing_again() -> None:
 async def test_an_old_snapshot_is_served_at_once_while_one_new_one_is_taken() -> None:
     compute, clock = Computation(), Clock()
     seen: list[float] = []
-    snapshot = Snapshot(compute, max_age_s=10, name="t", clock=clock, observe=seen.append)
+    snapshot = Snapshot(compute, max_age_s=10, timeout_s=60, name="t", clock=clock, observe=seen.append)
     compute.release.put_nowait("first")
     await snapshot.get()
     clock.now += 10
@@ -79,7 +79,7 @@ async def test_an_old_snapshot_is_served_at_once_while_one_new_one_is_taken() ->
 
 async def test_a_failure_before_the_first_snapshot_reaches_its_readers_and_the_next_reader_tries_again() -> None:
     compute = Computation()
-    snapshot = Snapshot(compute, max_age_s=10, name="t", clock=Clock())
+    snapshot = Snapshot(compute, max_age_s=10, timeout_s=60, name="t", clock=Clock())
     readers = [asyncio.create_task(snapshot.get()) for _ in range(3)]
     await settle()
     compute.release.put_nowait(ConnectionError("database away"))
@@ -92,7 +92,7 @@ async def test_a_failure_before_the_first_snapshot_reaches_its_readers_and_the_n
 
 async def test_a_failed_refresh_keeps_the_old_snapshot_and_logs(caplog: pytest.LogCaptureFixture) -> None:
     compute, clock = Computation(), Clock()
-    snapshot = Snapshot(compute, max_age_s=10, name="dashboard", clock=clock)
+    snapshot = Snapshot(compute, max_age_s=10, timeout_s=60, name="dashboard", clock=clock)
     compute.release.put_nowait("first")
     await snapshot.get()
     clock.now += 11
@@ -109,7 +109,7 @@ async def test_a_failed_refresh_keeps_the_old_snapshot_and_logs(caplog: pytest.L
 
 async def test_a_reader_giving_up_does_not_cancel_the_computation_the_others_wait_on() -> None:
     compute = Computation()
-    snapshot = Snapshot(compute, max_age_s=10, name="t", clock=Clock())
+    snapshot = Snapshot(compute, max_age_s=10, timeout_s=60, name="t", clock=Clock())
     impatient, patient = asyncio.create_task(snapshot.get()), asyncio.create_task(snapshot.get())
     await settle()
     impatient.cancel()
@@ -121,9 +121,19 @@ async def test_a_reader_giving_up_does_not_cancel_the_computation_the_others_wai
 
 async def test_closing_cancels_a_computation_under_way() -> None:
     compute = Computation()
-    snapshot = Snapshot(compute, max_age_s=10, name="t", clock=Clock())
+    snapshot = Snapshot(compute, max_age_s=10, timeout_s=60, name="t", clock=Clock())
     reader = asyncio.create_task(snapshot.get())
     await settle()
     await snapshot.aclose()
     with pytest.raises(asyncio.CancelledError):
         await reader
+
+
+async def test_a_computation_that_never_ends_is_abandoned_and_the_next_reader_starts_another() -> None:
+    compute = Computation()
+    snapshot = Snapshot(compute, max_age_s=10, timeout_s=0.05, name="t", clock=Clock())
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(snapshot.get(), timeout=5)
+    compute.release.put_nowait("first")
+    assert await asyncio.wait_for(snapshot.get(), timeout=5) == "first"
+    assert compute.runs == 2

@@ -12,6 +12,7 @@ import pytest
 from services.dispatcher.adapters import outbox
 from services.dispatcher.adapters.outbox import OutboxRelay
 from shared.infra.postgres import connect, open_pool
+from shared.infra.supervision import Supervisor
 from tests.conftest import Infra
 from tests.harness import eventually, fresh_database
 
@@ -69,15 +70,15 @@ async def pending(database: str) -> int:
 
 @contextlib.asynccontextmanager
 async def replica(database: str, broker: Broker, delay_s: float = 0.0) -> AsyncIterator[None]:
-    """One dispatcher replica's relay, with a pool of its own, running until the block ends."""
+    """One dispatcher replica's relay, with a pool of its own, supervised as the service runs it (restarted after a
+    failure), until the block ends."""
     async with open_pool(database, max_size=3) as pool:
-        task = asyncio.create_task(OutboxRelay(pool, broker.producer(delay_s)).run())
+        supervisor = Supervisor()
+        supervisor.spawn("outbox-relay", OutboxRelay(pool, broker.producer(delay_s)).run)
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await supervisor.aclose()
 
 
 async def published(database: str) -> None:
@@ -131,3 +132,28 @@ async def test_rows_committed_by_another_replica_wake_the_relay_at_once(
         await commit(database, range(5, 8))
         await published(database)
     assert broker.acknowledged == list(range(8))
+
+
+async def test_when_the_publishing_replica_s_session_dies_a_standby_takes_over(infra: Infra) -> None:
+    """What a SIGKILL does to the relay: its PostgreSQL session ends (here its backend is terminated), so its lock is
+    freed with it, and a standby publishes what was committed after."""
+    database = await fresh_database(infra.database, "outbox")
+    first, standby = Broker(), Broker()
+    async with replica(database, first):
+        await asyncio.sleep(0.2)
+        async with replica(database, standby):
+            await commit(database, range(5))
+            await published(database)
+            conn = await connect(database)
+            try:
+                killed = await conn.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                )
+            finally:
+                await conn.close()
+            assert killed == 1, "one session holds the relay's lock"
+            await commit(database, range(5, 10))
+            await published(database)
+    assert first.acknowledged == list(range(5))
+    assert standby.acknowledged == list(range(5, 10))

@@ -93,7 +93,10 @@ class OutboxRelay:
                 try:
                     await conn.execute("SELECT pg_advisory_unlock($1)", _RELAY_LOCK)
                 except Exception:
-                    conn.terminate()  # its session ends and the lock with it: never back into the pool holding it
+                    # Its session ends and the lock with it: never back into the pool holding it. A connection that
+                    # was lost is already out of the pool's hands (and refuses every call), its lock gone with it.
+                    with contextlib.suppress(Exception):
+                        conn.terminate()
 
     async def _publish_batch(self, conn: Connection) -> int:
         async with conn.transaction():

@@ -47,6 +47,8 @@ class BatchPublisher:
         self._flushers: dict[tuple[str, int], asyncio.Task[None]] = {}
 
     async def send(self, topic: str, value: bytes, key: bytes | None = None) -> asyncio.Future[None]:
+        """The future returned is the batch's, shared by every sender whose records are in it: wait on it (the
+        intake uses `asyncio.wait`), never cancel it, or the others lose their acknowledgement."""
         if key is None:
             raise ValueError("every record Kuaijing publishes has a key")
         try:

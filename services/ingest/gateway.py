@@ -68,10 +68,15 @@ class Limits:
 @dataclass
 class Session:
     peer: str
+    origin: str = field(init=False)
+    """Where its dead letters say they came from."""
     unit: UnitRef | None = None
     serial: int = 0
     failed_logins: int = 0
     reassembler: jt808.Reassembler = field(default_factory=jt808.Reassembler)
+
+    def __post_init__(self) -> None:
+        self.origin = f"jt808/{self.peer}"
 
     def next_serial(self) -> int:
         self.serial = (self.serial + 1) & 0xFFFF
@@ -99,12 +104,12 @@ class Jt808Gateway:
         self._writers: set[asyncio.StreamWriter] = set()
         self._frame_counters: dict[int, Counter] = {}
 
-    def _count(self, message_id: int) -> None:
+    def _count(self, message_id: int, frames: int = 1) -> None:
         # Label lookups are slow next to decoding a frame: keep each message id's counter once found.
         counter = self._frame_counters.get(message_id)
         if counter is None:
             counter = self._frame_counters[message_id] = self._metrics.jt808_frames.labels(f"0x{message_id:04x}")
-        counter.inc()
+        counter.inc(frames)
 
     async def disconnect_all(self) -> None:
         """On shutdown: terminals reconnect to another replica and re-send what was not acknowledged."""
@@ -201,32 +206,37 @@ class Jt808Gateway:
         is what keeps a terminal catching up on a blind area (and a thousand terminals at once) fast."""
         replies: list[bytes] = []
         batch: list[tuple[Frame, list[Candidate]]] = []
-        for wire in wires:
-            try:
-                packet = jt808.parse_frame(wire)
-            except Jt808Error as e:
-                self._metrics.jt808_frames.labels("invalid").inc()
-                await self._reject(wire, RejectReason.INVALID_FRAME, f"jt808: {e}", session)
-                continue
-            header = packet.header
-            self._count(header.message_id)
-            unit = session.unit
-            if (
-                unit is not None
-                and header.message_id in LOCATION_MESSAGES
-                and not header.subpackaged
-                and header.terminal_id == unit.terminal_id
-            ):
-                origin = f"jt808/{session.peer}"
-                batch.append((packet, location_candidates(packet, wire, unit=unit, origin=origin)))
-                continue
-            replies += await self._flush(session, batch)
-            batch = []
-            handled = await self._handle(session, packet, wire)
-            if handled is None:
-                return replies
-            replies += handled
-        return replies + await self._flush(session, batch)
+        locations: dict[int, int] = {}  # counted once per chunk: a counter's lock is dear next to a frame
+        try:
+            for wire in wires:
+                try:
+                    packet = jt808.parse_frame(wire)
+                except Jt808Error as e:
+                    self._metrics.jt808_frames.labels("invalid").inc()
+                    await self._reject(wire, RejectReason.INVALID_FRAME, f"jt808: {e}", session)
+                    continue
+                header = packet.header
+                unit = session.unit
+                if (
+                    unit is not None
+                    and header.message_id in LOCATION_MESSAGES
+                    and not header.subpackaged
+                    and header.terminal_id == unit.terminal_id
+                ):
+                    locations[header.message_id] = locations.get(header.message_id, 0) + 1
+                    batch.append((packet, location_candidates(packet, wire, unit=unit, origin=session.origin)))
+                    continue
+                self._count(header.message_id)
+                replies += await self._flush(session, batch)
+                batch = []
+                handled = await self._handle(session, packet, wire)
+                if handled is None:
+                    return replies
+                replies += handled
+            return replies + await self._flush(session, batch)
+        finally:
+            for message_id, frames in locations.items():
+                self._count(message_id, frames)
 
     async def _flush(self, session: Session, batch: list[tuple[Frame, list[Candidate]]]) -> list[bytes]:
         if not batch:
@@ -323,18 +333,18 @@ class Jt808Gateway:
             error = f"terminal {frame.header.terminal_id} reported before authenticating (0x0102)"
             await self._reject(wire, RejectReason.UNAUTHENTICATED, error, session)
             return self._reply(session, frame, Result.FAILURE)
-        candidates = location_candidates(frame, wire, unit=unit, origin=f"jt808/{session.peer}")
+        candidates = location_candidates(frame, wire, unit=unit, origin=session.origin)
         rejections = await self._intake.submit(candidates, source=Source.JT808)
         return self._reply(session, frame, Result.MESSAGE_ERROR if rejections else Result.SUCCESS)
 
     async def _reject(self, wire: bytes, reason: RejectReason, error: str, session: Session) -> None:
         key = b"" if session.unit is None else session.unit.unit_id.encode()
-        candidate: Candidate = rejected(wire, reason, error, key=key, origin=f"jt808/{session.peer}")
+        candidate: Candidate = rejected(wire, reason, error, key=key, origin=session.origin)
         await self._intake.submit([candidate], source=Source.JT808)
 
-    def _reply(self, session: Session, frame: Frame, result: Result) -> list[bytes]:
-        body = jt808.encode_general_response(frame.header.serial, frame.header.message_id, result)
-        return self._send(session, frame, MessageId.PLATFORM_RESPONSE, body)
+    @staticmethod
+    def _reply(session: Session, frame: Frame, result: Result) -> list[bytes]:
+        return [jt808.encode_general_response_frame(frame.header, serial=session.next_serial(), result=result)]
 
     @staticmethod
     def _send(session: Session, frame: Frame, message_id: int, body: bytes) -> list[bytes]:

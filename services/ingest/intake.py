@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from services.ingest.domain.telemetry import TelemetryRules, accept_ping
+from services.ingest.domain.telemetry import TelemetryRules, accept_decoded_position, accept_ping
 from services.ingest.metrics import IngestMetrics
 from shared.contract.codec import encode_obj
 from shared.contract.deadletter import dead_letter
@@ -37,6 +37,8 @@ class Candidate:
     """The original bytes for the dead letter; None means re-encode `value` (an item of a JSON array)."""
     key: bytes | None = None
     origin: str | None = None
+    decoded: bool = False
+    """A position ping the compiled JT/T 808 decoder built, valid as it stands (`accept_decoded_position`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +102,8 @@ class TelemetryIntake:
             try:
                 if isinstance(candidate.value, RejectedError):
                     raise candidate.value
-                accepted = accept_ping(candidate.value, directory=directory, source=source, now=now, rules=self._rules)
+                accept = accept_decoded_position if candidate.decoded else accept_ping
+                accepted = accept(candidate.value, directory=directory, source=source, now=now, rules=self._rules)
             except RejectedError as rejected:
                 rejections.append(Rejection(index, rejected.reason, rejected.error))
                 sends.append(await self._dead_letter(candidate, rejected, source=source, now=now))

@@ -57,6 +57,7 @@ from shared.jt808.header import (
     bcd_digits,
     encode_frame,
     encode_frames,
+    encode_general_response_frame,
     parse_frame,
 )
 from shared.jt808.messages import GMT8, Jt808Error, MessageId, RegisterResult, Result
@@ -116,6 +117,7 @@ __all__ = [
     "encode_frame",
     "encode_frames",
     "encode_general_response",
+    "encode_general_response_frame",
     "encode_location",
     "encode_register_response",
     "encode_registration",

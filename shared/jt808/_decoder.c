@@ -220,8 +220,8 @@ static int put(PyObject *dict, PyObject *key, PyObject *value) {
 
 PyDoc_STRVAR(location_ping_doc,
              "location_ping(body: bytes, unit_id: str, utc_offset_min: int) -> dict | None\n\n"
-             "position_ping(decode_location(body), ...) for a 0x0200 body that makes one ping and no video pings;\n"
-             "None for any other body (the Python path decodes it or says what is wrong).");
+             "position_ping(decode_location(body), ...) for a 0x0200 body that makes one ping and no video pings,\n"
+             "within the contract's ranges; None for any other body (the Python path decodes it or says what is wrong).");
 
 static PyObject *location_ping(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     State *st = state_of(module);
@@ -251,6 +251,9 @@ static PyObject *location_ping(PyObject *module, PyObject *const *args, Py_ssize
     double latitude = (double)((status & SOUTH) ? -(int64_t)lat_raw : (int64_t)lat_raw) / 1e6;
     double longitude = (double)((status & WEST) ? -(int64_t)lon_raw : (int64_t)lon_raw) / 1e6;
     if (latitude > 90 || latitude < -90) Py_RETURN_NONE;
+    /* Outside the contract's ranges: the Python path makes the ping, and the intake refuses it saying why. So a
+     * ping from here is valid as it stands, and the intake accepts it without validating it again. */
+    if (longitude > 180 || longitude < -180 || speed > 4000) Py_RETURN_NONE;
     static const uint8_t no_time[6] = {0};
     if (memcmp(body + 22, no_time, 6) == 0) Py_RETURN_NONE;
     char ts[40];

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import struct
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -13,7 +15,7 @@ from shared.jt808.framing import (
     escape,
     unescape,
 )
-from shared.jt808.messages import Jt808Error
+from shared.jt808.messages import Jt808Error, MessageId
 
 
 class Header(NamedTuple):
@@ -114,20 +116,25 @@ def reference_parse_frame(wire: bytes) -> Frame:
     raise Jt808Error(f"length does not add up: {len(content)} bytes for a body of {body_length}")
 
 
-def encode_frame(header: Header, body: bytes) -> bytes:
-    """The wire form of one frame with exactly this header (`body_length` is taken from `body`)."""
-    if len(body) > MAX_BODY:
-        raise Jt808Error(f"a body of {len(body)} bytes needs subpackets")
+def _head_to_serial(header: Header, body_length: int) -> bytes:
+    """A header's bytes before its serial: message id, properties, version (2019) and phone."""
     wide = header.protocol_version is not None
     phone_len = 10 if wide else 6
     if not header.phone.isdigit() or len(header.phone) > 2 * phone_len:
         raise Jt808Error(f"phone {header.phone!r} does not fit {2 * phone_len} BCD digits")
-    props = len(body) | (header.encryption << 10)
+    props = body_length | (header.encryption << 10)
     props |= (0x4000 if header.version_flag else 0) | (0x2000 if header.subpackaged else 0)
     head = header.message_id.to_bytes(2, "big") + props.to_bytes(2, "big")
     if wide:
         head += bytes([header.protocol_version or 0])
-    head += bytes.fromhex(header.phone.rjust(2 * phone_len, "0")) + header.serial.to_bytes(2, "big")
+    return head + bytes.fromhex(header.phone.rjust(2 * phone_len, "0"))
+
+
+def encode_frame(header: Header, body: bytes) -> bytes:
+    """The wire form of one frame with exactly this header (`body_length` is taken from `body`)."""
+    if len(body) > MAX_BODY:
+        raise Jt808Error(f"a body of {len(body)} bytes needs subpackets")
+    head = _head_to_serial(header, len(body)) + header.serial.to_bytes(2, "big")
     if header.subpackaged:
         head += (header.packet_total or 0).to_bytes(2, "big") + (header.packet_index or 0).to_bytes(2, "big")
     content = head + body
@@ -159,6 +166,39 @@ def encode_frames(
         )
         for index, chunk in enumerate(chunks, start=1)
     ]
+
+
+_GENERAL_RESPONSE_TAIL = struct.Struct(">HHHB")
+"""The platform's serial, then the body of 0x8001: the serial and message id answered, the result."""
+
+
+@functools.lru_cache(maxsize=16_384)
+def _general_response_head(phone: str, protocol_version: int | None) -> tuple[bytes, int]:
+    """0x8001's header before the serial for one terminal's number and version, and its checksum: the same for
+    every reply to that terminal."""
+    header = Header(
+        message_id=MessageId.PLATFORM_RESPONSE,
+        body_length=5,
+        encryption=0,
+        subpackaged=False,
+        version_flag=protocol_version is not None,
+        protocol_version=protocol_version,
+        phone=phone,
+        serial=0,
+    )
+    head = _head_to_serial(header, 5)
+    return head, checksum(head)
+
+
+def encode_general_response_frame(to: Header, *, serial: int, result: int) -> bytes:
+    """`encode_frames(PLATFORM_RESPONSE, encode_general_response(...))` for the frame with header `to`, mirroring
+    its number and version: the reply to every location a terminal sends, so its constant part is kept per
+    terminal and only the last seven bytes are built for each."""
+    head, folded = _general_response_head(to.phone, to.protocol_version)
+    tail = _GENERAL_RESPONSE_TAIL.pack(serial & 0xFFFF, to.serial, to.message_id, result)
+    words = (serial & 0xFFFF) ^ to.serial ^ to.message_id
+    check = folded ^ (words >> 8) ^ (words & 0xFF) ^ result
+    return b"\x7e" + escape(head + tail + bytes((check,))) + b"\x7e"
 
 
 @dataclass

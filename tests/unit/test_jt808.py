@@ -279,6 +279,28 @@ def test_encode_then_parse_round_trips(message_id: int, body: bytes, phone: str,
     assert whole.header.terminal_id == (phone.lstrip("0") or "0")
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    message_id=st.sampled_from([0x0200, 0x0704, 0x7E7D, 0x7D02, 0x0002]),
+    phone=st.text("0123456789", min_size=1, max_size=12),
+    version=st.sampled_from([None, 0, 1, 0x7D, 0x7E]),
+    answered=st.integers(0, 0xFFFF),
+    serial=st.integers(0, 0xFFFF),
+    result=st.integers(0, 255),
+)
+def test_the_general_response_encoder_writes_what_encode_frames_writes(
+    message_id: int, phone: str, version: int | None, answered: int, serial: int, result: int
+) -> None:
+    """Flag and escape bytes are chosen often: in the serials, ids and result they must be escaped, and the
+    checksum is over the unescaped bytes."""
+    to = jt808.Header(message_id, 0, 0, False, version is not None, version, phone, answered)
+    body = jt808.encode_general_response(answered, message_id, result)
+    [expected] = jt808.encode_frames(
+        MessageId.PLATFORM_RESPONSE, body, phone=phone, serial=serial, protocol_version=version
+    )
+    assert jt808.encode_general_response_frame(to, serial=serial, result=result) == expected
+
+
 @pytest.mark.parametrize(
     "vector", [v for v in VECTORS if v["message_id"] in ("0x0200", "0x0704", "0x0100", "0x0102")], ids=ids
 )

@@ -2,22 +2,28 @@
 
 Whatever the compiled functions answer must be exactly what the reference answers (compared as repr and JSON bytes,
 so an int where the reference has a float, or a bool where it has an int, fails), and they must decline exactly the
-input the reference refuses or would turn into more than one ping.
+input the reference refuses, would turn into more than one ping, or whose ping is outside the contract's ranges
+(the intake accepts a compiled ping without validating it again, which is checked to publish the same record).
 """
 
 from __future__ import annotations
 
 import json
 import struct
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from services.ingest.domain.telemetry import accept_decoded_position, accept_ping
 from shared import jt808
+from shared.contract.registry import UnitDirectory, UnitKind, UnitRef
+from shared.contract.schemas import PositionPing, PositionRecord, Source
+from shared.contract.topics import POSITIONS
 from shared.jt808 import Jt808Error, _decoder
 from shared.jt808.header import Header, reference_parse_frame
 
@@ -113,9 +119,9 @@ items = st.lists(
     alarm=st.integers(0, 2**32 - 1),
     status=st.integers(0, 2**32 - 1),
     lat=st.one_of(st.integers(0, 90_000_000), st.integers(0, 2**32 - 1)),
-    lon=st.integers(0, 2**32 - 1),
+    lon=st.one_of(st.integers(0, 180_000_000), st.integers(0, 2**32 - 1)),
     altitude=st.integers(0, 0xFFFF),
-    speed=st.integers(0, 0xFFFF),
+    speed=st.one_of(st.integers(0, 4_000), st.integers(0, 0xFFFF)),
     course=st.one_of(st.integers(0, 359), st.integers(0, 0xFFFF)),
     when=times,
     extras=items,
@@ -146,13 +152,32 @@ def test_a_location_body_gives_the_references_ping_or_is_declined(
         videos = list(jt808.video_pings(location, unit_id="U-1", clock=clock))
     except Jt808Error:
         reference, videos = None, []
-    if reference is None or 0x15 in location.extras or 0x16 in location.extras:
+    if reference is None or 0x15 in location.extras or 0x16 in location.extras or not in_contract(reference):
         assert compiled is None
     else:
         assert compiled is not None
         assert not videos
         assert repr(compiled) == repr(reference)
         assert orjson.dumps(compiled) == orjson.dumps(reference)
+        assert_accepted_alike(compiled)
+
+
+def in_contract(ping: dict[str, object]) -> bool:
+    try:
+        PositionPing.model_validate(ping)
+    except ValidationError:
+        return False
+    return True
+
+
+def assert_accepted_alike(ping: dict[str, Any]) -> None:
+    """The intake takes a compiled ping without validating it: it must publish what validating it would."""
+    directory = UnitDirectory.of(1, [UnitRef("U-1", "P-1", UnitKind.PATROL_CAR, "1")])
+    now = datetime(2100, 1, 2, tzinfo=UTC)  # no generated time is ahead of it: both paths accept
+    fast = accept_decoded_position(ping, directory=directory, source=Source.JT808, now=now)
+    checked = accept_ping(ping, directory=directory, source=Source.JT808, now=now)
+    assert POSITIONS.encode_fields(fast.value) == POSITIONS.encode_fields(checked.value)
+    PositionRecord.model_validate(fast.value)
 
 
 def test_real_location_frames_take_the_compiled_path_unless_the_reference_refuses_or_adds_video_pings() -> None:

@@ -13,7 +13,7 @@ from typing import Any, Literal, NamedTuple
 from pydantic import TypeAdapter, ValidationError
 
 from services.ingest.domain.gcj02 import gcj02_to_wgs84
-from shared.contract.registry import UnitDirectory
+from shared.contract.registry import UnitDirectory, UnitRef
 from shared.contract.schemas import Crs, Ping, PositionPing, RejectReason, Source, VideoPing
 from shared.errors import RejectedError
 from shared.geo import h3_cell
@@ -83,16 +83,8 @@ def accept_ping(
         ping = _PING.validate_python(obj)
     except ValidationError as e:
         raise _rejection_from(e) from None
-    unit = directory.by_unit.get(ping.unit_id)
-    if unit is None:
-        raise TelemetryRejected(RejectReason.UNKNOWN_UNIT, f"unit_id: unknown unit {ping.unit_id!r}")
-    ts = ping.ts.astimezone(UTC)
-    if ts - now > rules.max_future_skew:
-        ahead = (ts - now).total_seconds()
-        raise TelemetryRejected(
-            RejectReason.FUTURE_TIMESTAMP,
-            f"ts: {ahead:.0f} s in the future (at most {rules.max_future_skew.total_seconds():.0f} s allowed)",
-        )
+    unit = _known_unit(directory, ping.unit_id)
+    ts = _not_ahead(ping.ts.astimezone(UTC), now, rules)
     if isinstance(ping, PositionPing):
         lat, lon = (ping.lat, ping.lon) if ping.crs is Crs.WGS84 else gcj02_to_wgs84(ping.lat, ping.lon)
         return Accepted(
@@ -141,6 +133,66 @@ def accept_ping(
             "received_at": now,
         },
     )
+
+
+def accept_decoded_position(
+    ping: dict[str, Any],
+    *,
+    directory: UnitDirectory,
+    source: Source,
+    now: datetime,
+    rules: TelemetryRules = TelemetryRules(),
+) -> Accepted:
+    """`accept_ping` for a ping the compiled JT/T 808 decoder built, without the pydantic validation that was half
+    of accepting it: the decoder writes the contract's types (`ts` in UTC) and declines any location outside the
+    contract's ranges, which the Python decoder then turns into a ping `accept_ping` refuses with its reason. The
+    registry and clock rules are the same. tests/unit/test_jt808_compiled.py checks both give the same record."""
+    unit_id: str = ping["unit_id"]
+    unit = _known_unit(directory, unit_id)
+    ts = _not_ahead(datetime.fromisoformat(ping["ts"]), now, rules)
+    lat, lon, heading = ping["lat"], ping["lon"], ping["heading_deg"]
+    return Accepted(
+        "position",
+        unit_id,
+        {
+            "v": 1,
+            "kind": "position",
+            "unit_id": unit_id,
+            "ts": ts,
+            "lat": lat,
+            "lon": lon,
+            "speed_kmh": ping["speed_kmh"],
+            "heading_deg": None if heading is None else float(heading),
+            "altitude_m": ping["altitude_m"],
+            "gnss": ping.get("gnss"),
+            "satellites": ping.get("satellites"),
+            "hdop": None,
+            "seq": None,
+            "crs": Crs.WGS84,
+            "fix": ping["fix"],
+            "platform_id": unit.platform_id,
+            "h3": h3_cell(lat, lon),
+            "source": source,
+            "received_at": now,
+        },
+    )
+
+
+def _known_unit(directory: UnitDirectory, unit_id: str) -> UnitRef:
+    unit = directory.by_unit.get(unit_id)
+    if unit is None:
+        raise TelemetryRejected(RejectReason.UNKNOWN_UNIT, f"unit_id: unknown unit {unit_id!r}")
+    return unit
+
+
+def _not_ahead(ts: datetime, now: datetime, rules: TelemetryRules) -> datetime:
+    if ts - now > rules.max_future_skew:
+        ahead = (ts - now).total_seconds()
+        raise TelemetryRejected(
+            RejectReason.FUTURE_TIMESTAMP,
+            f"ts: {ahead:.0f} s in the future (at most {rules.max_future_skew.total_seconds():.0f} s allowed)",
+        )
+    return ts
 
 
 def _json_type(obj: Any) -> str:

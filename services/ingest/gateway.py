@@ -38,6 +38,12 @@ log = logging.getLogger(__name__)
 
 _READ_SIZE = 64 * 1024
 _TURNED_AWAY_LOG_EVERY_S = 10.0
+_TIMED_OUT = {
+    "idle": "silent for {limits.idle_timeout_s:.0f} s",
+    "unauthenticated": "not authenticated within {limits.auth_timeout_s:.0f} s of connecting",
+    "slow_frame": "a frame begun {limits.frame_timeout_s:.0f} s ago is still not complete",
+}
+"""What each limit on time says when it closes a connection."""
 
 
 def allow_many_connections() -> int:
@@ -153,18 +159,15 @@ class Jt808Gateway:
         splitter = jt808.FrameSplitter()
         while True:
             deadline, reason = loop.time() + limits.idle_timeout_s, "idle"
-            why = f"silent for {limits.idle_timeout_s:.0f} s"
             if session.unit is None and opened + limits.auth_timeout_s < deadline:
                 deadline, reason = opened + limits.auth_timeout_s, "unauthenticated"
-                why = f"not authenticated within {limits.auth_timeout_s:.0f} s of connecting"
             if frame_began is not None and frame_began + limits.frame_timeout_s < deadline:
                 deadline, reason = frame_began + limits.frame_timeout_s, "slow_frame"
-                why = f"a frame begun {limits.frame_timeout_s:.0f} s ago is still not complete"
             try:
                 async with asyncio.timeout_at(deadline):
                     data = await reader.read(_READ_SIZE)
             except TimeoutError:
-                log.info("closing %s (%s): %s", peer, _who(session), why)
+                log.info("closing %s (%s): %s", peer, _who(session), _TIMED_OUT[reason].format(limits=limits))
                 return reason
             if not data:
                 return "hung_up"
@@ -242,6 +245,11 @@ class Jt808Gateway:
         if not batch:
             return []
         rejections = await self._intake.submit([c for _, cs in batch for c in cs], source=Source.JT808)
+        if not rejections:
+            return [
+                jt808.encode_general_response_frame(frame.header, serial=session.next_serial(), result=Result.SUCCESS)
+                for frame, _ in batch
+            ]
         rejected_at = {r.index for r in rejections}
         replies, start = [], 0
         for frame, candidates in batch:

@@ -134,3 +134,47 @@ async def test_one_sender_giving_up_does_not_cancel_the_batch_it_shares_with_oth
     assert not producer.delivered.cancelled()
     producer.delivered.set_result(None)
     await asyncio.wait_for(waiting.acknowledged, timeout=5)
+
+
+async def test_what_the_broker_acknowledges_after_its_sender_gave_up_is_still_counted() -> None:
+    """A request that timed out was told to retry; its records may still land, and the counters say so."""
+    producer = OneBatch()
+    metrics = IngestMetrics()
+    intake = TelemetryIntake(
+        producer=producer, directory=lambda: DIRECTORY, metrics=metrics, rules=TelemetryRules(), clock=lambda: NOW,
+        ack_timeout_s=0.01,
+    )  # fmt: skip
+    with pytest.raises(UnavailableError):
+        await intake.submit([Candidate(value=position()), Candidate(value=position(unit_id="U9"))], source=Source.HTTP)
+    assert metrics.accepted.labels("position", "http")._value.get() == 0
+    producer.delivered.set_result(None)
+    await asyncio.sleep(0)
+    assert metrics.accepted.labels("position", "http")._value.get() == 1
+    assert metrics.rejected.labels("unknown_unit", "http")._value.get() == 1
+
+
+async def test_a_batch_failing_fails_the_submission_with_its_error_once_every_batch_is_settled() -> None:
+    first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    second: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    batches = iter([first, second])
+
+    class TwoBatches:
+        async def send(self, topic: str, value: bytes, key: bytes | None = None) -> asyncio.Future[None]:
+            return next(batches)
+
+    metrics = IngestMetrics()
+    intake = TelemetryIntake(
+        producer=TwoBatches(), directory=lambda: DIRECTORY, metrics=metrics, rules=TelemetryRules(),
+        clock=lambda: NOW,
+    )  # fmt: skip
+    submission = await intake.enqueue(
+        [Candidate(value=position()), Candidate(value=position(seq=2))], source=Source.KAFKA
+    )
+    first.set_exception(UnavailableError("not acknowledged; retry", field="kafka"))
+    await asyncio.sleep(0)
+    assert not submission.acknowledged.done()
+    second.set_result(None)
+    await asyncio.sleep(0)
+    with pytest.raises(UnavailableError):
+        await submission.acknowledged
+    assert metrics.accepted.labels("position", "kafka")._value.get() == 0

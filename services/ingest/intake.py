@@ -38,7 +38,7 @@ class Candidate:
     key: bytes | None = None
     origin: str | None = None
     decoded: bool = False
-    """A position ping the compiled JT/T 808 decoder built, valid as it stands (`accept_decoded_position`)."""
+    """`value` is the record the compiled JT/T 808 decoder built, valid as it stands (`accept_decoded_position`)."""
 
 
 @dataclass(frozen=True, slots=True)

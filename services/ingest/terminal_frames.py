@@ -32,9 +32,9 @@ def location_candidates(frame: Frame, wire: bytes, *, unit: UnitRef, origin: str
     which the intake stores without moving the live position); JT/T 1078 alarm items add video pings."""
     key = unit.unit_id.encode()
     if frame.header.message_id == MessageId.LOCATION:
-        ping = jt808.compiled_position_ping(frame.body, unit.unit_id, unit.terminal_utc_offset_min)
-        if ping is not None:  # the common report, decoded in one compiled step; any other takes the path below
-            return [Candidate(value=ping, payload=wire, key=key, origin=origin, decoded=True)]
+        record = jt808.compiled_position_record(frame.body, unit.unit_id, unit.terminal_utc_offset_min)
+        if record is not None:  # the common report, decoded in one compiled step; any other takes the path below
+            return [Candidate(value=record, payload=wire, key=key, origin=origin, decoded=True)]
     try:
         if frame.header.message_id == MessageId.BATCH_LOCATION:
             locations = jt808.decode_batch(frame.body).locations

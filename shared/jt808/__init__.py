@@ -9,7 +9,7 @@ The hot path (a well-formed frame, a plain 0x0200 body to its ping) is also comp
 declines comes back to the Python functions, which are the reference.
 """
 
-from shared.jt808._decoder import location_ping as compiled_position_ping
+from shared.jt808._decoder import position_record as compiled_position_record
 from shared.jt808.bodies import (
     ACC_ON,
     BEIDOU_USED,
@@ -103,7 +103,7 @@ __all__ = [
     "bcd_digits",
     "bcd_time",
     "checksum",
-    "compiled_position_ping",
+    "compiled_position_record",
     "decode_authentication",
     "decode_av_attributes",
     "decode_batch",

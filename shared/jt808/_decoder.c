@@ -1,13 +1,14 @@
-/* The JT/T 808 hot path in C: a whole frame, and a 0x0200 body straight to the contract's position ping.
+/* The JT/T 808 hot path in C: a whole frame, and a 0x0200 body straight to the record ingest publishes for it.
  *
  * Each function answers only for input it can take whole and returns None for anything else: a malformed frame, an
  * encrypted body, a location with video alarm items or without a time. The Python functions beside it
  * (shared/jt808/header.py, bodies.py, pings.py) are the reference: they take every input None was returned for and
- * raise the error that says what is wrong, so there is one place for each rule's message. tests/unit/test_jt808.py
- * checks that both give the same answer for the same bytes.
+ * raise the error that says what is wrong, so there is one place for each rule's message.
+ * tests/unit/test_jt808_compiled.py checks that both give the same answer for the same bytes.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <datetime.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -26,13 +27,15 @@
 typedef struct {
     PyObject *header_type; /* shared.jt808.header.Header, a named tuple */
     PyObject *frame_type;  /* shared.jt808.header.Frame, a named tuple */
-    PyObject *keys[11];    /* the ping's keys, interned once */
-    PyObject *position, *gnss_names[5];
+    PyObject *keys[15];    /* the record's keys, interned once */
+    PyObject *one, *position, *wgs84, *gnss_names[5];
 } State;
 
-enum { K_KIND, K_UNIT_ID, K_TS, K_LAT, K_LON, K_SPEED, K_HEADING, K_ALTITUDE, K_FIX, K_GNSS, K_SATELLITES };
-static const char *KEY_NAMES[] = {"kind",     "unit_id",     "ts",  "lat",  "lon",       "speed_kmh",
-                                  "heading_deg", "altitude_m", "fix", "gnss", "satellites"};
+/* PositionRecord's fields up to `fix`, in its order; the intake adds platform_id, h3, source and received_at. */
+enum { K_V, K_KIND, K_UNIT_ID, K_TS, K_LAT, K_LON, K_SPEED, K_HEADING, K_ALTITUDE, K_GNSS, K_SATELLITES, K_HDOP, K_SEQ,
+       K_CRS, K_FIX, N_KEYS };
+static const char *KEY_NAMES[] = {"v",          "kind", "unit_id",    "ts",   "lat",   "lon", "speed_kmh", "heading_deg",
+                                  "altitude_m", "gnss", "satellites", "hdop", "seq", "crs", "fix"};
 static const char *GNSS_NAMES[] = {"BDS+GPS", "BDS", "GPS", "GLONASS", "GALILEO"};
 
 static State *state_of(PyObject *module) { return (State *)PyModule_GetState(module); }
@@ -190,8 +193,8 @@ static void civil_from_days(int64_t z, int *y, int *m, int *d) {
     *y = (int)(yoe + era * 400 + (*m <= 2));
 }
 
-/* The BCD local time as ISO 8601 in UTC, as datetime.isoformat() writes it; 0 for no time or not a time. */
-static int utc_text(const uint8_t *bcd, long offset_min, char *out, size_t cap) {
+/* The BCD local time in UTC as year, month, day, hour, minute, second; 0 for no time or not a time. */
+static int utc_fields(const uint8_t *bcd, long offset_min, int out[6]) {
     int f[6];
     for (int i = 0; i < 6; i++)
         if (!bcd_pair(bcd[i], &f[i])) return 0;
@@ -204,10 +207,10 @@ static int utc_text(const uint8_t *bcd, long offset_min, char *out, size_t cap) 
     seconds -= (int64_t)offset_min * 60;
     int64_t days = seconds >= 0 ? seconds / 86400 : -((-seconds + 86399) / 86400);
     int64_t rest = seconds - days * 86400;
-    int y, m, d;
-    civil_from_days(days, &y, &m, &d);
-    snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d+00:00", y, m, d, (int)(rest / 3600), (int)(rest / 60 % 60),
-             (int)(rest % 60));
+    civil_from_days(days, &out[0], &out[1], &out[2]);
+    out[3] = (int)(rest / 3600);
+    out[4] = (int)(rest / 60 % 60);
+    out[5] = (int)(rest % 60);
     return 1;
 }
 
@@ -218,15 +221,17 @@ static int put(PyObject *dict, PyObject *key, PyObject *value) {
     return rc;
 }
 
-PyDoc_STRVAR(location_ping_doc,
-             "location_ping(body: bytes, unit_id: str, utc_offset_min: int) -> dict | None\n\n"
-             "position_ping(decode_location(body), ...) for a 0x0200 body that makes one ping and no video pings,\n"
-             "within the contract's ranges; None for any other body (the Python path decodes it or says what is wrong).");
+PyDoc_STRVAR(position_record_doc,
+             "position_record(body: bytes, unit_id: str, utc_offset_min: int) -> dict | None\n\n"
+             "The kuaijing.positions record's fields from `v` to `fix` for a 0x0200 body that makes one position ping\n"
+             "and no video pings, within the contract's ranges: what accept_ping(position_ping(decode_location(body)))\n"
+             "publishes, `ts` an aware UTC datetime. None for any other body (the Python path decodes it, or says\n"
+             "what is wrong, and the intake validates what it makes).");
 
-static PyObject *location_ping(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+static PyObject *position_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     State *st = state_of(module);
     if (nargs != 3 || !PyBytes_Check(args[0]) || !PyUnicode_Check(args[1]) || !PyLong_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "location_ping takes (bytes, str, int)");
+        PyErr_SetString(PyExc_TypeError, "position_record takes (bytes, str, int)");
         return NULL;
     }
     const uint8_t *body = (const uint8_t *)PyBytes_AS_STRING(args[0]);
@@ -251,16 +256,15 @@ static PyObject *location_ping(PyObject *module, PyObject *const *args, Py_ssize
     double latitude = (double)((status & SOUTH) ? -(int64_t)lat_raw : (int64_t)lat_raw) / 1e6;
     double longitude = (double)((status & WEST) ? -(int64_t)lon_raw : (int64_t)lon_raw) / 1e6;
     if (latitude > 90 || latitude < -90) Py_RETURN_NONE;
-    /* Outside the contract's ranges: the Python path makes the ping, and the intake refuses it saying why. So a
-     * ping from here is valid as it stands, and the intake accepts it without validating it again. */
+    /* Outside the contract's ranges: the Python path makes the ping, and the intake refuses it saying why. */
     if (longitude > 180 || longitude < -180 || speed > 4000) Py_RETURN_NONE;
     static const uint8_t no_time[6] = {0};
     if (memcmp(body + 22, no_time, 6) == 0) Py_RETURN_NONE;
-    char ts[40];
-    if (!utc_text(body + 22, offset_min, ts, sizeof ts)) Py_RETURN_NONE;
+    int t[6];
+    if (!utc_fields(body + 22, offset_min, t)) Py_RETURN_NONE;
 
-    PyObject *ping = PyDict_New();
-    if (ping == NULL) return NULL;
+    PyObject *record = PyDict_New();
+    if (record == NULL) return NULL;
     PyObject **k = st->keys;
     int gps = (status & GPS_USED) != 0, bds = (status & BEIDOU_USED) != 0;
     PyObject *gnss_name = gps && bds ? st->gnss_names[0]
@@ -268,35 +272,44 @@ static PyObject *location_ping(PyObject *module, PyObject *const *args, Py_ssize
                           : gps      ? st->gnss_names[2]
                           : (status & GLONASS_USED) ? st->gnss_names[3]
                           : (status & GALILEO_USED) ? st->gnss_names[4]
-                                                    : NULL;
-    if (put(ping, k[K_KIND], Py_NewRef(st->position)) < 0 || put(ping, k[K_UNIT_ID], Py_NewRef(args[1])) < 0 ||
-        put(ping, k[K_TS], PyUnicode_FromString(ts)) < 0 || put(ping, k[K_LAT], PyFloat_FromDouble(latitude)) < 0 ||
-        put(ping, k[K_LON], PyFloat_FromDouble(longitude)) < 0 ||
-        put(ping, k[K_SPEED], PyFloat_FromDouble((double)speed / 10)) < 0 ||
-        put(ping, k[K_HEADING], course < 360 ? PyLong_FromUnsignedLong(course) : Py_NewRef(Py_None)) < 0 ||
-        put(ping, k[K_ALTITUDE], PyFloat_FromDouble((double)altitude)) < 0 ||
-        put(ping, k[K_FIX], Py_NewRef((status & POSITIONED) ? Py_True : Py_False)) < 0 ||
-        (gnss_name != NULL && put(ping, k[K_GNSS], Py_NewRef(gnss_name)) < 0) ||
-        (satellites >= 0 && put(ping, k[K_SATELLITES], PyLong_FromLong(satellites)) < 0)) {
-        Py_DECREF(ping);
+                                                    : Py_None;
+    PyObject *ts = PyDateTimeAPI->DateTime_FromDateAndTime(t[0], t[1], t[2], t[3], t[4], t[5], 0, PyDateTime_TimeZone_UTC,
+                                                           PyDateTimeAPI->DateTimeType);
+    if (put(record, k[K_V], Py_NewRef(st->one)) < 0 || put(record, k[K_KIND], Py_NewRef(st->position)) < 0 ||
+        put(record, k[K_UNIT_ID], Py_NewRef(args[1])) < 0 || put(record, k[K_TS], ts) < 0 ||
+        put(record, k[K_LAT], PyFloat_FromDouble(latitude)) < 0 ||
+        put(record, k[K_LON], PyFloat_FromDouble(longitude)) < 0 ||
+        put(record, k[K_SPEED], PyFloat_FromDouble((double)speed / 10)) < 0 ||
+        put(record, k[K_HEADING], course < 360 ? PyFloat_FromDouble((double)course) : Py_NewRef(Py_None)) < 0 ||
+        put(record, k[K_ALTITUDE], PyFloat_FromDouble((double)altitude)) < 0 ||
+        put(record, k[K_GNSS], Py_NewRef(gnss_name)) < 0 ||
+        put(record, k[K_SATELLITES], satellites >= 0 ? PyLong_FromLong(satellites) : Py_NewRef(Py_None)) < 0 ||
+        put(record, k[K_HDOP], Py_NewRef(Py_None)) < 0 || put(record, k[K_SEQ], Py_NewRef(Py_None)) < 0 ||
+        put(record, k[K_CRS], Py_NewRef(st->wgs84)) < 0 ||
+        put(record, k[K_FIX], Py_NewRef((status & POSITIONED) ? Py_True : Py_False)) < 0) {
+        Py_DECREF(record);
         return NULL;
     }
-    return ping;
+    return record;
 }
 
 static PyMethodDef methods[] = {
     {"parse_frame", (PyCFunction)parse_frame, METH_O, parse_frame_doc},
-    {"location_ping", (PyCFunction)(void (*)(void))location_ping, METH_FASTCALL, location_ping_doc},
+    {"position_record", (PyCFunction)(void (*)(void))position_record, METH_FASTCALL, position_record_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static int exec_module(PyObject *module) {
     State *st = state_of(module);
-    for (int i = 0; i < 11; i++)
+    PyDateTime_IMPORT;
+    if (PyDateTimeAPI == NULL) return -1;
+    for (int i = 0; i < N_KEYS; i++)
         if ((st->keys[i] = PyUnicode_InternFromString(KEY_NAMES[i])) == NULL) return -1;
     for (int i = 0; i < 5; i++)
         if ((st->gnss_names[i] = PyUnicode_InternFromString(GNSS_NAMES[i])) == NULL) return -1;
     if ((st->position = PyUnicode_InternFromString("position")) == NULL) return -1;
+    if ((st->wgs84 = PyUnicode_InternFromString("WGS84")) == NULL) return -1;
+    if ((st->one = PyLong_FromLong(1)) == NULL) return -1;
     return 0;
 }
 
@@ -311,9 +324,11 @@ static int clear(PyObject *module) {
     State *st = state_of(module);
     Py_CLEAR(st->header_type);
     Py_CLEAR(st->frame_type);
-    for (int i = 0; i < 11; i++) Py_CLEAR(st->keys[i]);
+    for (int i = 0; i < N_KEYS; i++) Py_CLEAR(st->keys[i]);
     for (int i = 0; i < 5; i++) Py_CLEAR(st->gnss_names[i]);
     Py_CLEAR(st->position);
+    Py_CLEAR(st->wgs84);
+    Py_CLEAR(st->one);
     return 0;
 }
 

@@ -136,46 +136,25 @@ def accept_ping(
 
 
 def accept_decoded_position(
-    ping: dict[str, Any],
+    record: dict[str, Any],
     *,
     directory: UnitDirectory,
     source: Source,
     now: datetime,
     rules: TelemetryRules = TelemetryRules(),
 ) -> Accepted:
-    """`accept_ping` for a ping the compiled JT/T 808 decoder built, without the pydantic validation that was half
-    of accepting it: the decoder writes the contract's types (`ts` in UTC) and declines any location outside the
-    contract's ranges, which the Python decoder then turns into a ping `accept_ping` refuses with its reason. The
-    registry and clock rules are the same. tests/unit/test_jt808_compiled.py checks both give the same record."""
-    unit_id: str = ping["unit_id"]
-    unit = _known_unit(directory, unit_id)
-    ts = _not_ahead(datetime.fromisoformat(ping["ts"]), now, rules)
-    lat, lon, heading = ping["lat"], ping["lon"], ping["heading_deg"]
-    return Accepted(
-        "position",
-        unit_id,
-        {
-            "v": 1,
-            "kind": "position",
-            "unit_id": unit_id,
-            "ts": ts,
-            "lat": lat,
-            "lon": lon,
-            "speed_kmh": ping["speed_kmh"],
-            "heading_deg": None if heading is None else float(heading),
-            "altitude_m": ping["altitude_m"],
-            "gnss": ping.get("gnss"),
-            "satellites": ping.get("satellites"),
-            "hdop": None,
-            "seq": None,
-            "crs": Crs.WGS84,
-            "fix": ping["fix"],
-            "platform_id": unit.platform_id,
-            "h3": h3_cell(lat, lon),
-            "source": source,
-            "received_at": now,
-        },
-    )
+    """`accept_ping` for a location the compiled JT/T 808 decoder took: it wrote the record's fields from `v` to
+    `fix` itself, in the contract's types and ranges (it declines any other location, which the Python decoder
+    then turns into a ping `accept_ping` validates or refuses with its reason), so nothing is validated twice; the
+    registry and clock rules are the same, and so is what ingest adds. tests/unit/test_jt808_compiled.py checks
+    that both paths publish the same bytes."""
+    unit = _known_unit(directory, record["unit_id"])
+    _not_ahead(record["ts"], now, rules)
+    record["platform_id"] = unit.platform_id
+    record["h3"] = h3_cell(record["lat"], record["lon"])
+    record["source"] = source
+    record["received_at"] = now
+    return Accepted("position", unit.unit_id, record)
 
 
 def _known_unit(directory: UnitDirectory, unit_id: str) -> UnitRef:

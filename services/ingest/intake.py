@@ -80,9 +80,10 @@ class TelemetryIntake:
         submission = await self.enqueue(candidates, source=source)
         try:
             async with asyncio.timeout(self._ack_timeout_s):
-                await submission.acknowledged
+                await asyncio.shield(submission.acknowledged)
         except TimeoutError as e:
             # Whatever the broker says later is only counted; the client was already told to retry.
+            submission.acknowledged.add_done_callback(lambda done: done.cancelled() or done.exception())
             raise UnavailableError(
                 f"Kafka did not acknowledge within {self._ack_timeout_s:g} s; retry", field="kafka"
             ) from e
@@ -114,12 +115,14 @@ class TelemetryIntake:
                     topic.name, topic.encode_fields(accepted.value), key=accepted.unit_id.encode()
                 )
             )
-        acknowledged = self._acknowledgement(
-            sends, started=started, accepted_kinds=accepted_kinds, rejections=rejections, source=source
+        acknowledged = asyncio.ensure_future(
+            self._acknowledge(
+                sends, started=started, accepted_kinds=accepted_kinds, rejections=rejections, source=source
+            )
         )
         return Submission(rejections=rejections, acknowledged=acknowledged)
 
-    def _acknowledgement(
+    async def _acknowledge(
         self,
         sends: list[asyncio.Future[Any]],
         *,
@@ -127,44 +130,13 @@ class TelemetryIntake:
         accepted_kinds: dict[str, int],
         rejections: list[Rejection],
         source: Source,
-    ) -> asyncio.Future[None]:
-        """A future of this submission's own, done once every batch its records are in was acknowledged, failed
-        with the first batch's error otherwise. Built from callbacks rather than a task: a terminal's every chunk
-        of frames is a submission. The batches' futures are shared with other senders and are only listened to,
-        so a waiter giving up (a consumer stopping, a timeout cancelling this future) leaves them alone, and what
-        the broker says later is still counted."""
-        acknowledged: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        pending = set(sends)
-        batches = list(pending)
-
-        def settled(batch: asyncio.Future[Any] | None = None) -> None:
-            pending.discard(batch)
-            if pending:
-                return
-            cancelled = any(b.cancelled() for b in batches)
-            failure = None if cancelled else next((e for b in batches if (e := b.exception()) is not None), None)
-            if not cancelled and failure is None:
-                self._count(started=started if batches else None, accepted_kinds=accepted_kinds,
-                            rejections=rejections, source=source)  # fmt: skip
-            if acknowledged.done():  # its waiter gave up
-                return
-            if cancelled:
-                acknowledged.cancel()
-            elif failure is not None:
-                acknowledged.set_exception(failure)
-            else:
-                acknowledged.set_result(None)
-
-        for batch in batches:
-            batch.add_done_callback(settled)
-        if not batches:
-            settled()
-        return acknowledged
-
-    def _count(
-        self, *, started: float | None, accepted_kinds: dict[str, int], rejections: list[Rejection], source: Source
     ) -> None:
-        if started is not None:
+        if sends:
+            # Records batched together share one future, with other senders too: `wait`, unlike `gather`, leaves
+            # it alone when this sender gives up (a consumer stopping), so the others still hear the broker.
+            done, _ = await asyncio.wait(set(sends))
+            for delivered in done:
+                delivered.result()
             self._metrics.produce_seconds.labels(source.value).observe(time.perf_counter() - started)
         for kind, count in accepted_kinds.items():
             self._metrics.accepted.labels(kind, source.value).inc(count)

@@ -245,15 +245,10 @@ class Jt808Gateway:
         if not batch:
             return []
         rejections = await self._intake.submit([c for _, cs in batch for c in cs], source=Source.JT808)
-        if not rejections:
-            return [
-                jt808.encode_general_response_frame(frame.header, serial=session.next_serial(), result=Result.SUCCESS)
-                for frame, _ in batch
-            ]
         rejected_at = {r.index for r in rejections}
         replies, start = [], 0
         for frame, candidates in batch:
-            failed = any(i in rejected_at for i in range(start, start + len(candidates)))
+            failed = bool(rejected_at) and any(i in rejected_at for i in range(start, start + len(candidates)))
             replies += self._reply(session, frame, Result.MESSAGE_ERROR if failed else Result.SUCCESS)
             start += len(candidates)
         return replies

@@ -5,7 +5,7 @@ Every malformed input raises `Jt808Error` and nothing else. Layouts follow the b
 standards' tables); the quirks of real terminals it lists are handled here: an additional item's own length byte
 is trusted over the table, a 2019-flagged header of 2013 size is accepted when only that length adds up, altitude is
 read as signed, and the terminal clock's zone is the caller's (GMT+8 unless the terminal is configured otherwise).
-The hot path (a well-formed frame, a plain 0x0200 body to its ping) is also compiled (`_decoder.c`); what it
+The hot path (a well-formed frame, a plain 0x0200 body to its positions record) is also compiled (`_decoder.c`); what it
 declines comes back to the Python functions, which are the reference.
 """
 

@@ -300,13 +300,15 @@ class Simulation:
 
 
 def _progress(night: Night, pings_per_s: float, online: int | None) -> str:
+    """One line of where the night is; its clock is the city's local time, as the opening line's start is."""
     done = night.progress
     bar = "#" * round(done * BAR) + "." * (BAR - round(done * BAR))
     calls = night.calls.values()
     open_ = sum(1 for c in calls if c.cleared_at is None)
     responding = sum(1 for c in calls if c.unit_id is not None and c.cleared_at is None)
+    local = night.now + night.city.utc_offset
     return (
-        f"[{night.now:%H:%M:%S}] [{bar}] {done:4.0%}  calls {len(night.calls)} ({open_} open, {responding} with a "
+        f"[{local:%H:%M:%S}] [{bar}] {done:4.0%}  calls {len(night.calls)} ({open_} open, {responding} with a "
         f"unit)  units online {'?' if online is None else online}/{len(night.vehicles)}  pings/s {pings_per_s:,.0f}"
     )
 

@@ -25,7 +25,8 @@ def played(minutes: int) -> Night:
 def test_the_progress_line_shows_the_clock_the_bar_calls_and_units() -> None:
     night = played(30)
     line = _progress(night, 1234.4, online=200)
-    assert line.startswith(f"[{night.now:%H:%M:%S}] [")
+    assert line.startswith(f"[{night.now + night.city.utc_offset:%H:%M:%S}] ["), "the city's local clock"
+    assert night.city.utc_offset, "the default city is not on UTC, so a UTC clock would fail the line above"
     bar = line.split("] [", 1)[1].split("]", 1)[0]
     assert len(bar) == BAR
     assert bar.count("#") == BAR // 2

@@ -1,13 +1,23 @@
-"""The compiled inner loops: the JT/T 808 hot path and the nearest search's walk. Everything else is in
-pyproject.toml. Both compile without fused multiply-add, so their arithmetic is Python's to the last bit."""
+"""The compiled inner loops: the JT/T 808 and JSON ping hot paths and the nearest search's walk. Everything else is in
+pyproject.toml. All compile without fused multiply-add, so their arithmetic is Python's to the last bit."""
 
 from setuptools import Extension, setup
 
 _FLAGS = ["-O2", "-ffp-contract=off"]
+_INCLUDE = ["."]
+"""The C files include the project's own headers by their path from the root (`shared/native/`)."""
 
 setup(
     ext_modules=[
-        Extension("shared.jt808._decoder", ["shared/jt808/_decoder.c"], extra_compile_args=_FLAGS),
+        Extension(
+            "shared.jt808._decoder", ["shared/jt808/_decoder.c"], include_dirs=_INCLUDE, extra_compile_args=_FLAGS
+        ),
+        Extension(
+            "services.ingest.domain._json_ping",
+            ["services/ingest/domain/_json_ping.c"],
+            include_dirs=_INCLUDE,
+            extra_compile_args=_FLAGS,
+        ),
         Extension(
             "services.dispatcher.domain._h3_walk", ["services/dispatcher/domain/_h3_walk.c"], extra_compile_args=_FLAGS
         ),

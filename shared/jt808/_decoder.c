@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "shared/native/civil_days.h"
+
 #define FLAG 0x7E
 #define ESCAPE 0x7D
 #define LONGEST_CONTENT 4096 /* longer frames (none a conforming terminal sends) take the Python path */
@@ -172,37 +174,13 @@ static int bcd_pair(uint8_t b, int *out) {
     return 1;
 }
 
-static int64_t days_from_civil(int64_t y, int64_t m, int64_t d) { /* H. Hinnant's algorithm, proleptic Gregorian */
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int *y, int *m, int *d) {
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = (int)(yoe + era * 400 + (*m <= 2));
-}
-
 /* The BCD local time in UTC as year, month, day, hour, minute, second; 0 for no time or not a time. */
 static int utc_fields(const uint8_t *bcd, long offset_min, int out[6]) {
     int f[6];
     for (int i = 0; i < 6; i++)
         if (!bcd_pair(bcd[i], &f[i])) return 0;
     int year = 2000 + f[0], month = f[1], day = f[2], hour = f[3], minute = f[4], second = f[5];
-    static const int month_days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (month < 1 || month > 12 || hour > 23 || minute > 59 || second > 59 || day < 1) return 0;
-    int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    if (day > month_days[month - 1] + (month == 2 && leap)) return 0;
+    if (!is_date(year, month, day) || hour > 23 || minute > 59 || second > 59) return 0;
     int64_t seconds = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second;
     seconds -= (int64_t)offset_min * 60;
     int64_t days = seconds >= 0 ? seconds / 86400 : -((-seconds + 86399) / 86400);

@@ -68,6 +68,7 @@ REJECTIONS = [
     ("unknown_unit", lambda u: ping("no-such-unit")),
     ("future_timestamp", lambda u: ping(u, seconds_ago=-600)),
     ("out_of_range", lambda u: ping(u, lat=91.0)),
+    ("out_of_range", lambda u: ping(u) | {"ts": "0001-01-01T00:00:00+08:00"}),  # no UTC instant: was a 500
     ("missing_field", lambda u: {"kind": "position", "unit_id": u, "ts": "2026-11-23T08:15:30Z"}),
     ("invalid_value", lambda u: ping(u, lat="north")),
     ("timestamp_without_offset", lambda u: ping(u) | {"ts": "2026-11-23T08:15:30"}),

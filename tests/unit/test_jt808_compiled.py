@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from services.ingest.domain.telemetry import accept_decoded_position, accept_ping
+from services.ingest.domain.telemetry import accept_decoded_position, reference_accept_ping
 from shared import jt808
 from shared.contract.registry import UnitDirectory, UnitKind, UnitRef
 from shared.contract.schemas import PositionPing, PositionRecord, Source
@@ -173,7 +173,7 @@ def assert_published_alike(compiled: dict[str, Any], reference: dict[str, object
     directory = UnitDirectory.of(1, [UnitRef("U-1", "P-1", UnitKind.PATROL_CAR, "1")])
     now = datetime(2100, 1, 2, tzinfo=UTC)  # no generated time is ahead of it: both paths accept
     fast = accept_decoded_position(compiled, directory=directory, source=Source.JT808, now=now)
-    checked = accept_ping(reference, directory=directory, source=Source.JT808, now=now)
+    checked = reference_accept_ping(reference, directory=directory, source=Source.JT808, now=now)
     assert POSITIONS.encode_fields(fast.value) == POSITIONS.encode_fields(checked.value)
     PositionRecord.model_validate(fast.value)
 

@@ -122,6 +122,8 @@ def test_a_ping_up_to_the_allowed_skew_ahead_is_accepted() -> None:
         (position(lat=True), RejectReason.INVALID_VALUE, "lat"),
         (position(ts="2026-11-23T08:15:30"), RejectReason.TIMESTAMP_WITHOUT_OFFSET, "ts"),
         (position(ts="yesterday"), RejectReason.INVALID_VALUE, "ts"),
+        (position(ts="0001-01-01T00:00:00+08:00"), RejectReason.OUT_OF_RANGE, "ts"),  # before UTC's year 1
+        (position(ts="9999-12-31T23:59:59-01:00"), RejectReason.OUT_OF_RANGE, "ts"),
         ({k: v for k, v in position().items() if k != "lat"}, RejectReason.MISSING_FIELD, "lat"),
         ({k: v for k, v in position().items() if k != "kind"}, RejectReason.MISSING_FIELD, "kind"),
         (video(state="recording"), RejectReason.INVALID_VALUE, "state"),

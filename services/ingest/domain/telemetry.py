@@ -12,6 +12,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import TypeAdapter, ValidationError
 
+from services.ingest.domain._json_ping import position_record as compiled_position_record
 from services.ingest.domain.gcj02 import gcj02_to_wgs84
 from shared.contract.registry import UnitDirectory, UnitRef
 from shared.contract.schemas import Crs, Ping, PositionPing, RejectReason, Source, VideoPing
@@ -74,7 +75,26 @@ def accept_ping(
     now: datetime,
     rules: TelemetryRules = TelemetryRules(),
 ) -> Accepted:
-    """Validate one decoded ping; raises `TelemetryRejected` with the reason when it is not acceptable."""
+    """Validate one decoded ping; raises `TelemetryRejected` with the reason when it is not acceptable.
+
+    A WGS-84 position ping in the plainest form the contract allows (which is what terminals send) is read by the
+    compiled path (`_json_ping.c`), a quarter of the pydantic path's cost; anything else, and whatever it refuses,
+    takes `reference_accept_ping`, whose models are the rules and whose messages say what is wrong."""
+    record = compiled_position_record(obj)
+    if record is not None:
+        return accept_decoded_position(record, directory=directory, source=source, now=now, rules=rules)
+    return reference_accept_ping(obj, directory=directory, source=source, now=now, rules=rules)
+
+
+def reference_accept_ping(
+    obj: Any,
+    *,
+    directory: UnitDirectory,
+    source: Source,
+    now: datetime,
+    rules: TelemetryRules = TelemetryRules(),
+) -> Accepted:
+    """`accept_ping` by the contract's pydantic models alone: the reference the compiled paths are tested against."""
     if not isinstance(obj, dict):
         raise TelemetryRejected(RejectReason.NOT_AN_OBJECT, f"body: expected a ping object, got {_json_type(obj)}")
     if "kind" not in obj:
@@ -84,7 +104,7 @@ def accept_ping(
     except ValidationError as e:
         raise _rejection_from(e) from None
     unit = _known_unit(directory, ping.unit_id)
-    ts = _not_ahead(ping.ts.astimezone(UTC), now, rules)
+    ts = _not_ahead(_in_utc(ping.ts), now, rules)
     if isinstance(ping, PositionPing):
         lat, lon = (ping.lat, ping.lon) if ping.crs is Crs.WGS84 else gcj02_to_wgs84(ping.lat, ping.lon)
         return Accepted(
@@ -143,11 +163,11 @@ def accept_decoded_position(
     now: datetime,
     rules: TelemetryRules = TelemetryRules(),
 ) -> Accepted:
-    """`accept_ping` for a location the compiled JT/T 808 decoder took: it wrote the record's fields from `v` to
-    `fix` itself, in the contract's types and ranges (it declines any other location, which the Python decoder
-    then turns into a ping `accept_ping` validates or refuses with its reason), so nothing is validated twice; the
-    registry and clock rules are the same, and so is what ingest adds. tests/unit/test_jt808_compiled.py checks
-    that both paths publish the same bytes."""
+    """`accept_ping` for a position a compiled path took (the JSON ping's, or the JT/T 808 decoder's for a
+    location): it wrote the record's fields from `v` to `fix` itself, in the contract's types and ranges (it
+    declines anything else, which then reaches `reference_accept_ping` as a ping to validate or refuse with its
+    reason), so nothing is validated twice; the registry and clock rules are the same, and so is what ingest adds.
+    tests/unit/test_json_ping_compiled.py and test_jt808_compiled.py check that the paths publish the same bytes."""
     unit = _known_unit(directory, record["unit_id"])
     _not_ahead(record["ts"], now, rules)
     record["platform_id"] = unit.platform_id
@@ -162,6 +182,16 @@ def _known_unit(directory: UnitDirectory, unit_id: str) -> UnitRef:
     if unit is None:
         raise TelemetryRejected(RejectReason.UNKNOWN_UNIT, f"unit_id: unknown unit {unit_id!r}")
     return unit
+
+
+def _in_utc(ts: datetime) -> datetime:
+    """Year 1 east of Greenwich or 9999 west of it has no UTC instant Python can hold: refused, not a crash."""
+    try:
+        return ts.astimezone(UTC)
+    except OverflowError:
+        raise TelemetryRejected(
+            RejectReason.OUT_OF_RANGE, f"ts: {ts.isoformat()} is not within years 1-9999 in UTC"
+        ) from None
 
 
 def _not_ahead(ts: datetime, now: datetime, rules: TelemetryRules) -> datetime:

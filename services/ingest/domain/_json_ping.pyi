@@ -1,0 +1,3 @@
+"""The compiled JSON position ping path (`_json_ping.c`); None for any value the pydantic path must take."""
+
+def position_record(ping: object, /) -> dict[str, object] | None: ...

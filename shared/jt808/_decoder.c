@@ -36,6 +36,7 @@ typedef struct {
 /* PositionRecord's fields up to `fix`, in its order; the intake adds platform_id, h3, source and received_at. */
 enum { K_V, K_KIND, K_UNIT_ID, K_TS, K_LAT, K_LON, K_SPEED, K_HEADING, K_ALTITUDE, K_GNSS, K_SATELLITES, K_HDOP, K_SEQ,
        K_CRS, K_FIX, N_KEYS };
+#define RECORD_KEYS (N_KEYS + 4) /* sized for what the intake adds too: the dict never grows */
 static const char *KEY_NAMES[] = {"v",          "kind", "unit_id",    "ts",   "lat",   "lon", "speed_kmh", "heading_deg",
                                   "altitude_m", "gnss", "satellites", "hdop", "seq", "crs", "fix"};
 static const char *GNSS_NAMES[] = {"BDS+GPS", "BDS", "GPS", "GLONASS", "GALILEO"};
@@ -241,7 +242,7 @@ static PyObject *position_record(PyObject *module, PyObject *const *args, Py_ssi
     int t[6];
     if (!utc_fields(body + 22, offset_min, t)) Py_RETURN_NONE;
 
-    PyObject *record = PyDict_New();
+    PyObject *record = _PyDict_NewPresized(RECORD_KEYS);
     if (record == NULL) return NULL;
     PyObject **k = st->keys;
     int gps = (status & GPS_USED) != 0, bds = (status & BEIDOU_USED) != 0;

@@ -17,6 +17,7 @@
 /* PositionRecord's fields up to `fix`, in its order; the intake adds platform_id, h3, source and received_at. */
 enum { K_V, K_KIND, K_UNIT_ID, K_TS, K_LAT, K_LON, K_SPEED, K_HEADING, K_ALTITUDE, K_GNSS, K_SATELLITES, K_HDOP, K_SEQ,
        K_CRS, K_FIX, N_KEYS };
+#define RECORD_KEYS (N_KEYS + 4) /* sized for what the intake adds too: the dict never grows */
 static const char *KEY_NAMES[] = {"v",          "kind", "unit_id",    "ts",   "lat",   "lon", "speed_kmh", "heading_deg",
                                   "altitude_m", "gnss", "satellites", "hdop", "seq", "crs", "fix"};
 #define N_GNSS 6
@@ -206,7 +207,7 @@ static PyObject *position_record(PyObject *module, PyObject *ping) {
     PyObject *f[N_KEYS] = {NULL};
     int rc = record_fields(st, ping, f);
     PyObject *record = NULL;
-    if (rc == TAKEN && (record = PyDict_New()) != NULL) {
+    if (rc == TAKEN && (record = _PyDict_NewPresized(RECORD_KEYS)) != NULL) {
         f[K_V] = Py_NewRef(st->one);
         f[K_KIND] = Py_NewRef(st->position);
         for (int i = 0; i < N_KEYS; i++) {

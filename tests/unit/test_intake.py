@@ -177,3 +177,24 @@ async def test_a_batch_failing_fails_the_submission_with_its_error_once_every_ba
     with pytest.raises(UnavailableError):
         await asyncio.wait_for(submission.acknowledged, timeout=5)
     assert metrics.accepted.labels("position", "kafka")._value.get() == 0
+
+
+async def test_a_submission_cancelled_while_waiting_leaves_the_shared_batch_alone_and_is_still_counted() -> None:
+    """A terminal or client hanging up cancels its submission; the batch it shares with others is not cancelled,
+    and what the broker then acknowledges is counted."""
+    producer = OneBatch()
+    metrics = IngestMetrics()
+    intake = TelemetryIntake(
+        producer=producer, directory=lambda: DIRECTORY, metrics=metrics, rules=TelemetryRules(), clock=lambda: NOW
+    )
+    gone = asyncio.create_task(intake.submit([Candidate(value=position())], source=Source.JT808))
+    staying = asyncio.create_task(intake.submit([Candidate(value=position(seq=2))], source=Source.JT808))
+    await asyncio.sleep(0.01)
+    gone.cancel()
+    await asyncio.sleep(0.01)
+    assert gone.cancelled()
+    assert not producer.delivered.cancelled()
+    producer.delivered.set_result(None)
+    assert await asyncio.wait_for(staying, timeout=5) == []
+    await asyncio.sleep(0.01)
+    assert metrics.accepted.labels("position", "jt808")._value.get() == 2

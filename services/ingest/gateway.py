@@ -157,40 +157,41 @@ class Jt808Gateway:
         opened = loop.time()
         frame_began: float | None = None
         splitter = jt808.FrameSplitter()
-        while True:
-            deadline, reason = loop.time() + limits.idle_timeout_s, "idle"
-            if session.unit is None and opened + limits.auth_timeout_s < deadline:
-                deadline, reason = opened + limits.auth_timeout_s, "unauthenticated"
-            if frame_began is not None and frame_began + limits.frame_timeout_s < deadline:
-                deadline, reason = frame_began + limits.frame_timeout_s, "slow_frame"
-            try:
-                async with asyncio.timeout_at(deadline):
-                    data = await reader.read(_READ_SIZE)
-            except TimeoutError:
-                log.info("closing %s (%s): %s", peer, _who(session), _TIMED_OUT[reason].format(limits=limits))
-                return reason
-            if not data:
-                return "hung_up"
-            frames = splitter.feed(data)
-            frame_began = None if not splitter.pending else frame_began or loop.time()
-            replies = await self._handle_chunk(session, frames)
-            if replies:
-                writer.write(b"".join(replies))
-            await writer.drain()
-            if replies is None:
-                return "logout"
-            if splitter.discarded > limits.max_discarded_bytes:
-                log.warning(
-                    "closing %s (%s): %s bytes of junk or of frames longer than any valid message (%s bytes)",
-                    peer, _who(session), splitter.discarded, jt808.MAX_FRAME,
-                )  # fmt: skip
-                return "junk"
-            if session.failed_logins >= limits.max_failed_logins:
-                log.warning(
-                    "closing %s: %s refused registrations or authentications (unknown terminal or wrong code)",
-                    peer, session.failed_logins,
-                )  # fmt: skip
-                return "failed_logins"
+        watch = _Watch(loop, session, writer, limits)
+        try:
+            while True:
+                deadline, reason = loop.time() + limits.idle_timeout_s, "idle"
+                if session.unit is None and opened + limits.auth_timeout_s < deadline:
+                    deadline, reason = opened + limits.auth_timeout_s, "unauthenticated"
+                if frame_began is not None and frame_began + limits.frame_timeout_s < deadline:
+                    deadline, reason = frame_began + limits.frame_timeout_s, "slow_frame"
+                watch.arm(deadline, reason)
+                data = await reader.read(_READ_SIZE)
+                watch.reading = False
+                if not data:
+                    return watch.expired or "hung_up"
+                frames = splitter.feed(data)
+                frame_began = None if not splitter.pending else frame_began or loop.time()
+                replies = await self._handle_chunk(session, frames)
+                if replies:
+                    writer.write(b"".join(replies))
+                await writer.drain()
+                if replies is None:
+                    return "logout"
+                if splitter.discarded > limits.max_discarded_bytes:
+                    log.warning(
+                        "closing %s (%s): %s bytes of junk or of frames longer than any valid message (%s bytes)",
+                        peer, _who(session), splitter.discarded, jt808.MAX_FRAME,
+                    )  # fmt: skip
+                    return "junk"
+                if session.failed_logins >= limits.max_failed_logins:
+                    log.warning(
+                        "closing %s: %s refused registrations or authentications (unknown terminal or wrong code)",
+                        peer, session.failed_logins,
+                    )  # fmt: skip
+                    return "failed_logins"
+        finally:
+            watch.disarm()
 
     def _turn_away(self, peer: str) -> None:
         """At capacity: closed on arrival, logged at most every few seconds however many arrive."""
@@ -359,6 +360,53 @@ class Jt808Gateway:
             serial=session.next_serial(),
             protocol_version=frame.header.protocol_version,
         )
+
+
+class _Watch:
+    """A connection's limits on time, checked by one timer per connection instead of a timeout scope per read.
+
+    Moving the deadline later (every read of a reporting terminal) only stores it: the timer, when it fires early,
+    sleeps again until the deadline it finds. Only a deadline earlier than the timer's (a frame begun, which must be
+    complete sooner) moves the timer. When it expires during a read, the connection is aborted, and the read ends
+    with no data and `expired` says which limit it was; a connection waiting on Kafka is not reading, so it is not
+    timed out (the intake bounds that wait itself)."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, session: Session, writer: asyncio.StreamWriter, limits: Limits
+    ) -> None:
+        self._loop, self._session, self._writer, self._limits = loop, session, writer, limits
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline, self._reason = math.inf, "idle"
+        self.reading = False
+        self.expired: str | None = None
+
+    def arm(self, deadline: float, reason: str) -> None:
+        """Called before each read."""
+        self._deadline, self._reason, self.reading = deadline, reason, True
+        if self._timer is not None and self._timer.when() <= deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_at(deadline, self._fire)
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _fire(self) -> None:
+        self._timer = None
+        if not self.reading:
+            return  # the next read arms it again
+        if self._loop.time() < self._deadline:
+            self._timer = self._loop.call_at(self._deadline, self._fire)
+            return
+        self.expired = self._reason
+        log.info(
+            "closing %s (%s): %s",
+            self._session.peer, _who(self._session), _TIMED_OUT[self._reason].format(limits=self._limits),
+        )  # fmt: skip
+        self._writer.transport.abort()
 
 
 def _who(session: Session) -> str:

@@ -24,17 +24,25 @@ _MAX_IN_FLIGHT = 2
 _CONTENT_TYPE = "content-type"
 
 
-def _candidates(record: ConsumerRecord[bytes, bytes], directory: UnitDirectory) -> list[Candidate]:
-    payload = record.value or b""
-    origin = f"{record.topic}/{record.partition}/{record.offset}"
-    if record.headers and (_CONTENT_TYPE, JT808_CONTENT_TYPE) in record.headers:
-        return _frame_candidates(payload, directory, key=record.key or b"", origin=origin)
-    value: object
-    try:
-        value = decode(payload)
-    except ValueError as e:
-        value = RejectedError(RejectReason.INVALID_JSON, f"body: not JSON ({e})")
-    return [Candidate(value=value, payload=payload, key=record.key, origin=origin)]
+def _candidates(
+    batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], directory: UnitDirectory
+) -> list[Candidate]:
+    """A fetched batch's records in order: a JSON ping each, or the pings of a relayed JT/T 808 frame."""
+    candidates: list[Candidate] = []
+    for records in batches.values():
+        for record in records:
+            payload = record.value or b""
+            origin = f"{record.topic}/{record.partition}/{record.offset}"
+            if record.headers and (_CONTENT_TYPE, JT808_CONTENT_TYPE) in record.headers:
+                candidates += _frame_candidates(payload, directory, key=record.key or b"", origin=origin)
+                continue
+            value: object
+            try:
+                value = decode(payload)
+            except ValueError as e:
+                value = RejectedError(RejectReason.INVALID_JSON, f"body: not JSON ({e})")
+            candidates.append(Candidate(value=value, payload=payload, key=record.key, origin=origin))
+    return candidates
 
 
 def _frame_candidates(payload: bytes, directory: UnitDirectory, *, key: bytes, origin: str) -> list[Candidate]:
@@ -73,11 +81,7 @@ async def consume_raw_telemetry(
         while True:
             batches = await consumer.getmany(timeout_ms=0 if in_flight else poll_ms, max_records=batch_size)
             if batches:
-                units = directory()
-                candidates = [
-                    c for records in batches.values() for record in records for c in _candidates(record, units)
-                ]
-                submission = await intake.enqueue(candidates, source=Source.KAFKA)
+                submission = await intake.enqueue(_candidates(batches, directory()), source=Source.KAFKA)
                 offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
                 in_flight.append((submission.acknowledged, offsets))
             while in_flight and (not batches or len(in_flight) > _MAX_IN_FLIGHT or in_flight[0][0].done()):

@@ -168,7 +168,7 @@ class Jt808Gateway:
                 watch.arm(deadline, reason)
                 data = await reader.read(_READ_SIZE)
                 watch.reading = False
-                if not data:
+                if not data or watch.expired:  # what arrived as the limit expired is not answered either
                     return watch.expired or "hung_up"
                 frames = splitter.feed(data)
                 frame_began = None if not splitter.pending else frame_began or loop.time()

@@ -6,16 +6,23 @@ from setuptools import Extension, setup
 _FLAGS = ["-O2", "-ffp-contract=off"]
 _INCLUDE = ["."]
 """The C files include the project's own headers by their path from the root (`shared/native/`)."""
+_HEADERS = ["shared/native/civil_days.h", "shared/native/position_record.h"]
+"""Listed so that editing one rebuilds the modules that include it."""
 
 setup(
     ext_modules=[
         Extension(
-            "shared.jt808._decoder", ["shared/jt808/_decoder.c"], include_dirs=_INCLUDE, extra_compile_args=_FLAGS
+            "shared.jt808._decoder",
+            ["shared/jt808/_decoder.c"],
+            include_dirs=_INCLUDE,
+            depends=_HEADERS,
+            extra_compile_args=_FLAGS,
         ),
         Extension(
             "services.ingest.domain._json_ping",
             ["services/ingest/domain/_json_ping.c"],
             include_dirs=_INCLUDE,
+            depends=_HEADERS,
             extra_compile_args=_FLAGS,
         ),
         Extension(

@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "shared/native/civil_days.h"
+#include "shared/native/position_record.h"
 
 #define FLAG 0x7E
 #define ESCAPE 0x7D
@@ -29,17 +30,8 @@
 typedef struct {
     PyObject *header_type; /* shared.jt808.header.Header, a named tuple */
     PyObject *frame_type;  /* shared.jt808.header.Frame, a named tuple */
-    PyObject *keys[15];    /* the record's keys, interned once */
-    PyObject *one, *position, *wgs84, *gnss_names[5];
+    RecordNames names; /* the positions record's keys and constants */
 } State;
-
-/* PositionRecord's fields up to `fix`, in its order; the intake adds platform_id, h3, source and received_at. */
-enum { K_V, K_KIND, K_UNIT_ID, K_TS, K_LAT, K_LON, K_SPEED, K_HEADING, K_ALTITUDE, K_GNSS, K_SATELLITES, K_HDOP, K_SEQ,
-       K_CRS, K_FIX, N_KEYS };
-#define RECORD_KEYS (N_KEYS + 4) /* sized for what the intake adds too: the dict never grows */
-static const char *KEY_NAMES[] = {"v",          "kind", "unit_id",    "ts",   "lat",   "lon", "speed_kmh", "heading_deg",
-                                  "altitude_m", "gnss", "satellites", "hdop", "seq", "crs", "fix"};
-static const char *GNSS_NAMES[] = {"BDS+GPS", "BDS", "GPS", "GLONASS", "GALILEO"};
 
 static State *state_of(PyObject *module) { return (State *)PyModule_GetState(module); }
 
@@ -244,17 +236,18 @@ static PyObject *position_record(PyObject *module, PyObject *const *args, Py_ssi
 
     PyObject *record = _PyDict_NewPresized(RECORD_KEYS);
     if (record == NULL) return NULL;
-    PyObject **k = st->keys;
+    RecordNames *n = &st->names;
+    PyObject **k = n->keys;
     int gps = (status & GPS_USED) != 0, bds = (status & BEIDOU_USED) != 0;
-    PyObject *gnss_name = gps && bds ? st->gnss_names[0]
-                          : bds      ? st->gnss_names[1]
-                          : gps      ? st->gnss_names[2]
-                          : (status & GLONASS_USED) ? st->gnss_names[3]
-                          : (status & GALILEO_USED) ? st->gnss_names[4]
+    PyObject *gnss_name = gps && bds ? n->gnss[G_BDS_GPS]
+                          : bds      ? n->gnss[G_BDS]
+                          : gps      ? n->gnss[G_GPS]
+                          : (status & GLONASS_USED) ? n->gnss[G_GLONASS]
+                          : (status & GALILEO_USED) ? n->gnss[G_GALILEO]
                                                     : Py_None;
     PyObject *ts = PyDateTimeAPI->DateTime_FromDateAndTime(t[0], t[1], t[2], t[3], t[4], t[5], 0, PyDateTime_TimeZone_UTC,
                                                            PyDateTimeAPI->DateTimeType);
-    if (put(record, k[K_V], Py_NewRef(st->one)) < 0 || put(record, k[K_KIND], Py_NewRef(st->position)) < 0 ||
+    if (put(record, k[K_V], Py_NewRef(n->one)) < 0 || put(record, k[K_KIND], Py_NewRef(n->position)) < 0 ||
         put(record, k[K_UNIT_ID], Py_NewRef(args[1])) < 0 || put(record, k[K_TS], ts) < 0 ||
         put(record, k[K_LAT], PyFloat_FromDouble(latitude)) < 0 ||
         put(record, k[K_LON], PyFloat_FromDouble(longitude)) < 0 ||
@@ -264,7 +257,7 @@ static PyObject *position_record(PyObject *module, PyObject *const *args, Py_ssi
         put(record, k[K_GNSS], Py_NewRef(gnss_name)) < 0 ||
         put(record, k[K_SATELLITES], satellites >= 0 ? PyLong_FromLong(satellites) : Py_NewRef(Py_None)) < 0 ||
         put(record, k[K_HDOP], Py_NewRef(Py_None)) < 0 || put(record, k[K_SEQ], Py_NewRef(Py_None)) < 0 ||
-        put(record, k[K_CRS], Py_NewRef(st->wgs84)) < 0 ||
+        put(record, k[K_CRS], Py_NewRef(n->wgs84)) < 0 ||
         put(record, k[K_FIX], Py_NewRef((status & POSITIONED) ? Py_True : Py_False)) < 0) {
         Py_DECREF(record);
         return NULL;
@@ -282,13 +275,7 @@ static int exec_module(PyObject *module) {
     State *st = state_of(module);
     PyDateTime_IMPORT;
     if (PyDateTimeAPI == NULL) return -1;
-    for (int i = 0; i < N_KEYS; i++)
-        if ((st->keys[i] = PyUnicode_InternFromString(KEY_NAMES[i])) == NULL) return -1;
-    for (int i = 0; i < 5; i++)
-        if ((st->gnss_names[i] = PyUnicode_InternFromString(GNSS_NAMES[i])) == NULL) return -1;
-    if ((st->position = PyUnicode_InternFromString("position")) == NULL) return -1;
-    if ((st->wgs84 = PyUnicode_InternFromString("WGS84")) == NULL) return -1;
-    if ((st->one = PyLong_FromLong(1)) == NULL) return -1;
+    if (record_names_init(&st->names) < 0) return -1;
     return 0;
 }
 
@@ -303,11 +290,7 @@ static int clear(PyObject *module) {
     State *st = state_of(module);
     Py_CLEAR(st->header_type);
     Py_CLEAR(st->frame_type);
-    for (int i = 0; i < N_KEYS; i++) Py_CLEAR(st->keys[i]);
-    for (int i = 0; i < 5; i++) Py_CLEAR(st->gnss_names[i]);
-    Py_CLEAR(st->position);
-    Py_CLEAR(st->wgs84);
-    Py_CLEAR(st->one);
+    record_names_clear(&st->names);
     return 0;
 }
 

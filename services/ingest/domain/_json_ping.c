@@ -13,29 +13,20 @@
 #include <stdint.h>
 
 #include "shared/native/civil_days.h"
+#include "shared/native/position_record.h"
 
-/* PositionRecord's fields up to `fix`, in its order; the intake adds platform_id, h3, source and received_at. */
-enum { K_V, K_KIND, K_UNIT_ID, K_TS, K_LAT, K_LON, K_SPEED, K_HEADING, K_ALTITUDE, K_GNSS, K_SATELLITES, K_HDOP, K_SEQ,
-       K_CRS, K_FIX, N_KEYS };
-#define RECORD_KEYS (N_KEYS + 4) /* sized for what the intake adds too: the dict never grows */
-static const char *KEY_NAMES[] = {"v",          "kind", "unit_id",    "ts",   "lat",   "lon", "speed_kmh", "heading_deg",
-                                  "altitude_m", "gnss", "satellites", "hdop", "seq", "crs", "fix"};
-#define N_GNSS 6
-static const char *GNSS_NAMES[N_GNSS] = {"BDS", "GPS", "BDS+GPS", "GLONASS", "GALILEO", "OTHER"};
 #define LONGEST_UNIT_ID 64
 #define EXACT_INTEGERS 9007199254740992.0 /* 2**53: a larger integer where a float is due is left to pydantic */
 
 typedef struct {
-    PyObject *keys[N_KEYS]; /* interned once */
-    PyObject *one, *position, *wgs84, *gnss_names[N_GNSS];
+    RecordNames names; /* the positions record's keys and constants */
 } State;
 
 static State *state_of(PyObject *module) { return (State *)PyModule_GetState(module); }
 
-enum { MISSING_OK, REQUIRED };
 enum { TAKEN, DECLINED, FAILED };
 
-/* The value of `key`, or NULL when it is absent (never an error: the object is an exact dict of str keys). */
+/* The value of `key`, borrowed; NULL when it is absent, or with an error set if comparing a key raised. */
 static PyObject *field(PyObject *ping, PyObject *key) { return PyDict_GetItemWithError(ping, key); }
 
 /* A JSON number where the contract wants a float: floats as they are, integers as the float pydantic makes of them
@@ -142,11 +133,11 @@ static int utc_timestamp(PyObject *value, PyObject **out) {
 }
 
 /* The ping's own fields as the record has them, in `KEY_NAMES` order from K_UNIT_ID to K_FIX. */
-static int record_fields(State *st, PyObject *ping, PyObject **f) {
-    PyObject **k = st->keys;
+static int record_fields(RecordNames *n, PyObject *ping, PyObject **f) {
+    PyObject **k = n->keys;
     PyObject *kind = field(ping, k[K_KIND]);
     if (kind == NULL) return PyErr_Occurred() ? FAILED : DECLINED;
-    if (!PyUnicode_CheckExact(kind) || PyUnicode_Compare(kind, st->position) != 0) return PyErr_Occurred() ? FAILED : DECLINED;
+    if (!PyUnicode_CheckExact(kind) || PyUnicode_Compare(kind, n->position) != 0) return PyErr_Occurred() ? FAILED : DECLINED;
 
     PyObject *unit_id = field(ping, k[K_UNIT_ID]);
     if (unit_id == NULL) return PyErr_Occurred() ? FAILED : DECLINED;
@@ -178,15 +169,15 @@ static int record_fields(State *st, PyObject *ping, PyObject **f) {
     } else {
         if (!PyUnicode_CheckExact(gnss)) return DECLINED;
         for (int i = 0; i < N_GNSS && f[K_GNSS] == NULL; i++)
-            if (PyUnicode_Compare(gnss, st->gnss_names[i]) == 0) f[K_GNSS] = Py_NewRef(st->gnss_names[i]);
+            if (PyUnicode_Compare(gnss, n->gnss[i]) == 0) f[K_GNSS] = Py_NewRef(n->gnss[i]);
         if (f[K_GNSS] == NULL) return PyErr_Occurred() ? FAILED : DECLINED;
     }
 
     PyObject *crs = field(ping, k[K_CRS]);
     if (crs == NULL && PyErr_Occurred()) return FAILED;
-    if (crs != NULL && (!PyUnicode_CheckExact(crs) || PyUnicode_Compare(crs, st->wgs84) != 0))
+    if (crs != NULL && (!PyUnicode_CheckExact(crs) || PyUnicode_Compare(crs, n->wgs84) != 0))
         return PyErr_Occurred() ? FAILED : DECLINED; /* GCJ-02 is converted by the Python path */
-    f[K_CRS] = Py_NewRef(st->wgs84);
+    f[K_CRS] = Py_NewRef(n->wgs84);
 
     PyObject *fix = field(ping, k[K_FIX]);
     if (fix == NULL && PyErr_Occurred()) return FAILED;
@@ -202,16 +193,16 @@ PyDoc_STRVAR(position_record_doc,
              "datetime. None for any other value (the pydantic path validates it, or says what is wrong).");
 
 static PyObject *position_record(PyObject *module, PyObject *ping) {
-    State *st = state_of(module);
+    RecordNames *n = &state_of(module)->names;
     if (!PyDict_CheckExact(ping)) Py_RETURN_NONE;
     PyObject *f[N_KEYS] = {NULL};
-    int rc = record_fields(st, ping, f);
+    int rc = record_fields(n, ping, f);
     PyObject *record = NULL;
     if (rc == TAKEN && (record = _PyDict_NewPresized(RECORD_KEYS)) != NULL) {
-        f[K_V] = Py_NewRef(st->one);
-        f[K_KIND] = Py_NewRef(st->position);
+        f[K_V] = Py_NewRef(n->one);
+        f[K_KIND] = Py_NewRef(n->position);
         for (int i = 0; i < N_KEYS; i++) {
-            if (PyDict_SetItem(record, st->keys[i], f[i]) < 0) {
+            if (PyDict_SetItem(record, n->keys[i], f[i]) < 0) {
                 Py_CLEAR(record);
                 break;
             }
@@ -228,30 +219,12 @@ static PyMethodDef methods[] = {
 };
 
 static int exec_module(PyObject *module) {
-    State *st = state_of(module);
     PyDateTime_IMPORT;
     if (PyDateTimeAPI == NULL) return -1;
-    for (int i = 0; i < N_KEYS; i++)
-        if ((st->keys[i] = PyUnicode_InternFromString(KEY_NAMES[i])) == NULL) return -1;
-    for (int i = 0; i < N_GNSS; i++)
-        if ((st->gnss_names[i] = PyUnicode_InternFromString(GNSS_NAMES[i])) == NULL) return -1;
-    if ((st->position = PyUnicode_InternFromString("position")) == NULL) return -1;
-    if ((st->wgs84 = PyUnicode_InternFromString("WGS84")) == NULL) return -1;
-    if ((st->one = PyLong_FromLong(1)) == NULL) return -1;
-    return 0;
+    return record_names_init(&state_of(module)->names);
 }
 
-static int clear(PyObject *module) {
-    State *st = state_of(module);
-    for (int i = 0; i < N_KEYS; i++) Py_CLEAR(st->keys[i]);
-    for (int i = 0; i < N_GNSS; i++) Py_CLEAR(st->gnss_names[i]);
-    Py_CLEAR(st->position);
-    Py_CLEAR(st->wgs84);
-    Py_CLEAR(st->one);
-    return 0;
-}
-
-static void free_module(void *module) { clear((PyObject *)module); }
+static void free_module(void *module) { record_names_clear(&state_of((PyObject *)module)->names); }
 
 static PyModuleDef_Slot slots[] = {{Py_mod_exec, exec_module}, {0, NULL}};
 

@@ -7,6 +7,7 @@ import random
 from dataclasses import dataclass
 
 import h3
+import h3.api.basic_int as h3i
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -165,6 +166,99 @@ def test_moving_an_entry_between_cells_keeps_the_count() -> None:
     assert len(index) == 1
     [found] = index.nearest(27.30, 111.50, 1, accept=lambda e: True, ranking=ByDistance())
     assert found.distance_m == pytest.approx(0.0, abs=1e-6)
+
+
+def point_at(centre: tuple[float, float, float], angle: float, bearing: float) -> tuple[float, float]:
+    """The point `angle` radians from `centre` towards `bearing`, as (lat, lon) in degrees."""
+    cx, cy, cz = centre
+    ax, ay, az = (1.0, 0.0, 0.0) if abs(cz) > 0.9 else (0.0, 0.0, 1.0)
+    ex, ey, ez = cy * az - cz * ay, cz * ax - cx * az, cx * ay - cy * ax
+    norm = math.sqrt(ex * ex + ey * ey + ez * ez)
+    ex, ey, ez = ex / norm, ey / norm, ez / norm
+    fx, fy, fz = cy * ez - cz * ey, cz * ex - cx * ez, cx * ey - cy * ex
+    dx, dy, dz = (math.cos(bearing) * e + math.sin(bearing) * f for e, f in ((ex, fx), (ey, fy), (ez, fz)))
+    px, py, pz = (math.cos(angle) * c + math.sin(angle) * d for c, d in ((cx, dx), (cy, dy), (cz, dz)))
+    return math.degrees(math.asin(max(-1.0, min(1.0, pz)))), math.degrees(math.atan2(py, px))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    lat=st.floats(-89.9, 89.9),
+    lon=st.floats(-180.0, 180.0),
+    resolution=st.integers(0, 15),
+    share=st.one_of(st.floats(0.0, 1.0, exclude_max=True), st.just(1.0 - 1e-12)),
+    bearing=st.floats(0.0, 2 * math.pi),
+)
+def test_every_point_of_a_cells_sure_disk_is_in_the_cell(
+    lat: float, lon: float, resolution: int, share: float, bearing: float
+) -> None:
+    """`move` skips H3 for points in the disk, so the disk must never reach outside the cell, however close to its
+    edge the point is and wherever on Earth the cell is (poles, antimeridian, icosahedron edges)."""
+    index: H3Index[Entry] = H3Index(resolution)
+    cell = index.cell_of(lat, lon)
+    *centre, cos_radius = index.sure_disk(cell)
+    if cos_radius > 1.0:
+        assert h3i.is_pentagon(cell) or len(h3i.get_icosahedron_faces(cell)) > 1
+        return
+    point = point_at((centre[0], centre[1], centre[2]), share * math.acos(cos_radius), bearing)
+    assert index.cell_of(*point) == cell
+
+
+@pytest.mark.parametrize("resolution", [1, 4, 7])
+def test_sure_disks_near_the_icosahedrons_corners_and_edges(resolution: int) -> None:
+    """Cells around pentagons include hexagons split across faces, some with six corners; their points lie in two
+    gnomonic projections, so no disk is trusted there, and every disk that is stays inside its cell."""
+    index: H3Index[Entry] = H3Index(resolution)
+    trusted = split = 0
+    for pentagon in h3i.get_pentagons(resolution):
+        for cell in h3i.grid_disk(pentagon, 4):
+            *centre, cos_radius = index.sure_disk(cell)
+            if len(h3i.get_icosahedron_faces(cell)) > 1 or h3i.is_pentagon(cell):
+                split += 1
+                assert cos_radius > 1.0
+                continue
+            trusted += 1
+            radius = math.acos(cos_radius)
+            for step in range(24):
+                point = point_at((centre[0], centre[1], centre[2]), (1.0 - 1e-9) * radius, step * math.pi / 12)
+                assert index.cell_of(*point) == cell
+    assert trusted > 0
+    assert split > 0
+
+
+@pytest.mark.parametrize("resolution", [5, 8, 11])
+def test_an_ordinary_cells_sure_disk_is_nearly_its_inscribed_circle(resolution: int) -> None:
+    """Else the property above would hold of a disk too small to spare any H3 call."""
+    index: H3Index[Entry] = H3Index(resolution)
+    cell = index.cell_of(27.24, 111.47)
+    *centre, cos_radius = index.sure_disk(cell)
+    corners = [unit_vector(lat, lon) for lat, lon in h3i.cell_to_boundary(cell)]
+    nearest_corner = min(math.acos(sum(c * v for c, v in zip(centre, corner, strict=True))) for corner in corners)
+    assert 0.8 * nearest_corner < math.acos(cos_radius) < math.cos(math.pi / 6) * nearest_corner
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), resolution=st.sampled_from([7, 8, 9]))
+def test_moving_entries_places_each_where_h3_would(seed: int, resolution: int) -> None:
+    """`move` with steps a vehicle makes between pings and with jumps across cells: every entry ends in the cell
+    `cell_of` gives for its new position, once, and nearest searches find it there."""
+    rng = random.Random(seed)
+    index, entries = build(scatter(rng, 40, 27.24, 111.47, 0.05), resolution)
+    cells = {entry.key: index.cell_of(entry.lat, entry.lon) for entry in entries}
+    for _ in range(400):
+        entry = rng.choice(entries)
+        step = 0.0001 if rng.random() < 0.8 else 0.01
+        entry.lat += rng.uniform(-step, step)
+        entry.lon += rng.uniform(-step, step)
+        entry.xyz = unit_vector(entry.lat, entry.lon)
+        cells[entry.key] = index.move(entry.key, entry, cells[entry.key], entry.lat, entry.lon)
+        assert cells[entry.key] == index.cell_of(entry.lat, entry.lon)
+    assert len(index) == len(entries)
+    for entry in entries:
+        holders = [cell for cell, bucket in index.layers[None].items() if entry.key in bucket.keys]
+        assert holders == [cells[entry.key]]
+    for lat, lon in [(27.24, 111.47), (27.27, 111.5)]:
+        assert_exact(index, entries, lat, lon, 5, only_free=False)
 
 
 class ByWeightedDistance:

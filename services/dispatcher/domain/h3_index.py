@@ -110,13 +110,15 @@ class _Bucket(Generic[E]):
     answer; boxed floats scattered over the heap would cost a cache miss each, and misses are most of a walk's time.
     """
 
-    __slots__ = ("_slots", "coords", "entries", "keys")
+    __slots__ = ("_slots", "coords", "entries", "inside", "keys")
 
-    def __init__(self) -> None:
+    def __init__(self, inside: tuple[float, float, float, float]) -> None:
         self.keys: list[str] = []
         self.entries: list[E] = []
         self.coords = array("d")
         self._slots: dict[str, int] = {}
+        self.inside = inside
+        """The cell's sure disk (`H3Index.sure_disk`): centre x, y, z and the cosine of its radius."""
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -165,6 +167,7 @@ class H3Index(Generic[E]):
     _sizes: dict[Layer, int] = field(default_factory=dict)
     _shapes: dict[int, tuple[float, float, float, float, float]] = field(default_factory=dict)
     _rings: dict[int, list[_Ring]] = field(default_factory=dict)
+    _sure_disks: dict[int, tuple[float, float, float, float]] = field(default_factory=dict)
 
     _CACHE_LIMIT = 400_000
 
@@ -177,10 +180,27 @@ class H3Index(Generic[E]):
         cells = self.layers.setdefault(layer, {})
         bucket = cells.get(cell)
         if bucket is None:
-            bucket = cells[cell] = _Bucket()
+            bucket = cells[cell] = _Bucket(self.sure_disk(cell))
             self.warm(cell)
         if bucket.put(key, entry):
             self._sizes[layer] = self._sizes.get(layer, 0) + 1
+
+    def move(self, key: str, entry: E, cell: int | None, lat: float, lon: float, layer: Layer = None) -> int:
+        """Place an entry whose position changed (its `xyz` already the new one) and return its cell now: the same
+        as `cell_of`, then `remove` from the old cell and `add`, but without H3 while the entry stays inside its
+        cell's sure disk, which is most pings of a moving vehicle (H3 is most of an update's cost otherwise)."""
+        if cell is not None:
+            bucket = self.layers[layer][cell]
+            cx, cy, cz, cos_inside = bucket.inside
+            x, y, z = entry.xyz
+            if x * cx + y * cy + z * cz > cos_inside:
+                bucket.put(key, entry)
+                return cell
+        new = self.cell_of(lat, lon)
+        if cell is not None and new != cell:
+            self.remove(key, cell, layer)
+        self.add(key, entry, new, layer)
+        return new
 
     def remove(self, key: str, cell: int, layer: Layer = None) -> None:
         cells = self.layers.get(layer)
@@ -276,6 +296,43 @@ class H3Index(Generic[E]):
             radius = max(angle_between(centre, unit_vector(lat, lon)) for lat, lon in h3i.cell_to_boundary(cell))
             shape = self._shapes[cell] = (*centre, math.cos(radius), math.sin(radius))
         return shape
+
+    def sure_disk(self, cell: int) -> tuple[float, float, float, float]:
+        """A disk around the cell's centre that lies inside the cell with room to spare (centre, cosine of radius).
+
+        A hexagon on one icosahedron face is a hexagon in that face's gnomonic projection, which maps great circles
+        to straight lines, so its edges are great-circle arcs and it is the intersection of the six hemispheres they
+        bound; a point nearer the centre than every edge's great circle is inside all six. `latlng_to_cell` answers
+        from the same projection (a face's region is the points nearest its centre), so such a point is in the cell.
+        The radius is 0.99 of that distance, far more than double rounding needs. Pentagons and cells split across
+        faces get an empty disk (cosine above 1): their points always go through H3.
+        """
+        disk = self._sure_disks.get(cell)
+        if disk is None:
+            if len(self._sure_disks) >= self._CACHE_LIMIT:
+                self._sure_disks.clear()
+            disk = self._sure_disks[cell] = _sure_disk_of(cell, self._shape(cell)[:3])
+        return disk
+
+
+_NO_DISK = (0.0, 0.0, 1.0, 2.0)
+_SURE_DISK_SHARE = 0.99
+
+
+def _sure_disk_of(cell: int, centre: tuple[float, float, float]) -> tuple[float, float, float, float]:
+    if h3i.is_pentagon(cell) or len(h3i.get_icosahedron_faces(cell)) != 1:
+        return _NO_DISK
+    corners = [unit_vector(lat, lon) for lat, lon in h3i.cell_to_boundary(cell)]
+    if len(corners) != 6:
+        return _NO_DISK
+    sides = []
+    for (ax, ay, az), (bx, by, bz) in zip(corners, corners[1:] + corners[:1], strict=True):
+        nx, ny, nz = ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx
+        sides.append((centre[0] * nx + centre[1] * ny + centre[2] * nz) / math.sqrt(nx * nx + ny * ny + nz * nz))
+    if not (all(side > 0 for side in sides) or all(side < 0 for side in sides)):
+        return _NO_DISK
+    radius = _SURE_DISK_SHARE * min(math.asin(min(1.0, abs(side))) for side in sides)
+    return (*centre, math.cos(radius))
 
 
 class _Terms(NamedTuple):

@@ -107,16 +107,12 @@ class LiveMap:
         epoch = position.ts.timestamp()
         if epoch <= unit.position_epoch:
             return False
-        cell = self._index.cell_of(position.lat, position.lon)
-        if unit.cell is not None and cell != unit.cell:
-            self._index.remove(unit_id, unit.cell, unit.status)
         unit.position = position
         unit.position_epoch = epoch
         if self.newest is None or position.ts > self.newest:
             self.newest = position.ts
         unit.xyz = unit_vector(position.lat, position.lon)
-        self._index.add(unit_id, unit, cell, unit.status)
-        unit.cell = cell
+        unit.cell = self._index.move(unit_id, unit, unit.cell, position.lat, position.lon, unit.status)
         return True
 
     def apply_status(self, unit_id: str, status: UnitStatus, call_id: str | None, ts: datetime) -> bool:

@@ -261,6 +261,14 @@ def test_moving_entries_places_each_where_h3_would(seed: int, resolution: int) -
         assert_exact(index, entries, lat, lon, 5, only_free=False)
 
 
+def test_moving_an_entry_whose_old_cell_the_index_does_not_hold_places_it_by_h3() -> None:
+    index, _ = build([(27.24, 111.47)], 8)
+    entry = Entry("stray", 27.30, 111.50, False, unit_vector(27.30, 111.50))
+    far_cell = index.cell_of(30.0, 120.0)
+    assert index.move("stray", entry, far_cell, entry.lat, entry.lon) == index.cell_of(entry.lat, entry.lon)
+    assert len(index) == 2
+
+
 class ByWeightedDistance:
     """ETA-like ranking: each entry's distance times its own seconds-per-metre."""
 

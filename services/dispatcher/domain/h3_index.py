@@ -188,9 +188,9 @@ class H3Index(Generic[E]):
     def move(self, key: str, entry: E, cell: int | None, lat: float, lon: float, layer: Layer = None) -> int:
         """Place an entry whose position changed (its `xyz` already the new one) and return its cell now: the same
         as `cell_of`, then `remove` from the old cell and `add`, but without H3 while the entry stays inside its
-        cell's sure disk, which is most pings of a moving vehicle (H3 is most of an update's cost otherwise)."""
-        if cell is not None:
-            bucket = self.layers[layer][cell]
+        cell's sure disk, as most pings of a moving vehicle do."""
+        cells = self.layers.get(layer)
+        if cell is not None and cells is not None and (bucket := cells.get(cell)) is not None:
             cx, cy, cz, cos_inside = bucket.inside
             x, y, z = entry.xyz
             if x * cx + y * cy + z * cz > cos_inside:

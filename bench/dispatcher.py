@@ -157,8 +157,9 @@ def position_updates(fleet: Fleet, updates: int, rng: random.Random, *, driving:
 
     The moves either jump up to 200 m around each unit's home, or (`driving`) go 10-20 m on from the unit's last
     position, as a vehicle pinging once a second does. The live map asks H3 only when a unit leaves its cell's sure
-    disk. The two are timed in alternating blocks, so both see the same machine, collector and caches: the anchor
-    allocates a tuple per update, and run after the map it moved with the collector by a factor of four."""
+    disk. The two are timed in alternating blocks, so both see the same machine, collector and caches. The anchor
+    allocates a tuple per update, so the collector's thresholds move it: this process runs at the dispatcher's own
+    (`run`), at which it went about three times as fast as at Python's defaults."""
     now = datetime.now(UTC)
     live = live_map_of(fleet, now)
     where = {unit_id: (float(fleet.lat[i]), float(fleet.lon[i])) for i, unit_id in enumerate(fleet.ids)}

@@ -21,7 +21,7 @@ typecheck:
 	$(VENV)/mypy
 
 # Two pytest-xdist workers, each with its own Kafka and PostgreSQL: most of an integration test's time is waiting
-# on them or on a service process, so two share two cores well (27-30 min in one process here, 16.5 with two).
+# on them or on a service process, so two share two cores well (here `make test` took 27-31 min in one process, 23.5-25.9 with two).
 # The fault tests kill processes and time recovery, so they run after, alone. The coverage floor counts the
 # in-process suite of both runs (the e2e subprocesses are not traced): a little under what it measures today, so a
 # sizeable untested addition fails the gate.

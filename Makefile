@@ -20,14 +20,12 @@ lint:
 typecheck:
 	$(VENV)/mypy
 
-# Two pytest-xdist workers, each with its own Kafka and PostgreSQL: most of an integration test's time is waiting
-# on them or on a service process, so two share two cores well (here `make test` took 27-31 min in one process, 23.5-25.9 with two).
-# The fault tests kill processes and time recovery, so they run after, alone. The coverage floor counts the
-# in-process suite of both runs (the e2e subprocesses are not traced): a little under what it measures today, so a
-# sizeable untested addition fails the gate.
+# tests/run.sh: the fault tests in a process of their own, one at a time (they kill processes and wait for recovery),
+# beside the rest in two pytest-xdist workers; each process has its own Kafka and PostgreSQL. The coverage floor
+# counts the in-process suite of both (the e2e subprocesses are not traced): a little under what it measures today, so
+# a sizeable untested addition fails the gate.
 pytest:
-	$(VENV)/pytest -n 2 -m "not faults" --cov=shared --cov=services --cov-report=
-	$(VENV)/pytest -m faults --cov=shared --cov=services --cov-append --cov-report=term:skip-covered --cov-fail-under=85
+	tests/run.sh
 
 test: bootstrap lint typecheck pytest
 

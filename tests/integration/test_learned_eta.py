@@ -17,7 +17,7 @@ from services.ingest.adapters.history_store import HistoryStore
 from shared.contract.schemas import PositionRecord, Source
 from shared.geo import h3_cell
 from tests.conftest import Fleet, Infra, RunningService, register_fleet
-from tests.harness import fresh_database
+from tests.harness import eventually, fresh_database
 
 pytestmark = pytest.mark.integration
 
@@ -105,13 +105,20 @@ async def test_drives_to_calls_are_read_from_history_and_the_backtest_compares_b
 
 
 async def test_the_dispatcher_reports_its_learned_eta_in_metrics(dispatcher: RunningService) -> None:
-    async with httpx.AsyncClient(base_url=dispatcher.url) as client:
-        metrics = (await client.get("/metrics")).text
-    figures = {
-        line.split()[0]: float(line.split()[1])
-        for line in metrics.splitlines()
-        if line.startswith("kuaijing_dispatcher_eta_")
-    }
+    """The profiles are built in the background after start-up (the age is NaN until then), so the test waits for a
+    figure; on a loaded machine the first build can come after the first scrape."""
+
+    async def built() -> dict[str, float] | None:
+        async with httpx.AsyncClient(base_url=dispatcher.url) as client:
+            metrics = (await client.get("/metrics")).text
+        figures = {
+            line.split()[0]: float(line.split()[1])
+            for line in metrics.splitlines()
+            if line.startswith("kuaijing_dispatcher_eta_")
+        }
+        return None if math.isnan(figures.get("kuaijing_dispatcher_eta_model_age_seconds", math.nan)) else figures
+
+    figures = await eventually(built, timeout_s=60, what="the learned ETA's first build")
     assert set(figures) == {
         "kuaijing_dispatcher_eta_model_age_seconds",
         "kuaijing_dispatcher_eta_profile_cells",

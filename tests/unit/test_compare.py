@@ -4,6 +4,7 @@ the side-by-side figures."""
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from services.compare import NearestByEta, compare, outcome, render, trips_of
 from services.dispatcher.domain.coverage import coverage_areas
@@ -17,6 +18,10 @@ from shared.contract.registry import UnitKind, ZoneClass
 from shared.geo import great_circle_m
 from shared.settings import CommonSettings
 from tests.unit.test_night import CITY, START
+
+pytestmark = pytest.mark.timeout(360)
+"""Simulated nights: pure Python, a dozen seconds each alone, several times that beside the integration tests'
+services on two shared cores."""
 
 DEFINITIONS = [ZoneDefinition(z.id, z.class_, z.geometry_json()) for z in CITY.document.zones]
 ZONES = ZoneMap(DEFINITIONS)

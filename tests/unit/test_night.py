@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from services.simulator.city import City, Task
 from services.simulator.night import (
     ARRIVAL_RADIUS_M,
@@ -17,6 +19,10 @@ from services.simulator.night import (
     transport_of,
 )
 from shared.geo import great_circle_m
+
+pytestmark = pytest.mark.timeout(360)
+"""Simulated nights: pure Python, a dozen seconds each alone, several times that beside the integration tests'
+services on two shared cores."""
 
 START = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
 """18:00 in Shaoyang: the evening rush hour, then the night."""

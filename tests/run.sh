@@ -13,9 +13,13 @@ cov=(--cov=shared --cov=services --cov-report=)
 mkdir -p build
 rm -f build/coverage.faults build/coverage.rest build/coverage build/faults.log
 
+# Job control on while it starts: the fault tests get a process group of their own and keep SIGINT, which a
+# background command otherwise ignores, so that Ctrl-C, passed on by the trap, lets their fixtures stop what they run.
+set -m
 COVERAGE_FILE=build/coverage.faults "$venv/pytest" -m faults -p no:xdist "${cov[@]}" "$@" >build/faults.log 2>&1 &
 faults=$!
-trap 'kill -INT "$faults" 2>/dev/null; wait "$faults"' INT TERM
+set +m
+trap 'kill -INT "$faults" 2>/dev/null; wait "$faults"; exit 130' INT TERM
 echo "tests/run.sh: the fault tests run beside the rest (pid $faults); their output follows the rest's"
 
 COVERAGE_FILE=build/coverage.rest "$venv/pytest" -n 2 -m "not faults" "${cov[@]}" "$@"

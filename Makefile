@@ -20,10 +20,10 @@ lint:
 typecheck:
 	$(VENV)/mypy
 
-# tests/run.sh: the fault tests in a process of their own, one at a time (they kill processes and wait for recovery),
-# beside the rest in two pytest-xdist workers; each process has its own Kafka and PostgreSQL. The coverage floor
-# counts the in-process suite of both (the e2e subprocesses are not traced): a little under what it measures today, so
-# a sizeable untested addition fails the gate.
+# tests/run.sh: one pytest process runs a test at a time (the long image build and quick benchmarks, then the fault
+# tests, which kill processes and wait for recovery) beside the rest of the suite in two pytest-xdist workers; each
+# process has its own Kafka and PostgreSQL. The coverage floor counts the in-process suite of both (the e2e
+# subprocesses are not traced): a little under what it measures today, so a sizeable untested addition fails the gate.
 pytest:
 	tests/run.sh
 

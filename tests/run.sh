@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test suite as `make test` runs it: two pytest processes side by side, each with its own Kafka and PostgreSQL.
-# - the fault tests (`-m faults`) in one process, one at a time: each kills a service or a dependency and waits for
-#   recovery, so none may run beside another; its output is printed when it ends;
+# - one test at a time: the fault tests (`-m faults`: each kills a service or a dependency and waits for recovery, so
+#   none may run beside another), after the few long runs (`-m long`: the image build, the quick benchmarks), which
+#   are here so that both processes end at about the same time; its output is printed when it ends;
 # - the rest in two pytest-xdist workers: most of an integration test's time is waiting on the broker, the database
 #   or a service process.
 # Coverage of both is combined and the floor checked on the sum. Extra arguments go to both pytest commands.
@@ -11,28 +12,28 @@ cd "$(dirname "$0")/.."
 venv=.venv/bin
 cov=(--cov=shared --cov=services --cov-report=)
 mkdir -p build
-rm -f build/coverage.faults build/coverage.rest build/coverage build/faults.log
+rm -f build/coverage.alone build/coverage.rest build/coverage build/alone.log
 
-# Job control on while it starts: the fault tests get a process group of their own and keep SIGINT, which a
-# background command otherwise ignores, so that Ctrl-C, passed on by the trap, lets their fixtures stop what they run.
+# Job control on while it starts: the one-at-a-time process gets a process group of its own and keeps SIGINT, which a
+# background command otherwise ignores, so that Ctrl-C, passed on by the trap, lets its fixtures stop what they run.
 set -m
-COVERAGE_FILE=build/coverage.faults "$venv/pytest" -m faults -p no:xdist "${cov[@]}" "$@" >build/faults.log 2>&1 &
-faults=$!
+COVERAGE_FILE=build/coverage.alone "$venv/pytest" -m "faults or long" -p no:xdist "${cov[@]}" "$@" >build/alone.log 2>&1 &
+alone=$!
 set +m
-trap 'kill -INT "$faults" 2>/dev/null; wait "$faults"; exit 130' INT TERM
-echo "tests/run.sh: the fault tests run beside the rest (pid $faults); their output follows the rest's"
+trap 'kill -INT "$alone" 2>/dev/null; wait "$alone"; exit 130' INT TERM
+echo "tests/run.sh: the fault tests and long runs one at a time (pid $alone) beside the rest; their output comes after"
 
-COVERAGE_FILE=build/coverage.rest "$venv/pytest" -n 2 -m "not faults" "${cov[@]}" "$@"
+COVERAGE_FILE=build/coverage.rest "$venv/pytest" -n 2 -m "not faults and not long" "${cov[@]}" "$@"
 rest=$?
-wait "$faults"
-fault_rc=$?
+wait "$alone"
+alone_rc=$?
 trap - INT TERM
-echo "tests/run.sh: the fault tests (pytest -m faults), exit $fault_rc:"
-cat build/faults.log
+echo "tests/run.sh: the fault tests and the long runs (pytest -m \"faults or long\"), exit $alone_rc:"
+cat build/alone.log
 
 export COVERAGE_FILE=build/coverage
-"$venv/coverage" combine -q --keep build/coverage.rest build/coverage.faults
+"$venv/coverage" combine -q --keep build/coverage.rest build/coverage.alone
 "$venv/coverage" report --skip-covered --fail-under=85
 floor=$?
-echo "tests/run.sh: pytest exits $rest (the rest), $fault_rc (the fault tests); coverage floor exit $floor"
-[ "$rest" -eq 0 ] && [ "$fault_rc" -eq 0 ] && [ "$floor" -eq 0 ]
+echo "tests/run.sh: pytest exits $rest (the rest), $alone_rc (faults and long runs); coverage floor exit $floor"
+[ "$rest" -eq 0 ] && [ "$alone_rc" -eq 0 ] && [ "$floor" -eq 0 ]

@@ -28,6 +28,7 @@ def podman() -> str:
     return found
 
 
+@pytest.mark.long
 @pytest.mark.timeout(900)
 def test_the_image_builds_runs_the_unit_tests_inside_and_ships_non_root_with_a_health_check() -> None:
     tool = podman()

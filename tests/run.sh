@@ -5,7 +5,8 @@
 #   are here so that both processes end at about the same time; its output is printed when it ends;
 # - the rest in two pytest-xdist workers: most of an integration test's time is waiting on the broker, the database
 #   or a service process.
-# Coverage of both is combined and the floor checked on the sum. Extra arguments go to both pytest commands.
+# Coverage of both is combined and the floor checked on the sum. Extra arguments go to both pytest commands; a
+# selection (`-k`) that leaves either with no test fails the run (pytest's exit code 5), as it would in CI.
 #   tests/run.sh [PYTEST_ARGS...]
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -66,9 +66,9 @@ async def register(database: str, rng: random.Random) -> dict[str, tuple[float, 
 async def move(kafka: str, places: dict[str, tuple[float, float]], stop: asyncio.Event) -> None:
     """Every unit one fix a second, a few metres on from the last, onto `kuaijing.positions`."""
     producer = AIOKafkaProducer(bootstrap_servers=kafka, linger_ms=20)
-    await producer.start()
     heading = {unit: random.uniform(0, 360) for unit in places}
     try:
+        await producer.start()
         while not stop.is_set():
             second = time.monotonic()
             now = datetime.now(UTC)

@@ -74,8 +74,8 @@ async def bare_producer(kafka: str, topic: str, pings: list[bytes]) -> float:
     producer = AIOKafkaProducer(
         bootstrap_servers=kafka, acks="all", enable_idempotence=True, linger_ms=5, max_batch_size=256 * 1024
     )
-    await producer.start()
     try:
+        await producer.start()
         started = time.perf_counter()
         futures = [await producer.send(topic, value, key=orjson.loads(value)["unit_id"].encode()) for value in pings]
         await asyncio.gather(*futures)
@@ -110,8 +110,8 @@ async def http_path(url: str, pings: list[bytes]) -> float:
 
 async def committed(kafka: str, group: str) -> int:
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
-    await admin.start()
     try:
+        await admin.start()
         try:
             offsets = await admin.list_consumer_group_offsets(group)
         except KafkaError:

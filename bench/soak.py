@@ -377,8 +377,8 @@ async def lost(infra: BenchInfra, soak: Soak, since: datetime) -> tuple[int, int
 async def on_topic(kafka: str) -> tuple[int, int]:
     """Records on `kuaijing.positions` and distinct (unit, ts) among them: at least once, so some may be twice."""
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=None, enable_auto_commit=False)
-    await consumer.start()
     try:
+        await consumer.start()
         partitions = [TopicPartition(POSITIONS.name, p) for p in range(POSITIONS.partitions)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)

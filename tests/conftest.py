@@ -30,7 +30,7 @@ from shared.contract.topics import POSITIONS, VIDEO
 from shared.errors import KuaijingError
 from shared.infra.embedded.kafka import EmbeddedKafka
 from shared.infra.embedded.postgres import EmbeddedPostgres
-from shared.infra.kafka import ensure_topics, make_consumer, started_producer
+from shared.infra.kafka import ensure_topics, started_consumer, started_producer
 from shared.infra.postgres import connect, migrate, open_pool
 from shared.infra.registry_store import import_registry
 from shared.settings import CommonSettings
@@ -257,13 +257,15 @@ async def analytics(analytics_settings: AnalyticsSettings) -> AsyncIterator[Runn
 async def history_writer(settings: CommonSettings) -> AsyncIterator[None]:
     """A history writer in its own consumer group, in process, for the length of one test."""
     group = f"history-{uuid.uuid4().hex[:8]}"
-    async with open_pool(settings.database) as pool, started_producer(settings.kafka) as producer:
-        consumer = make_consumer(settings.kafka, POSITIONS, VIDEO, group_id=group)
-        await consumer.start()
+    async with (
+        open_pool(settings.database) as pool,
+        started_producer(settings.kafka) as producer,
+        started_consumer(settings.kafka, POSITIONS, VIDEO, group_id=group) as consumer,
+    ):
         task = asyncio.create_task(
             write_history(
-                group=group, consumer=consumer, store=HistoryStore(pool), producer=producer, metrics=IngestMetrics(),
-                batch_size=1000, poll_ms=100,
+                group=group, consumer=consumer, store=HistoryStore(pool), producer=producer,
+                metrics=IngestMetrics(), batch_size=1000, poll_ms=100,
             )
         )  # fmt: skip
         try:
@@ -271,4 +273,3 @@ async def history_writer(settings: CommonSettings) -> AsyncIterator[None]:
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            await consumer.stop()

@@ -71,12 +71,16 @@ class TopicTail:
         self.records: list[tuple[bytes | None, dict[str, Any], dict[str, bytes]]] = []
 
     async def __aenter__(self) -> TopicTail:
-        await self._consumer.start()
-        tps = [TopicPartition(self._topic.name, p) for p in range(self._topic.partitions)]
-        self._consumer.assign(tps)
-        await self._consumer.seek_to_end(*tps)
-        for tp in tps:
-            await self._consumer.position(tp)
+        try:
+            await self._consumer.start()
+            tps = [TopicPartition(self._topic.name, p) for p in range(self._topic.partitions)]
+            self._consumer.assign(tps)
+            await self._consumer.seek_to_end(*tps)
+            for tp in tps:
+                await self._consumer.position(tp)
+        except BaseException:
+            await self._consumer.stop()
+            raise
         return self
 
     async def __aexit__(
@@ -109,15 +113,15 @@ async def group_caught_up(bootstrap: str, group: str, topic: Topic[Any], timeout
     from aiokafka.admin import AIOKafkaAdminClient
 
     probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await probe.start()
     try:
+        await probe.start()
         partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
         ends = await probe.end_offsets(partitions)
     finally:
         await probe.stop()
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
     try:
+        await admin.start()
 
         async def committed_all() -> bool:
             offsets = await admin.list_consumer_group_offsets(group)

@@ -36,6 +36,7 @@ from shared.city import read_city_file
 from shared.contract.registry import ZoneClass
 from shared.contract.topics import CALLS, POSITIONS, UNIT_STATUS
 from shared.errors import InfrastructureError
+from shared.infra.kafka import running
 from shared.web.service import Runtime, ServiceSpec, create_service_app, serve
 
 log = logging.getLogger(__name__)
@@ -68,10 +69,9 @@ def create_app(settings: DispatcherSettings) -> FastAPI:
             if settings.eta_model == "learned"
             else None,
         )
-        positions, statuses, calls = (tail_consumer(settings.kafka_client) for _ in range(3))
-        for consumer in (positions, statuses, calls):
-            await consumer.start()
-            runtime.stack.push_async_callback(consumer.stop)
+        positions, statuses, calls = [
+            await runtime.stack.enter_async_context(running(tail_consumer(settings.kafka_client))) for _ in range(3)
+        ]
         # The status and call tails are pinned before memory is rebuilt: what another replica commits meanwhile is
         # both in the rebuild and on the tails, and applying it twice changes nothing.
         await assign_from(statuses, UNIT_STATUS, None)

@@ -674,10 +674,16 @@ class DispatchService:
 
     async def on_position(self, record: PositionRecord) -> None:
         position = Position(record.ts, record.lat, record.lon, record.speed_kmh, record.heading_deg)
-        if not self._live_map.apply_position(record.unit_id, position, fix=record.fix):
-            return
-        self._hub.position(record.unit_id, live_position(record))
-        unit = self._live_map.units[record.unit_id]
+        if self._live_map.apply_position(record.unit_id, position, fix=record.fix):
+            self._hub.position(record.unit_id, live_position(record))
+            unit = self._live_map.units[record.unit_id]
+        else:
+            # The fix the map holds, heard again, still gets its arrival checked: when recording the arrival failed
+            # (PostgreSQL down) the tail reads the record again, and a unit on scene may send nothing newer.
+            held = self._live_map.units.get(record.unit_id)
+            if held is None or held.position != position:
+                return
+            unit = held
         if unit.call_id is None or unit.call_id not in self._open_calls:
             return
         async with self._lock:

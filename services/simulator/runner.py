@@ -108,8 +108,8 @@ class Simulation:
                 if transport_of(i) is Transport.JT808
             }
             self._relay = RawTopicRelay(self._urls.kafka)
-            await self._relay.start()
             try:
+                await self._relay.start()
                 return await self._play(night, stop, ingest, dispatcher, analytics)
             finally:
                 await asyncio.gather(*(t.close() for t in self._terminals.values()))

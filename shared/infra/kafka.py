@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -114,15 +114,34 @@ def make_admin(kafka: Kafka, *, client_id: str, request_timeout_ms: int = 40_000
     return AIOKafkaAdminClient(**client_options(kafka), client_id=client_id, request_timeout_ms=request_timeout_ms)
 
 
+class _Startable(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Startable)
+
+
+@asynccontextmanager
+async def running(client: C) -> AsyncIterator[C]:
+    """`client` started, and stopped however the block ends, also when `start` fails or is cancelled half-way
+    (a supervised loop restarting, a service shutting down while a consumer joins its group). aiokafka's own
+    `async with` stops only a client that started: one that did not keeps its connections and warns when collected."""
+    try:
+        await client.start()
+        yield client
+    finally:
+        await client.stop()
+
+
 @asynccontextmanager
 async def started_producer(kafka: Kafka, *, client_id: str = "kuaijing") -> AsyncIterator[AIOKafkaProducer]:
     producer = make_producer(kafka, client_id=client_id)
     try:
-        await producer.start()
-    except KafkaError as e:
-        await producer.stop()
-        raise InfrastructureError(f"cannot reach Kafka at {bootstrap_of(kafka)}: {e!r}") from e
-    try:
+        try:
+            await producer.start()
+        except KafkaError as e:
+            raise InfrastructureError(f"cannot reach Kafka at {bootstrap_of(kafka)}: {e!r}") from e
         yield producer
     finally:
         await producer.stop()
@@ -133,12 +152,8 @@ async def started_consumer(
     kafka: Kafka, *topics: Topic[Any], group_id: str, client_id: str = "kuaijing"
 ) -> AsyncIterator[AIOKafkaConsumer]:
     """A group consumer from `make_consumer`, started, and stopped however the block ends."""
-    consumer = make_consumer(kafka, *topics, group_id=group_id, client_id=client_id)
-    await consumer.start()
-    try:
+    async with running(make_consumer(kafka, *topics, group_id=group_id, client_id=client_id)) as consumer:
         yield consumer
-    finally:
-        await consumer.stop()
 
 
 async def ensure_topics(kafka: Kafka, topics: Iterable[Topic[Any]] = ALL_TOPICS) -> list[str]:

@@ -28,8 +28,8 @@ K = TypeVar("K")
 async def end_offsets(kafka: str, topic: Topic[Any]) -> Offsets:
     """Where `topic` ends now: a test reads what its traffic added from here, whatever happens to the broker."""
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=None, enable_auto_commit=False)
-    await consumer.start()
     try:
+        await consumer.start()
         partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
         return dict(await consumer.end_offsets(partitions))
     finally:
@@ -47,10 +47,10 @@ async def read_since(
     """Distinct keys (`keep(value)`, None to skip) of the records after `offsets`, until `done(keys)` or timeout;
     also how many records carried them (at least once: a resent ping may be there twice)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=None, enable_auto_commit=False)
-    await consumer.start()
     keys: set[K] = set()
     records = 0
     try:
+        await consumer.start()
         consumer.assign(list(offsets))
         for tp, offset in offsets.items():
             consumer.seek(tp, offset)

@@ -79,8 +79,8 @@ def scenario(window_start: datetime, tag: str, rng: random.Random, calls: int = 
 
 async def publish(settings: CommonSettings, events: list[CallEventMessage]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all", enable_idempotence=True)
-    await producer.start()
     try:
+        await producer.start()
         for e in events:
             await producer.send(CALLS.name, encode(e), key=e.call_id.encode())
         await producer.flush()

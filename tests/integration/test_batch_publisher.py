@@ -26,9 +26,9 @@ RECORDS = 50
 
 async def read_all(bootstrap: str, topic: Topic[Any], count: int) -> list[tuple[int, bytes, dict[str, int]]]:
     consumer = AIOKafkaConsumer(topic.name, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
-    await consumer.start()
     records: list[tuple[int, bytes, dict[str, int]]] = []
     try:
+        await consumer.start()
         async with asyncio.timeout(30):
             while len(records) < count:
                 for batch in (await consumer.getmany(timeout_ms=500)).values():

@@ -46,8 +46,8 @@ async def report(
         "received_at": datetime.now(UTC).isoformat(),
     }
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all")
-    await producer.start()
     try:
+        await producer.start()
         await producer.send_and_wait(POSITIONS.name, orjson.dumps(record), key=unit_id.encode())
     finally:
         await producer.stop()
@@ -355,8 +355,8 @@ async def test_the_positions_tail_rereads_what_a_failure_left_unapplied(settings
 
         sink = FailsOnce()
         consumer = tail_consumer(settings.kafka)
-        await consumer.start()
         try:
+            await consumer.start()
             partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)

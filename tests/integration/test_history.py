@@ -104,8 +104,8 @@ async def test_the_history_writer_killed_mid_batch_and_restarted_loses_nothing_a
     start = datetime.now(UTC) - timedelta(hours=1)
     total = 20_000
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all", linger_ms=20)
-    await producer.start()
     try:
+        await producer.start()
         for i in range(total):
             unit = fleet.unit_ids[i % 4]
             record = {

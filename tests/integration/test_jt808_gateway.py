@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaProducer
 from services.ingest.settings import IngestSettings
 from shared import jt808
 from shared.contract.topics import DEADLETTER, JT808_CONTENT_TYPE, POSITIONS, TELEMETRY_RAW, VIDEO
+from shared.infra.kafka import running
 from shared.jt808 import MessageId, RegisterResult, Result
 from shared.settings import CommonSettings
 from tests.conftest import Fleet, RunningService
@@ -179,18 +180,14 @@ async def test_raw_frames_on_the_raw_topic_take_the_same_path(
     [stranger] = jt808.encode_frames(
         MessageId.LOCATION, jt808.encode_location(location(ts, 27.26, 111.49)), phone="18888888888", serial=9
     )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all")
-    await producer.start()
     headers = [("content-type", JT808_CONTENT_TYPE)]
     async with TopicTail(settings.kafka, POSITIONS) as positions, TopicTail(settings.kafka, DEADLETTER) as deadletter:
-        try:
+        async with running(AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all")) as producer:
             await producer.send_and_wait(TELEMETRY_RAW.name, frame, key=phone.encode(), headers=headers)
             await producer.send_and_wait(TELEMETRY_RAW.name, stranger, key=b"18888888888", headers=headers)
             await producer.send_and_wait(
                 TELEMETRY_RAW.name, frame[:-3] + b"\x00\x7e", key=phone.encode(), headers=headers
             )
-        finally:
-            await producer.stop()
         [record] = await positions.collect(lambda v: v["unit_id"] == unit, 1)
         letters = await deadletter.collect(
             lambda v: v["source"] == "kafka" and ("18888888888" in v["error"] or "checksum" in v["error"]), 2

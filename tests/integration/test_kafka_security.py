@@ -93,8 +93,8 @@ async def test_ingest_publishes_and_stores_through_a_sasl_ssl_scram_listener(
 
     await eventually(accepted, timeout_s=30, what="ingest to accept the ping over SASL_SSL")
     consumer = AIOKafkaConsumer(**client(kafka, password).options(), group_id=None, auto_offset_reset="earliest")
-    await consumer.start()
     try:
+        await consumer.start()
         consumer.assign([TopicPartition(POSITIONS.name, p) for p in range(POSITIONS.partitions)])
         found: list[dict[str, object]] = []
         async with asyncio.timeout(30):

@@ -19,8 +19,8 @@ pytestmark = pytest.mark.integration
 
 async def produce(settings: CommonSettings, *records: tuple[bytes, bytes, list[tuple[str, bytes]]]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all")
-    await producer.start()
     try:
+        await producer.start()
         for key, value, headers in records:
             await producer.send_and_wait(TELEMETRY_RAW.name, value, key=key, headers=headers)
     finally:

@@ -86,8 +86,8 @@ async def test_ingest_replicas_share_the_raw_topic_and_the_history_writer_by_con
 
     per_unit = 25
     producer = AIOKafkaProducer(bootstrap_servers=infra.kafka, acks="all", linger_ms=10)
-    await producer.start()
     try:
+        await producer.start()
         for i in range(per_unit):
             for unit in fleet.unit_ids:
                 ping = {

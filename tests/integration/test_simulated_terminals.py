@@ -79,8 +79,8 @@ async def test_the_raw_topic_relay_reaches_positions(settings: CommonSettings, f
     unit = fleet.unit_ids[0]
     now = datetime.now(UTC).replace(microsecond=0)
     relay = RawTopicRelay(settings.kafka_client)
-    await relay.start()
     try:
+        await relay.start()
         async with TopicTail(settings.kafka, POSITIONS) as positions:
             futures = await relay.relay([ping(unit, now + timedelta(seconds=i), i) for i in range(5)])
             await asyncio.wait_for(asyncio.gather(*futures), timeout=20)

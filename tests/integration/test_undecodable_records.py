@@ -23,8 +23,8 @@ pytestmark = pytest.mark.integration
 
 async def _send(settings: CommonSettings, topic: Topic[Any], value: bytes, key: bytes) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all")
-    await producer.start()
     try:
+        await producer.start()
         await producer.send_and_wait(topic.name, value, key=key)
     finally:
         await producer.stop()

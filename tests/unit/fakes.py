@@ -39,6 +39,8 @@ class FakeDispatchStore:
     advice_: list[AdviceMessage] = field(default_factory=list)
     """Advice recorded, with what the outbox would carry to `kuaijing.advice`."""
     """Completed drives to calls, as the store would read them from positions and call events."""
+    down: bool = False
+    """While set, recording a decision fails as it would with PostgreSQL unreachable."""
 
     async def import_registry(self, document: RegistryImport) -> dict[str, int]:
         for platform in document.platforms:
@@ -81,6 +83,8 @@ class FakeDispatchStore:
         return True
 
     async def record(self, calls: dict[str, Call], decision: Decision, believed: Believed) -> None:
+        if self.down:
+            raise UnavailableError("PostgreSQL is down (the test says so)", field="database")
         self._check(believed)
         for event in decision.events:
             self.events.append(event)

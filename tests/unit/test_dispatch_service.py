@@ -14,7 +14,7 @@ from services.dispatcher.messages import call_event_message, unit_status_message
 from services.dispatcher.service import DispatchRules, DispatchService, EtaLearning, MoveUpRules, NewCall
 from shared.contract.registry import Platform, PlatformKind, Polygon, RegistryImport, Unit, UnitKind, Zone, ZoneClass
 from shared.contract.schemas import CallEventKind, PositionRecord, Source, UnitStatus
-from shared.errors import ConflictError, InvalidError, NotFoundError
+from shared.errors import ConflictError, InvalidError, NotFoundError, UnavailableError
 from shared.geo import h3_cell
 from tests.unit.fakes import FakeDispatchStore, FakeOutbox
 from tests.unit.test_speed_profiles import drive
@@ -190,6 +190,25 @@ async def test_gps_arrival_puts_the_assigned_unit_on_scene(
     assert service.unit("U3").status is UnitStatus.ON_SCENE
     [arrival] = [e for e in store.events if e.call_id == call_id and e.event is CallEventKind.ON_SCENE]
     assert (arrival.unit_id, arrival.ts, arrival.source) == ("U3", T0 + timedelta(seconds=120), "gps")
+
+
+async def test_a_gps_arrival_that_failed_to_record_is_recorded_when_its_fix_is_read_again(
+    service: DispatchService, store: FakeDispatchStore, clock: Clock
+) -> None:
+    """The positions tail reads a record again after applying it failed; the unit, on scene, sends nothing newer."""
+    call_id = (await service.create_call(call_at_centre())).call.call_id
+    clock.now = T0 + timedelta(seconds=10)
+    await service.assign(call_id, "U3", ts=None)
+    arrival = ping("U3", CENTRE[0] + 20 / 111_195, CENTRE[1], T0 + timedelta(seconds=90))
+    store.down = True
+    with pytest.raises(UnavailableError):
+        await service.on_position(arrival)
+    assert service.unit("U3").status is UnitStatus.DISPATCHED
+    store.down = False
+    await service.on_position(arrival)
+    assert service.unit("U3").status is UnitStatus.ON_SCENE
+    await service.on_position(arrival)
+    assert store.events_of(call_id).count(CallEventKind.ON_SCENE) == 1
 
 
 async def test_a_status_older_than_the_unit_s_current_one_is_refused(

@@ -57,10 +57,15 @@ async def test_a_client_is_stopped_when_its_block_raises() -> None:
     started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     started.set_result(None)
     client = Client(started)
-    with pytest.raises(RuntimeError):
+
+    async def use() -> None:
         async with running(client) as held:
-            assert held is client and not client.stopped
+            assert held is client
+            assert not client.stopped
             raise RuntimeError("the block failed")
+
+    with pytest.raises(RuntimeError, match="the block failed"):
+        await use()
     assert client.stopped
 
 

@@ -1,4 +1,5 @@
-"""The compiled inner loops: the JT/T 808 and JSON ping hot paths and the nearest search's walk. Everything else is in
+"""The compiled inner loops: the JT/T 808 and JSON ping hot paths, the nearest search's walk and the live map's
+position update. Everything else is in
 pyproject.toml. All compile without fused multiply-add, so their arithmetic is Python's to the last bit."""
 
 from setuptools import Extension, setup
@@ -27,6 +28,13 @@ setup(
         ),
         Extension(
             "services.dispatcher.domain._h3_walk", ["services/dispatcher/domain/_h3_walk.c"], extra_compile_args=_FLAGS
+        ),
+        Extension(
+            "services.dispatcher.domain._live_update",
+            ["services/dispatcher/domain/_live_update.c"],
+            include_dirs=_INCLUDE,
+            depends=_HEADERS,
+            extra_compile_args=_FLAGS,
         ),
     ]
 )

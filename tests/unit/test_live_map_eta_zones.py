@@ -1,14 +1,15 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic_core import TzInfo
 
 from services.dispatcher.domain.eta import CircuityEta, EtaQuery, eta_s
-from services.dispatcher.domain.h3_index import ByDistance
+from services.dispatcher.domain.h3_index import ByDistance, unit_vector
 from services.dispatcher.domain.live_map import LiveMap, Position, UnitFilter, resolution_for
 from services.dispatcher.domain.zones import ZoneDefinition, ZoneMap, validate_geometry
 from services.dispatcher.service import EtaRanking
@@ -39,6 +40,47 @@ def test_positions_move_units_only_forward_in_event_time_and_only_with_a_fix() -
     assert not live.apply_position("car", Position(NOW + timedelta(seconds=1), 27.30, 111.50), fix=False)
     assert not live.apply_position("ghost", Position(NOW, 27.30, 111.50))
     assert live.units["car"].position == Position(NOW, 27.24, 111.46)
+
+
+_ZONES = st.sampled_from([UTC, timezone(timedelta(hours=8)), timezone(timedelta(hours=-3, minutes=-30)), TzInfo(0)])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    fixes=st.lists(
+        st.tuples(
+            st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1)),
+            _ZONES,
+            st.one_of(st.floats(27.2395, 27.2405), st.floats(-89.9, 89.9)),
+            st.one_of(st.floats(111.4695, 111.4705), st.floats(-180.0, 180.0)),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_a_fix_sets_the_unit_and_its_bucket_exactly_as_python_computes_them(
+    fixes: list[tuple[datetime, tzinfo, float, float]],
+) -> None:
+    # The update is C (`_live_update.c`): its epoch must be the datetime's own `timestamp()` and its unit vector
+    # `unit_vector`'s, to the last bit, in every time zone; a fix no newer than the held one changes nothing. Most
+    # fixes stay within a few tens of metres (refreshed in the bucket by C), some jump anywhere (placed by the index).
+    live = fleet()
+    for naive, zone, lat, lon in fixes:
+        position = Position(naive.replace(tzinfo=zone), lat, lon)
+        before = live.units["car"].position_epoch
+        moved = live.apply_position("car", position)
+        unit = live.units["car"]
+        assert moved == (position.ts.timestamp() > before)
+        if moved:
+            assert unit.position == position
+            assert unit.position_epoch == position.ts.timestamp()
+            assert unit.xyz == unit_vector(lat, lon)
+        else:
+            assert unit.position_epoch == before
+        bucket = live._index.layers[unit.status][unit.cell]
+        slot = bucket.keys.index("car")
+        assert tuple(bucket.coords[4 * slot : 4 * slot + 4]) == (*unit.xyz, unit.position_epoch)
+    assert live.newest == max((p for p in (u.position for u in live.units.values()) if p), key=lambda p: p.ts).ts
 
 
 def test_statuses_apply_in_event_time() -> None:

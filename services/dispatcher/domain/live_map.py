@@ -10,11 +10,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.dispatcher.domain.h3_index import Found, H3Index, Ranking, unit_vector
+from services.dispatcher.domain._live_update import place
+from services.dispatcher.domain.h3_index import Found, H3Index, Ranking
 from shared.contract.registry import UnitKind
 from shared.contract.schemas import UnitStatus
 
 _NEVER = float("-inf")
+_STALE, _PLACED, _LEFT_CELL = 0, 1, 2
+"""What `_live_update.place` did: nothing (not newer), applied and refreshed in its bucket, applied and not placed."""
 
 
 def resolution_for(units: int) -> int:
@@ -64,6 +67,7 @@ class LiveMap:
         self.units: dict[str, UnitState] = {}
         self.newest: datetime | None = None
         """The latest fix time applied to any unit: the map's clock in event time."""
+        self._newest_epoch = _NEVER
         self._fixed_resolution = resolution
         self._index: H3Index[UnitState] = H3Index(resolution or resolution_for(0))
 
@@ -104,15 +108,16 @@ class LiveMap:
         unit = self.units.get(unit_id)
         if unit is None or not fix:
             return False
-        epoch = position.ts.timestamp()
-        if epoch <= unit.position_epoch:
+        # In C: the position, its epoch and unit vector set on the unit, which is refreshed in its bucket while it
+        # stays inside its cell's sure disk (most pings); only a unit that left it asks the index for its cell.
+        placed = place(unit, position, self._index.layers.get(unit.status))
+        if placed == _STALE:
             return False
-        unit.position = position
-        unit.position_epoch = epoch
-        if self.newest is None or position.ts > self.newest:
+        if placed == _LEFT_CELL:
+            unit.cell = self._index.move(unit_id, unit, unit.cell, position.lat, position.lon, unit.status)
+        if unit.position_epoch > self._newest_epoch:
+            self._newest_epoch = unit.position_epoch
             self.newest = position.ts
-        unit.xyz = unit_vector(position.lat, position.lon)
-        unit.cell = self._index.move(unit_id, unit, unit.cell, position.lat, position.lon, unit.status)
         return True
 
     def apply_status(self, unit_id: str, status: UnitStatus, call_id: str | None, ts: datetime) -> bool:

@@ -1,0 +1,5 @@
+"""The live map's position update in C (`_live_update.c`)."""
+
+from typing import Any
+
+def place(unit: Any, position: Any, cells: dict[int, Any] | None, /) -> int: ...

@@ -77,6 +77,7 @@ def test_a_fix_sets_the_unit_and_its_bucket_exactly_as_python_computes_them(
             assert unit.xyz == unit_vector(lat, lon)
         else:
             assert unit.position_epoch == before
+        assert unit.cell is not None
         bucket = live._index.layers[unit.status][unit.cell]
         slot = bucket.keys.index("car")
         assert tuple(bucket.coords[4 * slot : 4 * slot + 4]) == (*unit.xyz, unit.position_epoch)

@@ -12,19 +12,20 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 venv=.venv/bin
 cov=(--cov=shared --cov=services --cov-report=)
+durations=(--durations=15) # each process names its slowest tests, so a run shows where the time went
 mkdir -p build
 rm -f build/coverage.alone build/coverage.rest build/coverage build/alone.log
 
 # Job control on while it starts: the one-at-a-time process gets a process group of its own and keeps SIGINT, which a
 # background command otherwise ignores, so that Ctrl-C, passed on by the trap, lets its fixtures stop what they run.
 set -m
-COVERAGE_FILE=build/coverage.alone "$venv/pytest" -m "faults or long" -p no:xdist "${cov[@]}" "$@" >build/alone.log 2>&1 &
+COVERAGE_FILE=build/coverage.alone "$venv/pytest" -m "faults or long" -p no:xdist "${cov[@]}" "${durations[@]}" "$@" >build/alone.log 2>&1 &
 alone=$!
 set +m
 trap 'kill -INT "$alone" 2>/dev/null; wait "$alone"; exit 130' INT TERM
 echo "tests/run.sh: the fault tests and long runs one at a time (pid $alone) beside the rest; their output comes after"
 
-COVERAGE_FILE=build/coverage.rest "$venv/pytest" -n 2 -m "not faults and not long" "${cov[@]}" "$@"
+COVERAGE_FILE=build/coverage.rest "$venv/pytest" -n 2 -m "not faults and not long" "${cov[@]}" "${durations[@]}" "$@"
 rest=$?
 wait "$alone"
 alone_rc=$?

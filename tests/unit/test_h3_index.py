@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from typing import Any
 
 import h3
 import h3.api.basic_int as h3i
@@ -24,6 +25,8 @@ class Entry:
     busy: bool
     xyz: tuple[float, float, float]
     position_epoch: float = 0.0
+    bucket: Any = None
+    slot: int = -1
 
 
 def build(

@@ -15,7 +15,7 @@
 #include "shared/native/civil_days.h"
 
 typedef struct {
-    PyObject *ts, *lat, *lon, *position, *position_epoch, *xyz, *cell, *unit_id, *inside, *slots, *coords, *timestamp;
+    PyObject *ts, *lat, *lon, *position, *position_epoch, *xyz, *bucket, *slot, *inside, *coords, *timestamp;
 } State;
 
 static State *state_of(PyObject *module) { return (State *)PyModule_GetState(module); }
@@ -55,20 +55,15 @@ static int set_number(PyObject *owner, PyObject *name, double value) {
     return rc;
 }
 
-/* Refresh the unit's packed coordinates in its bucket when the new position is inside the bucket's sure disk: 1 when
- * refreshed, 0 when the unit left it (or holds no slot there), -1 with an error set. */
-static int refresh_in_bucket(State *st, PyObject *unit, PyObject *cells, double x, double y, double z, double epoch) {
-    PyObject *cell = PyObject_GetAttr(unit, st->cell);
-    if (cell == NULL) return -1;
+/* Refresh the unit's packed coordinates in the bucket that holds it (`unit.bucket`, at `unit.slot`, both kept by the
+ * index) when the new position is inside the bucket's sure disk: 1 when refreshed, 0 when the unit left the disk or
+ * is held nowhere, -1 with an error set. */
+static int refresh_in_bucket(State *st, PyObject *unit, double x, double y, double z, double epoch) {
+    PyObject *bucket = PyObject_GetAttr(unit, st->bucket);
+    if (bucket == NULL) return -1;
     int rc = 0;
-    PyObject *bucket = NULL, *inside = NULL, *slots = NULL, *key = NULL, *coords = NULL;
-    if (cell == Py_None) goto done;
-    bucket = PyDict_GetItemWithError(cells, cell); /* borrowed */
-    if (bucket == NULL) {
-        rc = PyErr_Occurred() ? -1 : 0;
-        goto done;
-    }
-    Py_INCREF(bucket);
+    PyObject *inside = NULL, *slot = NULL, *coords = NULL;
+    if (bucket == Py_None) goto done;
     inside = PyObject_GetAttr(bucket, st->inside);
     if (inside == NULL) goto fail;
     if (!PyTuple_Check(inside) || PyTuple_GET_SIZE(inside) != 4) {
@@ -81,18 +76,8 @@ static int refresh_in_bucket(State *st, PyObject *unit, PyObject *cells, double 
         if (disk[i] == -1.0 && PyErr_Occurred()) goto fail;
     }
     if (!(x * disk[0] + y * disk[1] + z * disk[2] > disk[3])) goto done;
-    slots = PyObject_GetAttr(bucket, st->slots);
-    key = PyObject_GetAttr(unit, st->unit_id);
-    if (slots == NULL || key == NULL) goto fail;
-    if (!PyDict_Check(slots)) {
-        PyErr_SetString(PyExc_TypeError, "a bucket's slots are a dict");
-        goto fail;
-    }
-    PyObject *slot = PyDict_GetItemWithError(slots, key); /* borrowed */
-    if (slot == NULL) {
-        rc = PyErr_Occurred() ? -1 : 0;
-        goto done;
-    }
+    slot = PyObject_GetAttr(unit, st->slot);
+    if (slot == NULL) goto fail;
     Py_ssize_t at = PyLong_AsSsize_t(slot);
     if (at == -1 && PyErr_Occurred()) goto fail;
     coords = PyObject_GetAttr(bucket, st->coords);
@@ -102,7 +87,7 @@ static int refresh_in_bucket(State *st, PyObject *unit, PyObject *cells, double 
     if (view.format == NULL || strcmp(view.format, "d") != 0 || at < 0 ||
         (at + 1) * 4 * (Py_ssize_t)sizeof(double) > view.len) {
         PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_TypeError, "a bucket's coordinates are an array('d') of four numbers per slot");
+        PyErr_SetString(PyExc_ValueError, "the unit's slot is not in its bucket's array('d') of four numbers a slot");
         goto fail;
     }
     double *packed = (double *)view.buf + 4 * at;
@@ -114,33 +99,27 @@ fail:
     rc = -1;
 done:
     Py_XDECREF(coords);
-    Py_XDECREF(key);
-    Py_XDECREF(slots);
+    Py_XDECREF(slot);
     Py_XDECREF(inside);
-    Py_XDECREF(bucket);
-    Py_DECREF(cell);
+    Py_DECREF(bucket);
     return rc;
 }
 
 PyDoc_STRVAR(place_doc,
-             "place(unit, position, cells, /) -> int\n"
+             "place(unit, position, /) -> int\n"
              "\n"
              "Apply `position` to `unit` (a live_map.UnitState) if it is newer: its position, epoch and unit vector.\n"
-             "Then, if `cells` (the unit's layer of the index, or None) holds the unit's cell and the position is\n"
-             "inside that cell's sure disk, refresh the unit's coordinates in the bucket. 0: not newer, nothing done;\n"
-             "1: applied and placed; 2: applied, the index must place the unit (`H3Index.move`).");
+             "Then, if the position is inside the sure disk of the bucket holding the unit, refresh the unit's\n"
+             "coordinates there. 0: not newer, nothing done; 1: applied and placed; 2: applied, the index must place\n"
+             "the unit (`H3Index.move`).");
 
 static PyObject *place(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "place takes (unit, position, cells)");
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "place takes (unit, position)");
         return NULL;
     }
     State *st = state_of(module);
-    PyObject *unit = args[0], *position = args[1], *cells = args[2];
-    if (cells != Py_None && !PyDict_Check(cells)) {
-        PyErr_SetString(PyExc_TypeError, "cells must be a dict or None");
-        return NULL;
-    }
+    PyObject *unit = args[0], *position = args[1];
     double epoch, held, lat, lon;
     PyObject *ts = PyObject_GetAttr(position, st->ts);
     if (ts == NULL) return NULL;
@@ -159,8 +138,7 @@ static PyObject *place(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     Py_DECREF(xyz);
     if (rc < 0 || PyObject_SetAttr(unit, st->position, position) < 0 || set_number(unit, st->position_epoch, epoch) < 0)
         return NULL;
-    if (cells == Py_None) return PyLong_FromLong(LEFT_CELL);
-    rc = refresh_in_bucket(st, unit, cells, x, y, z, epoch);
+    rc = refresh_in_bucket(st, unit, x, y, z, epoch);
     if (rc < 0) return NULL;
     return PyLong_FromLong(rc ? PLACED : LEFT_CELL);
 }
@@ -174,13 +152,13 @@ static int exec_module(PyObject *module) {
     PyDateTime_IMPORT;
     if (PyDateTimeAPI == NULL) return -1;
     State *st = state_of(module);
-    const char *names[] = {"ts",      "lat",     "lon",    "position", "position_epoch", "xyz",
-                           "cell",    "unit_id", "inside", "_slots",   "coords",         "timestamp"};
-    PyObject **slots[] = {&st->ts,      &st->lat,     &st->lon,    &st->position, &st->position_epoch, &st->xyz,
-                          &st->cell,    &st->unit_id, &st->inside, &st->slots,    &st->coords,         &st->timestamp};
+    const char *names[] = {"ts",  "lat",    "lon",  "position", "position_epoch", "xyz",
+                           "bucket", "slot", "inside", "coords",   "timestamp"};
+    PyObject **fields[] = {&st->ts,     &st->lat,  &st->lon,    &st->position, &st->position_epoch, &st->xyz,
+                          &st->bucket, &st->slot, &st->inside, &st->coords,   &st->timestamp};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        *slots[i] = PyUnicode_InternFromString(names[i]);
-        if (*slots[i] == NULL) return -1;
+        *fields[i] = PyUnicode_InternFromString(names[i]);
+        if (*fields[i] == NULL) return -1;
     }
     return 0;
 }
@@ -193,10 +171,9 @@ static int clear(PyObject *module) {
     Py_CLEAR(st->position);
     Py_CLEAR(st->position_epoch);
     Py_CLEAR(st->xyz);
-    Py_CLEAR(st->cell);
-    Py_CLEAR(st->unit_id);
+    Py_CLEAR(st->bucket);
+    Py_CLEAR(st->slot);
     Py_CLEAR(st->inside);
-    Py_CLEAR(st->slots);
     Py_CLEAR(st->coords);
     Py_CLEAR(st->timestamp);
     return 0;

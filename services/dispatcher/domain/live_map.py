@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from services.dispatcher.domain._live_update import place
 from services.dispatcher.domain.h3_index import Found, H3Index, Ranking
@@ -49,6 +50,9 @@ class UnitState:
     position_epoch: float = _NEVER
     xyz: tuple[float, float, float] = (0.0, 0.0, 0.0)
     cell: int | None = None
+    bucket: Any = None
+    """Where the index holds the unit, kept by the index (`h3_index.Located`)."""
+    slot: int = -1
 
     def online(self, now: datetime, max_age_s: float) -> bool:
         return self.position_epoch >= now.timestamp() - max_age_s
@@ -110,7 +114,7 @@ class LiveMap:
             return False
         # In C: the position, its epoch and unit vector set on the unit, which is refreshed in its bucket while it
         # stays inside its cell's sure disk (most pings); only a unit that left it asks the index for its cell.
-        placed = place(unit, position, self._index.layers.get(unit.status))
+        placed = place(unit, position)
         if placed == _STALE:
             return False
         if placed == _LEFT_CELL:

@@ -205,6 +205,11 @@ class H3Index(Generic[E]):
             if x * cx + y * cy + z * cz > cos_inside:
                 bucket.put(key, entry)
                 return cell
+        return self.relocate(key, entry, cell, lat, lon, layer)
+
+    def relocate(self, key: str, entry: E, cell: int | None, lat: float, lon: float, layer: Layer = None) -> int:
+        """`move` for an entry known to have left its cell's sure disk (the live map's compiled update tested it):
+        its cell from H3, and out of the old cell if that changed."""
         new = self.cell_of(lat, lon)
         if cell is not None and new != cell:
             self.remove(key, cell, layer)

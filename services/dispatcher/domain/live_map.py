@@ -118,7 +118,7 @@ class LiveMap:
         if placed == _STALE:
             return False
         if placed == _LEFT_CELL:
-            unit.cell = self._index.move(unit_id, unit, unit.cell, position.lat, position.lon, unit.status)
+            unit.cell = self._index.relocate(unit_id, unit, unit.cell, position.lat, position.lon, unit.status)
         if unit.position_epoch > self._newest_epoch:
             self._newest_epoch = unit.position_epoch
             self.newest = position.ts

@@ -2,10 +2,11 @@
  * common case, a unit still inside its cell's sure disk refreshed in place in its bucket.
  *
  * A unit pinging once a second almost never leaves that disk, so the update costs no H3 call; what was left in Python
- * was attribute traffic, the datetime's epoch and three trigonometric calls, which this does without boxing. The
- * arithmetic is Python's: the epoch is the datetime's exact microseconds over a million, as `timestamp()` divides
- * them, and the unit vector is `h3_index.unit_vector`'s expression with libm (setup.py compiles without fused
- * multiply-add). tests/unit/test_live_map_eta_zones.py compares whole updates with the Python steps.
+ * was attribute traffic, the datetime's epoch and three trigonometric calls, which this does on C doubles, boxing only
+ * what it stores on the unit. The arithmetic is Python's: the epoch is the datetime's exact microseconds over a
+ * million, as `timestamp()` divides them, and the unit vector is `h3_index.unit_vector`'s expression with libm
+ * (setup.py compiles without fused multiply-add). tests/unit/test_live_map_eta_zones.py compares whole updates with
+ * the Python steps. The bucket and slot holding the unit are kept on it by the index (`h3_index.Located`).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -111,7 +112,7 @@ PyDoc_STRVAR(place_doc,
              "Apply `position` to `unit` (a live_map.UnitState) if it is newer: its position, epoch and unit vector.\n"
              "Then, if the position is inside the sure disk of the bucket holding the unit, refresh the unit's\n"
              "coordinates there. 0: not newer, nothing done; 1: applied and placed; 2: applied, the index must place\n"
-             "the unit (`H3Index.move`).");
+             "the unit (`H3Index.relocate`).");
 
 static PyObject *place(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2) {

@@ -195,8 +195,8 @@ def point_at(centre: tuple[float, float, float], angle: float, bearing: float) -
 def test_every_point_of_a_cells_sure_disk_is_in_the_cell(
     lat: float, lon: float, resolution: int, share: float, bearing: float
 ) -> None:
-    """`move` skips H3 for points in the disk, so the disk must never reach outside the cell, however close to its
-    edge the point is and wherever on Earth the cell is (poles, antimeridian, icosahedron edges)."""
+    """The live map's update skips H3 for points in the disk, so the disk must never reach outside the cell, however
+    close to its edge the point is and wherever on Earth the cell is (poles, antimeridian, icosahedron edges)."""
     index: H3Index[Entry] = H3Index(resolution)
     cell = index.cell_of(lat, lon)
     *centre, cos_radius = index.sure_disk(cell)
@@ -243,7 +243,7 @@ def test_an_ordinary_cells_sure_disk_is_nearly_its_inscribed_circle(resolution: 
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), resolution=st.sampled_from([7, 8, 9]))
 def test_moving_entries_places_each_where_h3_would(seed: int, resolution: int) -> None:
-    """`move` with steps a vehicle makes between pings and with jumps across cells: every entry ends in the cell
+    """`relocate` with steps a vehicle makes between pings and with jumps across cells: every entry ends in the cell
     `cell_of` gives for its new position, once, and nearest searches find it there."""
     rng = random.Random(seed)
     index, entries = build(scatter(rng, 40, 27.24, 111.47, 0.05), resolution)
@@ -254,7 +254,7 @@ def test_moving_entries_places_each_where_h3_would(seed: int, resolution: int) -
         entry.lat += rng.uniform(-step, step)
         entry.lon += rng.uniform(-step, step)
         entry.xyz = unit_vector(entry.lat, entry.lon)
-        cells[entry.key] = index.move(entry.key, entry, cells[entry.key], entry.lat, entry.lon)
+        cells[entry.key] = index.relocate(entry.key, entry, cells[entry.key], entry.lat, entry.lon)
         assert cells[entry.key] == index.cell_of(entry.lat, entry.lon)
     assert len(index) == len(entries)
     for entry in entries:
@@ -268,7 +268,7 @@ def test_moving_an_entry_whose_old_cell_the_index_does_not_hold_places_it_by_h3(
     index, _ = build([(27.24, 111.47)], 8)
     entry = Entry("stray", 27.30, 111.50, False, unit_vector(27.30, 111.50))
     far_cell = index.cell_of(30.0, 120.0)
-    assert index.move("stray", entry, far_cell, entry.lat, entry.lon) == index.cell_of(entry.lat, entry.lon)
+    assert index.relocate("stray", entry, far_cell, entry.lat, entry.lon) == index.cell_of(entry.lat, entry.lon)
     assert len(index) == 2
 
 

@@ -75,6 +75,7 @@ def test_a_fix_sets_the_unit_and_its_bucket_exactly_as_python_computes_them(
             assert unit.position == position
             assert unit.position_epoch == position.ts.timestamp()
             assert unit.xyz == unit_vector(lat, lon)
+            assert unit.cell == live._index.cell_of(lat, lon), "held in a cell H3 does not give"
         else:
             assert unit.position_epoch == before
         assert unit.cell is not None

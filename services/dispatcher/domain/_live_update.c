@@ -1,5 +1,5 @@
-/* The live map's position update in C: the steps of `LiveMap.apply_position` up to the index, and `H3Index.move`'s
- * common case, a unit still inside its cell's sure disk refreshed in place in its bucket.
+/* The live map's position update in C: the steps of `LiveMap.apply_position` up to the index, and its common case,
+ * a unit still inside its cell's sure disk (`H3Index.sure_disk`) refreshed in place in its bucket.
  *
  * A unit pinging once a second almost never leaves that disk, so the update costs no H3 call; what was left in Python
  * was attribute traffic, the datetime's epoch and three trigonometric calls, which this does on C doubles, boxing only

@@ -194,22 +194,10 @@ class H3Index(Generic[E]):
         if bucket.put(key, entry):
             self._sizes[layer] = self._sizes.get(layer, 0) + 1
 
-    def move(self, key: str, entry: E, cell: int | None, lat: float, lon: float, layer: Layer = None) -> int:
-        """Place an entry whose position changed (its `xyz` already the new one) and return its cell now: the same
-        as `cell_of`, then `remove` from the old cell and `add`, but without H3 while the entry stays inside its
-        cell's sure disk, as most pings of a moving vehicle do."""
-        cells = self.layers.get(layer)
-        if cell is not None and cells is not None and (bucket := cells.get(cell)) is not None:
-            cx, cy, cz, cos_inside = bucket.inside
-            x, y, z = entry.xyz
-            if x * cx + y * cy + z * cz > cos_inside:
-                bucket.put(key, entry)
-                return cell
-        return self.relocate(key, entry, cell, lat, lon, layer)
-
     def relocate(self, key: str, entry: E, cell: int | None, lat: float, lon: float, layer: Layer = None) -> int:
-        """`move` for an entry known to have left its cell's sure disk (the live map's compiled update tested it):
-        its cell from H3, and out of the old cell if that changed."""
+        """Place an entry whose position changed (its `xyz` already the new one) and return its cell now: from H3,
+        and out of the old cell if that changed. The live map's compiled update (`_live_update.c`) calls this only
+        for a unit that left its cell's sure disk; inside it, the cell cannot have changed."""
         new = self.cell_of(lat, lon)
         if cell is not None and new != cell:
             self.remove(key, cell, layer)

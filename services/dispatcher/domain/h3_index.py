@@ -319,6 +319,11 @@ class H3Index(Generic[E]):
 
 _NO_DISK = (0.0, 0.0, 1.0, 2.0)
 _SURE_DISK_SHARE = 0.99
+_SURE_DISK_MIN_MARGIN_COS = 1e-13
+"""The disk is tested by a cosine (a dot product of unit vectors, rounded to about 1e-15), so its margin inside the
+cell, as a difference of cosines, must stay far above that: it is about 1% of the squared edge distance, and below
+about 20 m from the centre to an edge (resolution 11 and finer) a cell gets no disk. At resolution 15 a point on the
+rim was found in the neighbouring cell."""
 
 
 def _sure_disk_of(cell: int, centre: tuple[float, float, float]) -> tuple[float, float, float, float]:
@@ -333,7 +338,10 @@ def _sure_disk_of(cell: int, centre: tuple[float, float, float]) -> tuple[float,
         sides.append((centre[0] * nx + centre[1] * ny + centre[2] * nz) / math.sqrt(nx * nx + ny * ny + nz * nz))
     if not (all(side > 0 for side in sides) or all(side < 0 for side in sides)):
         return _NO_DISK
-    radius = _SURE_DISK_SHARE * min(math.asin(min(1.0, abs(side))) for side in sides)
+    edge = min(math.asin(min(1.0, abs(side))) for side in sides)
+    radius = _SURE_DISK_SHARE * edge
+    if math.cos(radius) - math.cos(edge) < _SURE_DISK_MIN_MARGIN_COS:
+        return _NO_DISK
     return (*centre, math.cos(radius))
 
 

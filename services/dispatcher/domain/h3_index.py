@@ -322,7 +322,7 @@ _SURE_DISK_SHARE = 0.99
 _SURE_DISK_MIN_MARGIN_COS = 1e-13
 """The disk is tested by a cosine (a dot product of unit vectors, rounded to about 1e-15), so its margin inside the
 cell, as a difference of cosines, must stay far above that: it is about 1% of the squared edge distance, and below
-about 20 m from the centre to an edge (resolution 11 and finer) a cell gets no disk. At resolution 15 a point on the
+about 20 m from the centre to an edge (resolution 12 and finer) a cell gets no disk. At resolution 15 a point on the
 rim was found in the neighbouring cell."""
 
 

@@ -20,7 +20,7 @@ from services.simulator.roads import Leg, RoadNetwork, RushHour
 from shared.city import CityFile, KindEntry, PlatformEntry, read_city_file
 from shared.contract.registry import Platform, RegistryImport, Unit, UnitKind
 from shared.errors import KuaijingError
-from shared.geo import great_circle_m
+from shared.geo import great_circle_m, north_south_m
 
 DEFAULT_CITY = Path(__file__).resolve().parent / "cities" / "shaoyang.json"
 
@@ -42,6 +42,8 @@ class DeadSpot:
     radius_m: float
 
     def covers(self, lat: float, lon: float) -> bool:
+        if north_south_m(lat, self.centre[0]) > self.radius_m:
+            return False
         return great_circle_m(lat, lon, *self.centre) <= self.radius_m
 
 

@@ -132,10 +132,11 @@ class Transport(StrEnum):
     HTTP = "http"
 
 
+_TRANSPORT_CYCLE = (Transport.JT808, Transport.JT808, Transport.KAFKA, Transport.HTTP, Transport.HTTP, Transport.HTTP)
+
+
 def transport_of(index: int) -> Transport:
-    return (Transport.JT808, Transport.JT808, Transport.KAFKA, Transport.HTTP, Transport.HTTP, Transport.HTTP)[
-        index % 6
-    ]
+    return _TRANSPORT_CYCLE[index % 6]
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,11 +214,7 @@ class Night:
         self.now += timedelta(seconds=TICK_S)
         self._ticks += 1
         now = self.now
-        hour = self.city.local_hour(now)
-
-        def road_kmh(road_class: str | None) -> float:
-            return self.city.roads.speed_kmh(road_class, hour)
-
+        road_kmh = self.city.roads.speeds_at(self.city.local_hour(now)).__getitem__
         for vehicle in self.vehicles.values():
             if vehicle.posted_until is not None and vehicle.posted_until <= now:
                 vehicle.posted_until = None

@@ -86,6 +86,10 @@ class RoadNetwork:
                 speed *= rush.factor
         return speed
 
+    def speeds_at(self, hour: float) -> dict[str | None, float]:
+        """`speed_kmh` of every class (and of None, off the network) at a local hour, for a tick's many lookups."""
+        return {road_class: self.speed_kmh(road_class, hour) for road_class in (*self.speeds_kmh, None)}
+
     def nearest_node(self, lat: float, lon: float) -> int:
         """The node closest to a point: rings of cells outwards until no unsearched cell can hold a closer one."""
         if not self.nodes:

@@ -1,7 +1,8 @@
 """`kuaijing demo` plays a short simulated night and prints the services' report. Checked against what the
 simulator itself recorded, call by call (received, unit sent, arrival within a second, as the dispatcher holds
-them), and against the same night played at another speed-up: the report is the same, because the services judge
-it in event time."""
+them). The night is played sixty times faster than real time, so a service that judged anything by its own clock
+rather than in event time would be off sixty-fold. (The same night at 240x once gave the same printed report; the
+second play cost the suite a minute and a half of a 2-core machine and proved nothing this one does not.)"""
 
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ pytestmark = pytest.mark.e2e
 
 NIGHT = ["--hours", "0.25", "--call-every", "40", "--seed", "5", "--from", "18:00"]
 """A quarter of an hour of the evening rush, busy whatever the hour the test runs at (from two hours before the test
-began, a run at 04:00 Shaoyang time played a night of six calls). Both plays are the same night: the same time of
-day and seed give the same calls and moves on whichever day it falls."""
+began, a run at 04:00 Shaoyang time played a night of six calls): the same time of day and seed give the same calls and
+moves on whichever day it falls."""
 
 
 async def play(tmp_path: Path, speedup: int) -> tuple[list[str], dict[str, Any], list[dict[str, Any]]]:
@@ -82,7 +83,7 @@ def seconds_apart(a: str | None, b: str | None) -> float:
 
 
 @pytest.mark.timeout(600)
-async def test_a_short_night_reports_what_the_simulator_recorded_at_any_speedup(tmp_path: Path) -> None:
+async def test_a_short_night_played_fast_reports_what_the_simulator_recorded(tmp_path: Path) -> None:
     printed, night, held = await play(tmp_path, speedup=60)
     simulated = {c["call_id"]: c for c in night["calls"]}
     by_id = {c["call_id"]: c for c in held}
@@ -123,6 +124,3 @@ async def test_a_short_night_reports_what_the_simulator_recorded_at_any_speedup(
             assert abs(got["target_met_pct"] - expected.target_met_pct) < 0.01, zone_class
     for zone_class in groups:
         assert any(line.strip().startswith(zone_class) for line in printed), (zone_class, printed)
-
-    printed_faster, _, _ = await play(tmp_path, speedup=240)
-    assert printed_faster == printed, "the same night at another speed-up reported differently"

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.ingest.domain.gcj02 import gcj02_to_wgs84, outside_china, wgs84_to_gcj02
-from shared.geo import EARTH_RADIUS_M, great_circle_m, h3_cell
+from shared.geo import EARTH_RADIUS_M, great_circle_m, h3_cell, north_south_m
 
 # Published WGS-84 / GCJ-02 pairs from googollee/eviltransform's test suite (python/test.py: shanghai, shenzhen,
 # beijing), the reference implementation most Chinese map SDK ports are checked against.
@@ -61,6 +61,23 @@ def test_great_circle_is_symmetric_and_zero_on_the_same_point() -> None:
 
 def test_great_circle_crosses_the_antimeridian_the_short_way() -> None:
     assert great_circle_m(0.0, 179.999, 0.0, -179.999) == pytest.approx(EARTH_RADIUS_M * math.radians(0.002), rel=1e-9)
+
+
+LATITUDES = st.floats(min_value=-89.0, max_value=89.0)
+LONGITUDES = st.floats(min_value=-180.0, max_value=180.0)
+
+
+@given(lat1=LATITUDES, lon1=LONGITUDES, lat2=LATITUDES, lon2=LONGITUDES)
+def test_the_north_south_bound_is_never_above_the_great_circle(
+    lat1: float, lon1: float, lat2: float, lon2: float
+) -> None:
+    """The simulator and move-up rule points out with it before the great circle, so it must never be the longer
+    (to a nanometre: the haversine's squared sine underflows to zero for points 1e-154 degrees apart)."""
+    assert north_south_m(lat1, lat2) <= great_circle_m(lat1, lon1, lat2, lon2) + 1e-9
+
+
+def test_the_north_south_bound_is_within_a_millionth_of_a_meridian_arc() -> None:
+    assert north_south_m(27.0, 28.0) == pytest.approx(great_circle_m(27.0, 111.5, 28.0, 111.5), rel=1e-6)
 
 
 def test_h3_cell_is_a_resolution_9_hex_string_containing_the_point() -> None:

@@ -38,6 +38,8 @@ def test_in_the_rush_hour_the_slowed_arterial_loses_to_the_street() -> None:
     assert [leg.road_class for leg in roads.route(A, C, hour=19.5)] == [None, "arterial", "arterial", None]
     assert roads.speed_kmh("street", 18) == 20.0
     assert roads.speed_kmh(None, 12) == 20.0, "off the network: the slowest class"
+    for hour in (12, 18):
+        assert roads.speeds_at(hour) == {c: roads.speed_kmh(c, hour) for c in ("street", "arterial", None)}
 
 
 def test_a_rush_hour_may_run_over_midnight() -> None:

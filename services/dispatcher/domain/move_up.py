@@ -18,7 +18,7 @@ import h3.api.basic_int as h3i
 from services.dispatcher.domain.coverage import CoverageArea
 from services.dispatcher.domain.eta import EtaModel, EtaQuery, LatLon, eta_s
 from shared.contract.registry import UnitKind, ZoneClass
-from shared.geo import great_circle_m
+from shared.geo import great_circle_m, north_south_m
 
 MOVE_UP_CLASSES = (ZoneClass.KEY_AREA, ZoneClass.CENTRAL_URBAN)
 """The classes whose coverage move-up watches: the 1- and 3-minute promises."""
@@ -86,12 +86,19 @@ def advise(
     the only one covering a cell, exactly as with the whole fleet. No unit is moved further than `max_travel_s`
     away: a township's car is not pulled into the city, leaving its own area bare."""
 
+    # Every unit is tried against every demand cell: each cell's query and least rate are worked out once, and a
+    # unit too far north or south is ruled out before its distance is worked out.
+    queries = {d.cell: EtaQuery(d.centre, at, d.zone_class) for d in demand}
+    least = {d.cell: model.least_seconds_per_metre(queries[d.cell]) for d in demand}
+
     def reaches(kind: UnitKind, origin: LatLon, cell: Demand) -> bool:
-        query = EtaQuery(cell.centre, at, cell.zone_class)
-        distance = great_circle_m(*origin, *cell.centre)
-        if distance * model.least_seconds_per_metre(query) > cell.target_s:
+        rate = least[cell.cell]
+        if north_south_m(origin[0], cell.centre[0]) * rate > cell.target_s:
             return False
-        return eta_s(model, kind, origin, query, distance) <= cell.target_s
+        distance = great_circle_m(*origin, *cell.centre)
+        if distance * rate > cell.target_s:
+            return False
+        return eta_s(model, kind, origin, queries[cell.cell], distance) <= cell.target_s
 
     reach = {u.unit_id: {d.cell for d in demand if reaches(u.kind, u.position, d)} for u in idle}
     covering = {d.cell: sum(1 for u in idle if d.cell in reach[u.unit_id]) for d in demand}

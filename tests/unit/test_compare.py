@@ -34,6 +34,7 @@ def played(operator: NearestByStraightLine | NearestByEta, hours: float = 0.25) 
     return night
 
 
+@pytest.mark.no_cover
 def test_every_policy_gets_the_same_calls_and_their_drives_are_recorded() -> None:
     straight = played(NearestByStraightLine())
     by_eta = played(NearestByEta(CircuityEta(), ZONES))
@@ -50,6 +51,7 @@ def test_every_policy_gets_the_same_calls_and_their_drives_are_recorded() -> Non
         assert trip.destination == (call.lat, call.lon)
 
 
+@pytest.mark.no_cover
 def test_the_eta_operator_sends_the_fastest_not_the_nearest() -> None:
     call = CallRecord("C1", 27.24, 111.47, START)
     speeds = {(k, z): 90.0 if k is UnitKind.MOTORCYCLE else 10.0 for k in UnitKind for z in ZoneClass}
@@ -59,6 +61,7 @@ def test_the_eta_operator_sends_the_fastest_not_the_nearest() -> None:
     assert NearestByEta(CircuityEta(speeds_kmh=speeds), ZONES).choose(call, [car, moto], START) is moto
 
 
+@pytest.mark.no_cover
 def test_moving_up_posts_idle_vehicles_where_the_advice_says() -> None:
     night = played(NearestByEta(CircuityEta(), ZONES, demand_of(coverage_areas(DEFINITIONS)), level=1.0))
     posted = [v for v in night.vehicles.values() if v.posted_until is not None]
@@ -70,6 +73,7 @@ def test_moving_up_posts_idle_vehicles_where_the_advice_says() -> None:
     }
 
 
+@pytest.mark.no_cover
 def test_compare_prints_every_policy_on_the_same_calls() -> None:
     lines: list[str] = []
     result = compare(CITY, start=START, hours=0.25, call_every_s=30, seed=2, training_weeks=1, progress=lines.append)

@@ -87,6 +87,7 @@ def scatter(rng: random.Random, n: int, lat: float, lon: float, spread_deg: floa
 CITY = (27.24, 111.47)
 
 
+@pytest.mark.no_cover
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**32 - 1),
@@ -147,6 +148,7 @@ def test_an_empty_index_or_a_fleet_smaller_than_k() -> None:
     assert len(index.nearest(27.0, 111.0, 5, accept=lambda e: True, ranking=ByDistance())) == 2
 
 
+@pytest.mark.no_cover
 def test_find_k_then_one_more_ring_is_not_enough_but_the_bound_is() -> None:
     # A unit just outside ring r+1 can still beat the k-th found: a regression guard for the stopping rule.
     rng = random.Random(2024)
@@ -240,6 +242,7 @@ def test_an_ordinary_cells_sure_disk_is_nearly_its_inscribed_circle(resolution: 
     assert 0.8 * nearest_corner < math.acos(cos_radius) < math.cos(math.pi / 6) * nearest_corner
 
 
+@pytest.mark.no_cover
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), resolution=st.sampled_from([7, 8, 9]))
 def test_moving_entries_places_each_where_h3_would(seed: int, resolution: int) -> None:
@@ -283,6 +286,7 @@ class ByWeightedDistance:
         return self._weights[entry.key]
 
 
+@pytest.mark.no_cover
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 300), k=st.integers(1, 8), resolution=st.sampled_from([7, 9]))
 def test_nearest_by_eta_equals_brute_force(seed: int, n: int, k: int, resolution: int) -> None:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -124,6 +125,7 @@ def plain(ping: dict[str, Any]) -> bool:
     )
 
 
+@pytest.mark.no_cover
 @settings(max_examples=3000, deadline=None)
 @given(ping=st.one_of(pings, st.fixed_dictionaries({}, optional=ping_fields)))
 def test_every_value_ends_as_the_reference_ends_it(ping: dict[str, Any]) -> None:
@@ -138,6 +140,7 @@ def test_every_value_ends_as_the_reference_ends_it(ping: dict[str, Any]) -> None
         assert not plain(ping), "a plain position ping the reference accepts must take the compiled path"
 
 
+@pytest.mark.no_cover
 @settings(max_examples=500, deadline=None)
 @given(ping=pings)
 def test_what_json_carries_is_read_alike_after_a_round_trip_through_the_wire(ping: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -48,6 +49,7 @@ def test_arbitrary_bytes_are_declined_or_parsed_as_the_reference_parses_them(dat
     assert_same_frame(b"\x7e" + data + b"\x7e" if flagged else data)
 
 
+@pytest.mark.no_cover
 @settings(max_examples=1000, deadline=None)
 @given(vector=st.sampled_from(VECTORS), position=st.integers(0, 10_000), value=st.integers(0, 255))
 def test_mutated_real_frames_are_declined_or_parsed_as_the_reference_parses_them(
@@ -113,6 +115,7 @@ items = st.lists(
 )
 
 
+@pytest.mark.no_cover
 @settings(max_examples=2000, deadline=None)
 @given(
     alarm=st.integers(0, 2**32 - 1),

@@ -20,7 +20,7 @@ from services.simulator.night import (
 )
 from shared.geo import great_circle_m
 
-pytestmark = pytest.mark.timeout(360)
+pytestmark = [pytest.mark.timeout(360), pytest.mark.no_cover]
 """Simulated nights: pure Python, a dozen seconds each alone, several times that beside the integration tests'
 services on two shared cores."""
 

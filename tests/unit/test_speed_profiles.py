@@ -126,6 +126,7 @@ def test_fixes_too_far_apart_say_nothing() -> None:
     assert SpeedProfiles.build(sparse, built_at=MONDAY_8).tallies == {}
 
 
+@pytest.mark.no_cover
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10_000), k=st.integers(1, 6))
 def test_nearest_by_learned_eta_is_exact(seed: int, k: int) -> None:

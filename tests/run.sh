@@ -12,7 +12,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 venv=.venv/bin
 cov=(--cov=shared --cov=services --cov-report=)
-durations=(--durations=15) # each process names its slowest tests, so a run shows where the time went
+durations=(--durations=25) # each process names its slowest tests, so a run shows where the time went
 mkdir -p build
 rm -f build/coverage.alone build/coverage.rest build/coverage build/alone.log
 

@@ -20,7 +20,7 @@ lint:
 typecheck:
 	$(VENV)/mypy
 
-# tests/run.sh: one pytest process runs a test at a time (the long image build and quick benchmarks, then the fault
+# tests/run.sh: one pytest process runs a test at a time (the long image build, then the fault
 # tests, which kill processes and wait for recovery) beside the rest of the suite in two pytest-xdist workers; each
 # process has its own Kafka and PostgreSQL. The coverage floor counts the in-process suite of both (the e2e
 # subprocesses are not traced, nor the tests marked `no_cover`: simulated nights and property tests that re-run the

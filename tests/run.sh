@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test suite as `make test` runs it: two pytest processes side by side, each with its own Kafka and PostgreSQL.
 # - one test at a time: the fault tests (`-m faults`: each kills a service or a dependency and waits for recovery, so
-#   none may run beside another), after the few long runs (`-m long`: the image build, the quick benchmarks), which
-#   are here so that both processes end at about the same time; its output is printed when it ends;
+#   none may run beside another), after the long runs (`-m long`: the image build), which are here so that both
+#   processes end at about the same time; its output is printed when it ends;
 # - the rest in two pytest-xdist workers: most of an integration test's time is waiting on the broker, the database
 #   or a service process.
 # Coverage of both is combined and the floor checked on the sum. Extra arguments go to both pytest commands; a

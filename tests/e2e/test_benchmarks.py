@@ -17,7 +17,6 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.long
 @pytest.mark.timeout(900)
 def test_the_quick_benchmarks_run_and_report_every_figure() -> None:
     done = subprocess.run(

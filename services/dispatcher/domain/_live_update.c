@@ -3,7 +3,8 @@
  *
  * A unit pinging once a second almost never leaves that disk, so the update costs no H3 call; what was left in Python
  * was attribute traffic, the datetime's epoch and three trigonometric calls, which this does on C doubles, boxing only
- * what it stores on the unit. The arithmetic is Python's: the epoch is the datetime's exact microseconds over a
+ * the epoch it stores on the unit (the unit vector goes into the bucket's array; `UnitState.xyz` works it out again
+ * when the index places the unit). The arithmetic is Python's: the epoch is the datetime's exact microseconds over a
  * million, as `timestamp()` divides them, and the unit vector is `h3_index.unit_vector`'s expression with libm
  * (setup.py compiles without fused multiply-add). tests/unit/test_live_map_eta_zones.py compares whole updates with
  * the Python steps. The bucket and slot holding the unit are kept on it by the index (`h3_index.Located`).
@@ -16,7 +17,7 @@
 #include "shared/native/civil_days.h"
 
 typedef struct {
-    PyObject *ts, *lat, *lon, *position, *position_epoch, *xyz, *bucket, *slot, *inside, *coords, *timestamp;
+    PyObject *ts, *lat, *lon, *position, *position_epoch, *bucket, *slot, *inside, *coords, *timestamp;
 } State;
 
 static State *state_of(PyObject *module) { return (State *)PyModule_GetState(module); }
@@ -109,9 +110,9 @@ done:
 PyDoc_STRVAR(place_doc,
              "place(unit, position, /) -> int\n"
              "\n"
-             "Apply `position` to `unit` (a live_map.UnitState) if it is newer: its position, epoch and unit vector.\n"
-             "Then, if the position is inside the sure disk of the bucket holding the unit, refresh the unit's\n"
-             "coordinates there. 0: not newer, nothing done; 1: applied and placed; 2: applied, the index must place\n"
+             "Apply `position` to `unit` (a live_map.UnitState) if it is newer: its position and epoch. Then, if\n"
+             "the position is inside the sure disk of the bucket holding the unit, refresh the unit's packed unit\n"
+             "vector and epoch there. 0: not newer, nothing done; 1: applied and placed; 2: applied, the index must place\n"
              "the unit (`H3Index.relocate`).");
 
 static PyObject *place(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
@@ -133,11 +134,7 @@ static PyObject *place(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     double phi = lat * to_radians, lam = lon * to_radians;
     double cos_phi = cos(phi);
     double x = cos_phi * cos(lam), y = cos_phi * sin(lam), z = sin(phi);
-    PyObject *xyz = Py_BuildValue("(ddd)", x, y, z);
-    if (xyz == NULL) return NULL;
-    rc = PyObject_SetAttr(unit, st->xyz, xyz);
-    Py_DECREF(xyz);
-    if (rc < 0 || PyObject_SetAttr(unit, st->position, position) < 0 || set_number(unit, st->position_epoch, epoch) < 0)
+    if (PyObject_SetAttr(unit, st->position, position) < 0 || set_number(unit, st->position_epoch, epoch) < 0)
         return NULL;
     rc = refresh_in_bucket(st, unit, x, y, z, epoch);
     if (rc < 0) return NULL;
@@ -153,10 +150,10 @@ static int exec_module(PyObject *module) {
     PyDateTime_IMPORT;
     if (PyDateTimeAPI == NULL) return -1;
     State *st = state_of(module);
-    const char *names[] = {"ts",  "lat",    "lon",  "position", "position_epoch", "xyz",
-                           "bucket", "slot", "inside", "coords",   "timestamp"};
-    PyObject **fields[] = {&st->ts,     &st->lat,  &st->lon,    &st->position, &st->position_epoch, &st->xyz,
-                          &st->bucket, &st->slot, &st->inside, &st->coords,   &st->timestamp};
+    const char *names[] = {"ts", "lat", "lon", "position", "position_epoch", "bucket", "slot", "inside", "coords",
+                           "timestamp"};
+    PyObject **fields[] = {&st->ts,     &st->lat,  &st->lon,    &st->position, &st->position_epoch,
+                           &st->bucket, &st->slot, &st->inside, &st->coords,   &st->timestamp};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         *fields[i] = PyUnicode_InternFromString(names[i]);
         if (*fields[i] == NULL) return -1;
@@ -171,7 +168,6 @@ static int clear(PyObject *module) {
     Py_CLEAR(st->lon);
     Py_CLEAR(st->position);
     Py_CLEAR(st->position_epoch);
-    Py_CLEAR(st->xyz);
     Py_CLEAR(st->bucket);
     Py_CLEAR(st->slot);
     Py_CLEAR(st->inside);

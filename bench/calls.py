@@ -3,7 +3,8 @@
 The anchor is a bare FastAPI endpoint validating the same body and inserting one row per request with asyncpg
 (`bench/calls_anchor.py`), its own uvicorn process as the dispatcher is. Both are driven open loop by the same
 light client (`bench/open_loop.py`): the rate doubles from 25/s until p99 reaches the bound or a request fails, then
-is bisected. `bench dispatcher` runs this too; `python -m bench calls` runs it alone (no PostGIS needed).
+is bisected; a step beyond the bound by its tail alone (a pause) is run again before the rate counts as beyond.
+`bench dispatcher` runs this too; `python -m bench calls` runs it alone (no PostGIS needed).
 """
 
 from __future__ import annotations

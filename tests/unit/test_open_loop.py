@@ -1,4 +1,5 @@
-"""The rate search of the benchmarks' open-loop load: doubling, then bisecting, keeping the best rate within bound."""
+"""The rate search of the benchmarks' open-loop load: doubling, then bisecting, keeping the best rate within bound;
+a step beyond it by its tail alone (a pause) is run again, and the rate is beyond only when that one is too."""
 
 from __future__ import annotations
 
@@ -11,14 +12,15 @@ from bench.open_loop import Step, highest_rate
 def service_serving(
     capacity: float, *, failing_from: float = float("inf")
 ) -> tuple[list[float], Callable[[float], Awaitable[Step]]]:
-    """A fake service: p99 grows past the bound beyond `capacity`; requests fail from `failing_from`."""
+    """A fake service: beyond `capacity` a queue grows (median and p99 past the bound); requests fail from
+    `failing_from`."""
     asked: list[float] = []
 
     async def measure(rate: float) -> Step:
         asked.append(rate)
-        p99 = 0.010 if rate <= capacity else 0.500
+        p50, p99 = (0.002, 0.010) if rate <= capacity else (0.200, 0.500)
         failures = Counter({503: 3}) if rate >= failing_from else Counter()
-        return Step(rate, int(rate), 0.002, p99, failures)
+        return Step(rate, int(rate), p50, p99, failures)
 
     return asked, measure
 
@@ -31,7 +33,7 @@ async def test_the_rate_doubles_until_beyond_the_bound_then_is_bisected() -> Non
     asked, measure = service_serving(300)
     best = await highest_rate(measure, start=25, p99_bound_s=0.050, refine=3, report=lambda _: None, settle=no_settling)
 
-    assert asked == [25, 50, 100, 200, 400, 300, 350, 325]
+    assert asked == [25, 50, 100, 200, 400, 300, 350, 325], "a queue (the median beyond the bound too) is not retried"
     assert best is not None
     assert best.rate == 300
 
@@ -40,7 +42,7 @@ async def test_a_failed_request_disqualifies_a_step_whatever_its_latency() -> No
     asked, measure = service_serving(10_000, failing_from=150)
     best = await highest_rate(measure, start=25, p99_bound_s=0.050, refine=2, report=lambda _: None, settle=no_settling)
 
-    assert asked == [25, 50, 100, 200, 150, 125]
+    assert asked == [25, 50, 100, 200, 150, 125], "failed requests are not a pause: not retried"
     assert best is not None
     assert best.rate == 125
 
@@ -52,6 +54,24 @@ async def test_no_rate_within_the_bound_is_no_answer() -> None:
     assert best is None
     assert asked[0] == 25
     assert all(rate < 25 for rate in asked[1:])
+
+
+async def test_one_pause_beyond_the_bound_does_not_decide_the_search() -> None:
+    asked, steady = service_serving(300)
+    paused: set[float] = set()
+
+    async def measure(rate: float) -> Step:
+        step = await steady(rate)
+        if rate == 200 and rate not in paused:  # one collector pause, or the machine's neighbour, in the first try
+            paused.add(rate)
+            return Step(rate, int(rate), 0.002, 0.058, Counter())
+        return step
+
+    best = await highest_rate(measure, start=25, p99_bound_s=0.050, refine=3, report=lambda _: None, settle=no_settling)
+
+    assert asked == [25, 50, 100, 200, 200, 400, 300, 350, 325]
+    assert best is not None
+    assert best.rate == 300
 
 
 def test_a_step_names_its_failures_by_status() -> None:

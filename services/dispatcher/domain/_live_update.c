@@ -112,8 +112,8 @@ PyDoc_STRVAR(place_doc,
              "\n"
              "Apply `position` to `unit` (a live_map.UnitState) if it is newer: its position and epoch. Then, if\n"
              "the position is inside the sure disk of the bucket holding the unit, refresh the unit's packed unit\n"
-             "vector and epoch there. 0: not newer, nothing done; 1: applied and placed; 2: applied, the index must place\n"
-             "the unit (`H3Index.relocate`).");
+             "vector and epoch there. 0: not newer, nothing done; 1: applied and placed; 2: applied, the index\n"
+             "must place the unit (`H3Index.relocate`).");
 
 static PyObject *place(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2) {

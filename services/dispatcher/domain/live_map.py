@@ -57,7 +57,7 @@ class UnitState:
     def xyz(self) -> tuple[float, float, float]:
         """The position's unit vector, worked out when the index places the unit: most fixes never need it as an
         object (`_live_update.c` refreshes the bucket's packed coordinates from C doubles), and a tuple of three
-        floats made and freed on every fix was a fifth of the update's time at 100,000 units."""
+        floats made and freed on every fix cost the update cache misses (README, "Position updates, session 15")."""
         position = self.position
         return (0.0, 0.0, 0.0) if position is None else unit_vector(position.lat, position.lon)
 

@@ -24,11 +24,14 @@ def great_circle_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_RADIUS_M * asin(root if root < 1.0 else 1.0)
 
 
+M_PER_DEGREE_LATITUDE = 111_195.0
+"""A degree of latitude on the contract's sphere (111,195.08 m), rounded down so that `north_south_m` is a bound."""
+
+
 def north_south_m(lat1: float, lat2: float) -> float:
     """A bound never above `great_circle_m` between points at these latitudes (a great circle is never shorter than
-    its north-south part; the metres per degree are rounded down, 111,195.0 for 111,195.08): a test that rules most
-    far points out without a square root."""
-    return abs(lat1 - lat2) * 111_195.0
+    its north-south part): a test that rules most far points out without a square root."""
+    return abs(lat1 - lat2) * M_PER_DEGREE_LATITUDE
 
 
 def h3_cell(lat: float, lon: float, resolution: int = POSITION_H3_RESOLUTION) -> str:

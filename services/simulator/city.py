@@ -20,17 +20,15 @@ from services.simulator.roads import Leg, RoadNetwork, RushHour
 from shared.city import CityFile, KindEntry, PlatformEntry, read_city_file
 from shared.contract.registry import Platform, RegistryImport, Unit, UnitKind
 from shared.errors import KuaijingError
-from shared.geo import great_circle_m, north_south_m
+from shared.geo import M_PER_DEGREE_LATITUDE, great_circle_m, north_south_m
 
 DEFAULT_CITY = Path(__file__).resolve().parent / "cities" / "shaoyang.json"
 
 CATEGORIES = ("theft", "traffic accident", "dispute", "assault", "noise", "missing person", "fraud", "fire")
 
-_M_PER_DEG_LAT = 111_195.0
-
 
 def offset(lat: float, lon: float, *, north_m: float, east_m: float) -> tuple[float, float]:
-    return lat + north_m / _M_PER_DEG_LAT, lon + east_m / (_M_PER_DEG_LAT * math.cos(math.radians(lat)))
+    return lat + north_m / M_PER_DEGREE_LATITUDE, lon + east_m / (M_PER_DEGREE_LATITUDE * math.cos(math.radians(lat)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -195,7 +195,7 @@ class H3Index(Generic[E]):
             self._sizes[layer] = self._sizes.get(layer, 0) + 1
 
     def relocate(self, key: str, entry: E, cell: int | None, lat: float, lon: float, layer: Layer = None) -> int:
-        """Place an entry whose position changed (its `xyz` already the new one) and return its cell now: from H3,
+        """Place an entry whose position changed (its `xyz` already gives the new one) and return its cell now: from H3,
         and out of the old cell if that changed. The live map's compiled update (`_live_update.c`) calls this only
         for a unit that left its cell's sure disk; inside it, the cell cannot have changed."""
         new = self.cell_of(lat, lon)

@@ -30,8 +30,8 @@ setup(
             "services.dispatcher.domain._h3_walk", ["services/dispatcher/domain/_h3_walk.c"], extra_compile_args=_FLAGS
         ),
         Extension(
-            "services.dispatcher.domain._live_update",
-            ["services/dispatcher/domain/_live_update.c"],
+            "services.dispatcher.domain._index_update",
+            ["services/dispatcher/domain/_index_update.c"],
             include_dirs=_INCLUDE,
             depends=_HEADERS,
             extra_compile_args=_FLAGS,

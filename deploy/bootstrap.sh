@@ -16,8 +16,8 @@ command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 [ -d /usr/share/fonts/opentype/noto ] && ls /usr/share/fonts/opentype/noto/NotoSansCJK-* >/dev/null 2>&1 \
   || need_apt+=(fonts-noto-cjk)
-# Two inner loops are C (setup.py: the JT/T 808 decoder's hot path, the nearest search's walk), compiled
-# against the interpreter's own headers.
+# The hot paths' inner loops are C (setup.py: the JT/T 808 and JSON ping decoders, the nearest search's walk, the
+# index's updates), compiled against the interpreter's own headers.
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
 "$PYTHON" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
   || need_apt+=(python3-dev)

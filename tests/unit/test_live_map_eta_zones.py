@@ -61,7 +61,7 @@ _ZONES = st.sampled_from([UTC, timezone(timedelta(hours=8)), timezone(timedelta(
 def test_a_fix_sets_the_unit_and_its_bucket_exactly_as_python_computes_them(
     fixes: list[tuple[datetime, tzinfo, float, float]],
 ) -> None:
-    # The update is C (`_live_update.c`): its epoch must be the datetime's own `timestamp()` and its unit vector
+    # The update is C (`_index_update.c`): its epoch must be the datetime's own `timestamp()` and its unit vector
     # `unit_vector`'s, to the last bit, in every time zone; a fix no newer than the held one changes nothing. Most
     # fixes stay within a few tens of metres (refreshed in the bucket by C), some jump anywhere (placed by the index).
     live = fleet()
@@ -83,6 +83,28 @@ def test_a_fix_sets_the_unit_and_its_bucket_exactly_as_python_computes_them(
         slot = bucket.keys.index("car")
         assert tuple(bucket.coords[4 * slot : 4 * slot + 4]) == (*unit.xyz, unit.position_epoch)
     assert live.newest == max((p for p in (u.position for u in live.units.values()) if p), key=lambda p: p.ts).ts
+
+
+def assert_each_unit_held_once_where_h3_puts_it(live: LiveMap) -> None:
+    """The index's own bookkeeping, as `_index_update.c` and `h3_index._Bucket` must leave it after any updates: each
+    positioned unit in exactly one bucket, of its status's layer and of the cell H3 gives for its position, at the
+    slot it names, with its packed coordinates; no empty bucket, every bucket knowing its cell and layer."""
+    held: list[str] = []
+    for status, cells in live._index.layers.items():
+        for cell, bucket in cells.items():
+            assert len(bucket) > 0, "an empty bucket left in its layer"
+            assert (bucket.cell, bucket.cells) == (cell, cells)
+            assert len(bucket.keys) == len(bucket.entries) == len(bucket.coords) // 4 == len(bucket._slots)
+            for slot, (key, unit) in enumerate(zip(bucket.keys, bucket.entries, strict=True)):
+                assert unit is live.units[key]
+                assert unit.status is status
+                assert (unit.bucket, unit.slot, bucket._slots[key]) == (bucket, slot, slot)
+                assert unit.position is not None
+                assert cell == live._index.cell_of(unit.position.lat, unit.position.lon)
+                assert tuple(bucket.coords[4 * slot : 4 * slot + 4]) == (*unit.xyz, unit.position_epoch)
+                held.append(key)
+    assert sorted(held) == sorted(u.unit_id for u in live.units.values() if u.position is not None)
+    assert len(live._index) == len(held)
 
 
 def test_statuses_apply_in_event_time() -> None:
@@ -182,7 +204,8 @@ def test_self_intersecting_zones_are_refused() -> None:
 @given(seed=st.integers(0, 2**32 - 1), moves=st.integers(0, 600))
 def test_after_any_churn_of_moves_statuses_and_departures_nearest_equals_brute_force(seed: int, moves: int) -> None:
     # Buckets keep coordinates packed beside their entries and swap the last one in on removal: every path that moves
-    # an entry (same cell, new cell, new status layer, unit leaving the registry) must leave the index exact.
+    # an entry (same cell, a neighbouring cell's bucket, a cell new to the layer, a new status layer, a unit leaving
+    # the registry) must leave the index exact and its bookkeeping whole.
     rng = random.Random(seed)
     live = LiveMap(resolution=9)
     ids = [f"u{i}" for i in range(60)]
@@ -197,7 +220,9 @@ def test_after_any_churn_of_moves_statuses_and_departures_nearest_equals_brute_f
             live.apply_position(unit_id, Position(ts, lat, lon))
         else:
             live.apply_status(unit_id, rng.choice(list(UnitStatus)), None, ts)
+    assert_each_unit_held_once_where_h3_puts_it(live)
     live.remove_units_not_in(ids[: rng.randrange(1, 61)])
+    assert_each_unit_held_once_where_h3_puts_it(live)
     for _ in range(5):
         q_lat, q_lon = 27.24 + rng.uniform(-0.02, 0.02), 111.47 + rng.uniform(-0.02, 0.02)
         found = live.nearest(lat=q_lat, lon=q_lon, k=5, now=NOW, unit_filter=UnitFilter(), ranking=ByDistance())

@@ -26,6 +26,7 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import h3.api.basic_int as h3i
 
+from services.dispatcher.domain import _index_update
 from services.dispatcher.domain._h3_walk import scan as scan_bucket
 from services.dispatcher.domain._h3_walk import walk_ring
 from shared.geo import EARTH_RADIUS_M
@@ -53,7 +54,7 @@ class Located(Protocol):
     """What the index needs of an entry: its unit vector and when that position was taken (seconds since the epoch).
     The index keeps on the entry where it holds it, the bucket and the slot there (None and -1 while it holds it
     nowhere), so that an update can refresh the entry's packed coordinates without looking either up: at 100,000
-    units each lookup is a few cache misses (`_live_update.c`)."""
+    units each lookup is a few cache misses (`_index_update.c`)."""
 
     bucket: _Bucket[Any] | None
     slot: int
@@ -114,15 +115,20 @@ class _Bucket(Generic[E]):
 
     A scan reads four numbers per entry from contiguous memory and touches an entry only when it could make the
     answer; boxed floats scattered over the heap would cost a cache miss each, and misses are most of a walk's time.
+    The bucket knows its cell and its layer (`cells`), so an update that moves an entry to a neighbouring cell finds
+    the bucket there without the index (`_index_update.c`, which also does `put` and `pop`).
     """
 
-    __slots__ = ("_slots", "coords", "entries", "inside", "keys")
+    __slots__ = ("_slots", "cell", "cells", "coords", "entries", "inside", "keys")
 
-    def __init__(self, inside: tuple[float, float, float, float]) -> None:
+    def __init__(self, cell: int, cells: dict[int, _Bucket[E]], inside: tuple[float, float, float, float]) -> None:
         self.keys: list[str] = []
         self.entries: list[E] = []
         self.coords = array("d")
         self._slots: dict[str, int] = {}
+        self.cell = cell
+        self.cells = cells
+        """The layer holding this bucket, by cell; an update drops the bucket from it once empty."""
         self.inside = inside
         """The cell's sure disk (`H3Index.sure_disk`): centre x, y, z and the cosine of its radius."""
 
@@ -131,36 +137,11 @@ class _Bucket(Generic[E]):
 
     def put(self, key: str, entry: E) -> bool:
         """Place or refresh the entry; True when it is new here."""
-        x, y, z = entry.xyz
-        slot = self._slots.get(key)
-        if slot is None:
-            entry.bucket, entry.slot = self, len(self.entries)
-            self._slots[key] = entry.slot
-            self.keys.append(key)
-            self.entries.append(entry)
-            self.coords.extend((x, y, z, entry.position_epoch))
-            return True
-        self.entries[slot] = entry
-        at = 4 * slot
-        coords = self.coords
-        coords[at], coords[at + 1], coords[at + 2], coords[at + 3] = x, y, z, entry.position_epoch
-        return False
+        return _index_update.put(self, key, entry, *entry.xyz, entry.position_epoch)
 
     def pop(self, key: str) -> bool:
         """Take the entry out (the last one moves into its slot); True when it was here."""
-        slot = self._slots.pop(key, None)
-        if slot is None:
-            return False
-        self.entries[slot].bucket, self.entries[slot].slot = None, -1
-        last = len(self.entries) - 1
-        if slot != last:
-            moved = self.keys[slot] = self.keys[last]
-            entry = self.entries[slot] = self.entries[last]
-            entry.slot = slot
-            self.coords[4 * slot : 4 * slot + 4] = self.coords[4 * last :]
-            self._slots[moved] = slot
-        del self.keys[last], self.entries[last], self.coords[4 * last :]
-        return True
+        return _index_update.pop(self, key)
 
 
 Layer = Hashable
@@ -189,15 +170,15 @@ class H3Index(Generic[E]):
         cells = self.layers.setdefault(layer, {})
         bucket = cells.get(cell)
         if bucket is None:
-            bucket = cells[cell] = _Bucket(self.sure_disk(cell))
+            bucket = cells[cell] = _Bucket(cell, cells, self.sure_disk(cell))
             self.warm(cell)
         if bucket.put(key, entry):
             self._sizes[layer] = self._sizes.get(layer, 0) + 1
 
     def relocate(self, key: str, entry: E, cell: int | None, lat: float, lon: float, layer: Layer = None) -> int:
-        """Place an entry whose position changed (its `xyz` already gives the new one) and return its cell now: from H3,
-        and out of the old cell if that changed. The live map's compiled update (`_live_update.c`) calls this only
-        for a unit that left its cell's sure disk; inside it, the cell cannot have changed."""
+        """Place an entry whose position changed (its `xyz` gives the new one) and return its cell now: from H3, and out
+        of the old cell if that changed. The live map's compiled update (`_index_update.c`) places a unit itself
+        unless it is held nowhere yet or has moved to a cell its layer holds no bucket for."""
         new = self.cell_of(lat, lon)
         if cell is not None and new != cell:
             self.remove(key, cell, layer)

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services.dispatcher.domain._live_update import place
+from services.dispatcher.domain._index_update import place
 from services.dispatcher.domain.h3_index import Found, H3Index, Ranking, unit_vector
 from shared.contract.registry import UnitKind
 from shared.contract.schemas import UnitStatus
 
 _NEVER = float("-inf")
-_STALE, _PLACED, _LEFT_CELL = 0, 1, 2
-"""What `_live_update.place` did: nothing (not newer), applied and refreshed in its bucket, applied and not placed."""
+_STALE, _PLACED, _UNPLACED = 0, 1, 2
+"""What `_index_update.place` did: nothing (not newer), applied and placed in the index, applied and not placed."""
 
 
 def resolution_for(units: int) -> int:
@@ -48,15 +48,20 @@ class UnitState:
     call_id: str | None = None
     position: Position | None = None
     position_epoch: float = _NEVER
-    cell: int | None = None
     bucket: Any = None
     """Where the index holds the unit, kept by the index (`h3_index.Located`)."""
     slot: int = -1
 
     @property
+    def cell(self) -> int | None:
+        """The H3 cell the index holds the unit in, None while it holds it nowhere (no position yet)."""
+        bucket = self.bucket
+        return None if bucket is None else bucket.cell
+
+    @property
     def xyz(self) -> tuple[float, float, float]:
         """The position's unit vector, worked out when the index places the unit: most fixes never need it as an
-        object (`_live_update.c` refreshes the bucket's packed coordinates from C doubles), and a tuple of three
+        object (`_index_update.c` refreshes the bucket's packed coordinates from C doubles), and a tuple of three
         floats made and freed on every fix cost the update cache misses (README, "Position updates, session 15")."""
         position = self.position
         return (0.0, 0.0, 0.0) if position is None else unit_vector(position.lat, position.lon)
@@ -111,21 +116,22 @@ class LiveMap:
         self._index = H3Index(wanted)
         for unit in self.units.values():
             if unit.position is not None:
-                unit.cell = self._index.cell_of(unit.position.lat, unit.position.lon)
-                self._index.add(unit.unit_id, unit, unit.cell, unit.status)
+                cell = self._index.cell_of(unit.position.lat, unit.position.lon)
+                self._index.add(unit.unit_id, unit, cell, unit.status)
 
     def apply_position(self, unit_id: str, position: Position, *, fix: bool = True) -> bool:
         """Move the unit if this is its newest fixed position; True when it moved."""
         unit = self.units.get(unit_id)
         if unit is None or not fix:
             return False
-        # In C: the position, its epoch and unit vector set on the unit, which is refreshed in its bucket while it
-        # stays inside its cell's sure disk (most pings); only a unit that left it asks the index for its cell.
-        placed = place(unit, position)
+        # In C: the position and its epoch set on the unit, which is refreshed in its bucket while it stays inside its
+        # cell's sure disk (most pings) and otherwise moved to the bucket of the cell H3 gives; the index places it
+        # only when it is held nowhere yet or no bucket of its layer holds that cell.
+        placed = place(unit, position, unit_id)
         if placed == _STALE:
             return False
-        if placed == _LEFT_CELL:
-            unit.cell = self._index.relocate(unit_id, unit, unit.cell, position.lat, position.lon, unit.status)
+        if placed == _UNPLACED:
+            self._index.relocate(unit_id, unit, unit.cell, position.lat, position.lon, unit.status)
         if unit.position_epoch > self._newest_epoch:
             self._newest_epoch = unit.position_epoch
             self.newest = position.ts
@@ -139,9 +145,10 @@ class LiveMap:
             return False
         if (unit.status, unit.call_id, unit.status_since) == (status, call_id, ts):
             return False
-        if unit.cell is not None and status is not unit.status:
-            self._index.remove(unit_id, unit.cell, unit.status)
-            self._index.add(unit_id, unit, unit.cell, status)
+        cell = unit.cell
+        if cell is not None and status is not unit.status:
+            self._index.remove(unit_id, cell, unit.status)
+            self._index.add(unit_id, unit, cell, status)
         unit.status, unit.call_id, unit.status_since = status, call_id, ts
         return True
 

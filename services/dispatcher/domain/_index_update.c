@@ -1,0 +1,450 @@
+/* Updates of the H3 index in C: an entry put into a bucket or popped out of it (`h3_index._Bucket`), and the live
+ * map's position update (`LiveMap.apply_position`) down to the bucket that holds the unit.
+ *
+ * A unit pinging once a second almost never leaves its cell's sure disk (`H3Index.sure_disk`), so most updates are a
+ * refresh of its packed coordinates in place, with no H3 call. One that leaves the disk gets its cell from H3's own
+ * compiled `latlng_to_cell` (the C function h3-py exports to Cython modules, the one `h3.latlng_to_cell` calls) and is
+ * moved here, when its layer already has a bucket for that cell: in Python, the H3 call, the two buckets and their
+ * lists, dict and array took most of an update that moved (README, "Position updates, session 16"). A cell new to the
+ * layer is left to `H3Index.relocate`, which works out the cell's geometry.
+ *
+ * The arithmetic is Python's: the epoch is the datetime's exact microseconds over a million, as `timestamp()` divides
+ * them, and the unit vector is `h3_index.unit_vector`'s expression with libm (setup.py compiles without fused
+ * multiply-add). tests/unit/test_live_map_eta_zones.py compares whole updates with the Python steps and checks the
+ * index after churn; tests/unit/test_h3_index.py checks buckets against brute force.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <datetime.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "shared/native/civil_days.h"
+
+/* h3-py's `latlng_to_cell` as its Cython module exports it (`cpdef H3int latlng_to_cell(double, double, int) except
+ * 1`): 1, never a cell, means an error is set. The capsule's name is the signature; a release that changes it fails
+ * the import, not a call. */
+typedef uint64_t (*LatLngToCell)(double lat, double lng, int res, int skip_dispatch);
+static const char LATLNG_TO_CELL_SIGNATURE[] = "H3Index (double, double, int, int __pyx_skip_dispatch)";
+
+typedef struct {
+    PyObject *ts, *lat, *lon, *position, *position_epoch, *bucket, *slot, *inside, *coords, *timestamp, *keys,
+        *entries, *slots, *cell, *cells, *frombytes;
+    LatLngToCell latlng_to_cell;
+} State;
+
+static State *state_of(PyObject *module) { return (State *)PyModule_GetState(module); }
+
+enum { STALE = 0, PLACED = 1, UNPLACED = 2 };
+
+/* Seconds since the epoch as `ts.timestamp()` gives them; computed here for a datetime in `datetime.UTC`, asked of
+ * the datetime otherwise (another tzinfo says its own offset). -1 with an error set. */
+static int epoch_of(State *st, PyObject *ts, double *out) {
+    if (PyDateTime_Check(ts) && PyDateTime_DATE_GET_TZINFO(ts) == PyDateTime_TimeZone_UTC) {
+        int64_t days = days_from_civil(PyDateTime_GET_YEAR(ts), PyDateTime_GET_MONTH(ts), PyDateTime_GET_DAY(ts));
+        int64_t seconds = days * 86400 + PyDateTime_DATE_GET_HOUR(ts) * 3600 + PyDateTime_DATE_GET_MINUTE(ts) * 60 +
+                          PyDateTime_DATE_GET_SECOND(ts);
+        *out = (double)(seconds * 1000000 + PyDateTime_DATE_GET_MICROSECOND(ts)) / 1e6;
+        return 0;
+    }
+    PyObject *value = PyObject_CallMethodNoArgs(ts, st->timestamp);
+    if (value == NULL) return -1;
+    *out = PyFloat_AsDouble(value);
+    Py_DECREF(value);
+    return *out == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
+static int number_of(PyObject *owner, PyObject *name, double *out) {
+    PyObject *value = PyObject_GetAttr(owner, name);
+    if (value == NULL) return -1;
+    *out = PyFloat_AsDouble(value);
+    Py_DECREF(value);
+    return *out == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
+static int index_of(PyObject *owner, PyObject *name, Py_ssize_t *out) {
+    PyObject *value = PyObject_GetAttr(owner, name);
+    if (value == NULL) return -1;
+    *out = PyLong_AsSsize_t(value);
+    Py_DECREF(value);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+static int set_number(PyObject *owner, PyObject *name, double value) {
+    PyObject *boxed = PyFloat_FromDouble(value);
+    if (boxed == NULL) return -1;
+    int rc = PyObject_SetAttr(owner, name, boxed);
+    Py_DECREF(boxed);
+    return rc;
+}
+
+static int set_index(PyObject *owner, PyObject *name, Py_ssize_t value) {
+    PyObject *boxed = PyLong_FromSsize_t(value);
+    if (boxed == NULL) return -1;
+    int rc = PyObject_SetAttr(owner, name, boxed);
+    Py_DECREF(boxed);
+    return rc;
+}
+
+/* A bucket's parts (`_Bucket`'s slots), held for one operation. */
+typedef struct {
+    PyObject *keys, *entries, *coords, *slots;
+} Parts;
+
+static void release_parts(Parts *p) {
+    Py_CLEAR(p->keys);
+    Py_CLEAR(p->entries);
+    Py_CLEAR(p->coords);
+    Py_CLEAR(p->slots);
+}
+
+static int parts_of(State *st, PyObject *bucket, Parts *p) {
+    *p = (Parts){PyObject_GetAttr(bucket, st->keys), PyObject_GetAttr(bucket, st->entries),
+                 PyObject_GetAttr(bucket, st->coords), PyObject_GetAttr(bucket, st->slots)};
+    if (p->keys && p->entries && p->coords && p->slots) {
+        if (PyList_Check(p->keys) && PyList_Check(p->entries) && PyDict_Check(p->slots) &&
+            PyList_GET_SIZE(p->keys) == PyList_GET_SIZE(p->entries))
+            return 0;
+        PyErr_SetString(PyExc_TypeError, "a bucket holds lists of keys and entries, their slots and an array('d')");
+    }
+    release_parts(p);
+    return -1;
+}
+
+/* The four packed numbers of `slot` in a bucket's array('d'), read into `quad` or written from it. */
+static int packed(PyObject *coords, Py_ssize_t slot, double quad[4], int write) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(coords, &view, (write ? PyBUF_WRITABLE : PyBUF_SIMPLE) | PyBUF_FORMAT) < 0) return -1;
+    int ok = view.format != NULL && strcmp(view.format, "d") == 0 && slot >= 0 &&
+             (slot + 1) * 4 * (Py_ssize_t)sizeof(double) <= view.len;
+    if (ok) {
+        double *at = (double *)view.buf + 4 * slot;
+        if (write)
+            memcpy(at, quad, 4 * sizeof(double));
+        else
+            memcpy(quad, at, 4 * sizeof(double));
+    }
+    PyBuffer_Release(&view);
+    if (!ok) PyErr_SetString(PyExc_ValueError, "the slot is not in its bucket's array('d') of four numbers a slot");
+    return ok ? 0 : -1;
+}
+
+/* `_Bucket.put`: place the entry under `key` with its packed numbers (x, y, z, epoch), or refresh it; 1 when it is
+ * new here, 0 when refreshed, -1 with an error set. A new entry takes the next slot and learns its bucket and slot. */
+static int put(State *st, PyObject *bucket, PyObject *key, PyObject *entry, double quad[4]) {
+    Parts p;
+    if (parts_of(st, bucket, &p) < 0) return -1;
+    int rc = -1;
+    PyObject *held = PyDict_GetItemWithError(p.slots, key);
+    if (held != NULL) {
+        Py_ssize_t slot = PyLong_AsSsize_t(held);
+        if (slot == -1 && PyErr_Occurred()) goto done;
+        if (slot < 0 || slot >= PyList_GET_SIZE(p.entries)) {
+            PyErr_SetString(PyExc_ValueError, "a bucket's slot is past its entries");
+            goto done;
+        }
+        Py_INCREF(entry);
+        PyList_SetItem(p.entries, slot, entry);
+        rc = packed(p.coords, slot, quad, 1) < 0 ? -1 : 0;
+        goto done;
+    }
+    if (PyErr_Occurred()) goto done;
+    Py_ssize_t slot = PyList_GET_SIZE(p.entries);
+    PyObject *boxed = PyLong_FromSsize_t(slot);
+    if (boxed == NULL) goto done;
+    PyObject *bytes = PyBytes_FromStringAndSize((const char *)quad, 4 * sizeof(double));
+    if (bytes == NULL) {
+        Py_DECREF(boxed);
+        goto done;
+    }
+    PyObject *grown = PyObject_CallMethodOneArg(p.coords, st->frombytes, bytes);
+    Py_DECREF(bytes);
+    if (grown != NULL && PyObject_SetAttr(entry, st->bucket, bucket) == 0 &&
+        PyObject_SetAttr(entry, st->slot, boxed) == 0 && PyDict_SetItem(p.slots, key, boxed) == 0 &&
+        PyList_Append(p.keys, key) == 0 && PyList_Append(p.entries, entry) == 0)
+        rc = 1;
+    Py_XDECREF(grown);
+    Py_DECREF(boxed);
+done:
+    release_parts(&p);
+    return rc;
+}
+
+/* `_Bucket.pop`: take out the entry under `key`, the last one moving into its slot; 1 when it was here, 0 when not,
+ * -1 with an error set. The entry taken out is told it is held nowhere (bucket None, slot -1). */
+static int pop(State *st, PyObject *bucket, PyObject *key) {
+    Parts p;
+    if (parts_of(st, bucket, &p) < 0) return -1;
+    int rc = -1;
+    PyObject *held = PyDict_GetItemWithError(p.slots, key);
+    if (held == NULL) {
+        rc = PyErr_Occurred() ? -1 : 0;
+        goto done;
+    }
+    Py_ssize_t slot = PyLong_AsSsize_t(held), last = PyList_GET_SIZE(p.entries) - 1;
+    if (slot == -1 && PyErr_Occurred()) goto done;
+    if (slot < 0 || slot > last) {
+        PyErr_SetString(PyExc_ValueError, "a bucket's slot is past its entries");
+        goto done;
+    }
+    if (PyDict_DelItem(p.slots, key) < 0) goto done;
+    PyObject *leaving = PyList_GET_ITEM(p.entries, slot);
+    if (PyObject_SetAttr(leaving, st->bucket, Py_None) < 0 || set_index(leaving, st->slot, -1) < 0) goto done;
+    if (slot != last) {
+        PyObject *moved_key = PyList_GET_ITEM(p.keys, last), *moved = PyList_GET_ITEM(p.entries, last);
+        double quad[4];
+        Py_INCREF(moved_key);
+        Py_INCREF(moved);
+        PyList_SetItem(p.keys, slot, moved_key);
+        PyList_SetItem(p.entries, slot, moved);
+        PyObject *boxed = PyLong_FromSsize_t(slot);
+        if (boxed == NULL) goto done;
+        int failed = PyObject_SetAttr(moved, st->slot, boxed) < 0 || PyDict_SetItem(p.slots, moved_key, boxed) < 0 ||
+                     packed(p.coords, last, quad, 0) < 0 || packed(p.coords, slot, quad, 1) < 0;
+        Py_DECREF(boxed);
+        if (failed) goto done;
+    }
+    if (PyList_SetSlice(p.keys, last, last + 1, NULL) < 0 || PyList_SetSlice(p.entries, last, last + 1, NULL) < 0 ||
+        PySequence_DelSlice(p.coords, 4 * last, 4 * last + 4) < 0)
+        goto done;
+    rc = 1;
+done:
+    release_parts(&p);
+    return rc;
+}
+
+/* The sure disk of a bucket (`_Bucket.inside`: centre x, y, z, cosine of the radius) contains the point. */
+static int inside_disk(State *st, PyObject *bucket, const double quad[4]) {
+    PyObject *inside = PyObject_GetAttr(bucket, st->inside);
+    if (inside == NULL) return -1;
+    int rc = -1;
+    if (!PyTuple_Check(inside) || PyTuple_GET_SIZE(inside) != 4) {
+        PyErr_SetString(PyExc_TypeError, "a bucket's sure disk is (x, y, z, cos radius)");
+        goto done;
+    }
+    double disk[4];
+    for (int i = 0; i < 4; i++) {
+        disk[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(inside, i));
+        if (disk[i] == -1.0 && PyErr_Occurred()) goto done;
+    }
+    rc = quad[0] * disk[0] + quad[1] * disk[1] + quad[2] * disk[2] > disk[3];
+done:
+    Py_DECREF(inside);
+    return rc;
+}
+
+/* Write the unit's packed numbers at `slot` in `bucket`'s array. */
+static int refresh(State *st, PyObject *bucket, Py_ssize_t slot, double quad[4]) {
+    PyObject *coords = PyObject_GetAttr(bucket, st->coords);
+    if (coords == NULL) return -1;
+    int rc = packed(coords, slot, quad, 1);
+    Py_DECREF(coords);
+    return rc;
+}
+
+/* Move the unit held in `from` (at `slot`) to where its new position (`quad`) belongs: refreshed in place if H3 gives
+ * the same cell, else into its layer's bucket for the new cell (the old bucket dropped from the layer once empty).
+ * 1 when placed, 0 when the layer has no bucket for the new cell, -1 with an error set. */
+static int move(State *st, PyObject *unit, PyObject *key, PyObject *from, Py_ssize_t slot, double lat, double lon,
+                double quad[4]) {
+    PyObject *cell = PyObject_GetAttr(from, st->cell);
+    if (cell == NULL) return -1;
+    int rc = -1;
+    PyObject *cells = NULL, *new_cell = NULL, *to = NULL, *left = NULL;
+    uint64_t old = PyLong_AsUnsignedLongLong(cell);
+    if (old == (uint64_t)-1 && PyErr_Occurred()) goto done;
+    uint64_t now = st->latlng_to_cell(lat, lon, (int)((old >> 52) & 0xF), 0);
+    if (now == 1) goto done;
+    if (now == old) {
+        rc = refresh(st, from, slot, quad) < 0 ? -1 : 1;
+        goto done;
+    }
+    cells = PyObject_GetAttr(from, st->cells);
+    new_cell = PyLong_FromUnsignedLongLong(now);
+    if (cells == NULL || new_cell == NULL) goto done;
+    if (!PyDict_Check(cells)) {
+        PyErr_SetString(PyExc_TypeError, "a bucket's layer is a dict of buckets by cell");
+        goto done;
+    }
+    to = Py_XNewRef(PyDict_GetItemWithError(cells, new_cell));
+    if (to == NULL) {
+        rc = PyErr_Occurred() ? -1 : 0;
+        goto done;
+    }
+    int popped = pop(st, from, key);
+    if (popped == 0) PyErr_SetString(PyExc_ValueError, "the unit is not in the bucket it names");
+    if (popped != 1 || put(st, to, key, unit, quad) < 0) goto done;
+    left = PyObject_GetAttr(from, st->entries);
+    if (left == NULL) goto done;
+    if (!PyList_Check(left)) {
+        PyErr_SetString(PyExc_TypeError, "a bucket's entries are a list");
+        goto done;
+    }
+    rc = PyList_GET_SIZE(left) > 0 || PyDict_DelItem(cells, cell) == 0 ? 1 : -1;
+done:
+    Py_XDECREF(left);
+    Py_XDECREF(to);
+    Py_XDECREF(new_cell);
+    Py_XDECREF(cells);
+    Py_DECREF(cell);
+    return rc;
+}
+
+PyDoc_STRVAR(place_doc,
+             "place(unit, position, key, /) -> int\n"
+             "\n"
+             "Apply `position` to `unit` (a live_map.UnitState held under `key`) if it is newer: its position and\n"
+             "epoch. Then place it in the index: refreshed in the bucket holding it while the position is inside that\n"
+             "bucket's sure disk, else moved to the bucket of the cell H3 gives, when its layer has one.\n"
+             "0: not newer, nothing done; 1: applied and placed; 2: applied, the index must place the unit\n"
+             "(`H3Index.relocate`: it is held nowhere yet, or its layer has no bucket for the new cell).");
+
+static PyObject *place(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "place takes (unit, position, key)");
+        return NULL;
+    }
+    State *st = state_of(module);
+    PyObject *unit = args[0], *position = args[1], *key = args[2];
+    double epoch, held, lat, lon;
+    PyObject *ts = PyObject_GetAttr(position, st->ts);
+    if (ts == NULL) return NULL;
+    int rc = epoch_of(st, ts, &epoch);
+    Py_DECREF(ts);
+    if (rc < 0 || number_of(unit, st->position_epoch, &held) < 0) return NULL;
+    if (epoch <= held) return PyLong_FromLong(STALE);
+    if (number_of(position, st->lat, &lat) < 0 || number_of(position, st->lon, &lon) < 0) return NULL;
+    const double to_radians = Py_MATH_PI / 180.0; /* math.radians */
+    double phi = lat * to_radians, lam = lon * to_radians;
+    double cos_phi = cos(phi);
+    double quad[4] = {cos_phi * cos(lam), cos_phi * sin(lam), sin(phi), epoch};
+    if (PyObject_SetAttr(unit, st->position, position) < 0 || set_number(unit, st->position_epoch, epoch) < 0)
+        return NULL;
+    PyObject *bucket = PyObject_GetAttr(unit, st->bucket);
+    if (bucket == NULL) return NULL;
+    Py_ssize_t slot;
+    rc = -1;
+    if (bucket == Py_None) {
+        rc = UNPLACED;
+    } else {
+        int inside = inside_disk(st, bucket, quad);
+        if (inside >= 0 && index_of(unit, st->slot, &slot) == 0) {
+            if (inside)
+                rc = refresh(st, bucket, slot, quad) < 0 ? -1 : PLACED;
+            else
+                rc = move(st, unit, key, bucket, slot, lat, lon, quad);
+            rc = rc < 0 ? -1 : rc == 0 ? UNPLACED : PLACED;
+        }
+    }
+    Py_DECREF(bucket);
+    return rc < 0 ? NULL : PyLong_FromLong(rc);
+}
+
+PyDoc_STRVAR(put_doc,
+             "put(bucket, key, entry, x, y, z, epoch, /) -> bool\n"
+             "\n"
+             "`h3_index._Bucket.put`: place the entry under `key` with its unit vector and position epoch, or\n"
+             "refresh it; True when it is new in the bucket.");
+
+static PyObject *put_entry(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "put takes (bucket, key, entry, x, y, z, epoch)");
+        return NULL;
+    }
+    double quad[4];
+    for (int i = 0; i < 4; i++) {
+        quad[i] = PyFloat_AsDouble(args[3 + i]);
+        if (quad[i] == -1.0 && PyErr_Occurred()) return NULL;
+    }
+    int rc = put(state_of(module), args[0], args[1], args[2], quad);
+    return rc < 0 ? NULL : PyBool_FromLong(rc);
+}
+
+PyDoc_STRVAR(pop_doc,
+             "pop(bucket, key, /) -> bool\n"
+             "\n"
+             "`h3_index._Bucket.pop`: take the entry under `key` out (the last one moves into its slot); True when\n"
+             "it was there.");
+
+static PyObject *pop_entry(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "pop takes (bucket, key)");
+        return NULL;
+    }
+    int rc = pop(state_of(module), args[0], args[1]);
+    return rc < 0 ? NULL : PyBool_FromLong(rc);
+}
+
+static PyMethodDef methods[] = {
+    {"place", (PyCFunction)(void (*)(void))place, METH_FASTCALL, place_doc},
+    {"put", (PyCFunction)(void (*)(void))put_entry, METH_FASTCALL, put_doc},
+    {"pop", (PyCFunction)(void (*)(void))pop_entry, METH_FASTCALL, pop_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static int import_latlng_to_cell(State *st) {
+    PyObject *latlng = PyImport_ImportModule("h3._cy.latlng");
+    if (latlng == NULL) return -1;
+    PyObject *capi = PyObject_GetAttrString(latlng, "__pyx_capi__");
+    Py_DECREF(latlng);
+    if (capi == NULL) return -1;
+    PyObject *capsule = PyMapping_GetItemString(capi, "latlng_to_cell");
+    Py_DECREF(capi);
+    if (capsule == NULL) return -1;
+    st->latlng_to_cell = (LatLngToCell)PyCapsule_GetPointer(capsule, LATLNG_TO_CELL_SIGNATURE);
+    Py_DECREF(capsule);
+    if (st->latlng_to_cell != NULL) return 0;
+    PyErr_Format(PyExc_ImportError, "h3's compiled latlng_to_cell is not `%s`: this h3 release is not supported",
+                 LATLNG_TO_CELL_SIGNATURE);
+    return -1;
+}
+
+/* The attribute names the module reads, interned once, in the order of `NAMES`. */
+static const char *NAMES[] = {"ts",   "lat",       "lon",  "position", "position_epoch", "bucket", "slot",  "inside",
+                              "coords", "timestamp", "keys", "entries",  "_slots",         "cell",   "cells", "frombytes"};
+enum { NAME_COUNT = sizeof(NAMES) / sizeof(NAMES[0]) };
+
+static void name_fields(State *st, PyObject **fields[NAME_COUNT]) {
+    PyObject **in_order[NAME_COUNT] = {&st->ts,     &st->lat,    &st->lon,       &st->position, &st->position_epoch,
+                                       &st->bucket, &st->slot,   &st->inside,    &st->coords,   &st->timestamp,
+                                       &st->keys,   &st->entries, &st->slots,    &st->cell,     &st->cells,
+                                       &st->frombytes};
+    memcpy(fields, in_order, sizeof(in_order));
+}
+
+static int exec_module(PyObject *module) {
+    PyDateTime_IMPORT;
+    if (PyDateTimeAPI == NULL) return -1;
+    State *st = state_of(module);
+    PyObject **fields[NAME_COUNT];
+    name_fields(st, fields);
+    for (size_t i = 0; i < NAME_COUNT; i++) {
+        *fields[i] = PyUnicode_InternFromString(NAMES[i]);
+        if (*fields[i] == NULL) return -1;
+    }
+    return import_latlng_to_cell(st);
+}
+
+static int clear(PyObject *module) {
+    PyObject **fields[NAME_COUNT];
+    name_fields(state_of(module), fields);
+    for (size_t i = 0; i < NAME_COUNT; i++) Py_CLEAR(*fields[i]);
+    return 0;
+}
+
+static void free_module(void *module) { clear((PyObject *)module); }
+
+static PyModuleDef_Slot module_slots[] = {{Py_mod_exec, exec_module}, {0, NULL}};
+
+static struct PyModuleDef definition = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "services.dispatcher.domain._index_update",
+    .m_doc = "Updates of the H3 index in C: bucket put and pop, and the live map's position update.",
+    .m_size = sizeof(State),
+    .m_methods = methods,
+    .m_slots = module_slots,
+    .m_clear = clear,
+    .m_free = free_module,
+};
+
+PyMODINIT_FUNC PyInit__index_update(void) { return PyModuleDef_Init(&definition); }

@@ -113,13 +113,16 @@ static int offer(State *st, Terms *t, PyObject *bucket) {
     int rc = -1;
     Py_buffer view;
     if (PyObject_GetBuffer(coords, &view, PyBUF_SIMPLE | PyBUF_FORMAT) < 0) goto done;
+    /* The array starts with the cell's sure disk (four numbers), then four numbers per entry. */
     if (view.format == NULL || strcmp(view.format, "d") != 0 || view.len % (4 * sizeof(double)) != 0 ||
-        !PyList_Check(entries) || view.len / (Py_ssize_t)(4 * sizeof(double)) > PyList_GET_SIZE(entries)) {
-        PyErr_SetString(PyExc_TypeError, "a bucket holds an array('d') of four numbers per entry and its entries");
+        view.len == 0 || !PyList_Check(entries) ||
+        view.len / (Py_ssize_t)(4 * sizeof(double)) - 1 > PyList_GET_SIZE(entries)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "a bucket holds an array('d') of its sure disk and four numbers per entry, and its entries");
         goto release;
     }
-    const double *c = (const double *)view.buf;
-    Py_ssize_t n = view.len / (Py_ssize_t)(4 * sizeof(double));
+    const double *c = (const double *)view.buf + 4;
+    Py_ssize_t n = view.len / (Py_ssize_t)(4 * sizeof(double)) - 1;
     double qx = t->qx, qy = t->qy, qz = t->qz, worst;
     if (worst_of(t, &worst) < 0) goto release;
     if (t->weight == Py_None) {

@@ -28,7 +28,7 @@ typedef uint64_t (*LatLngToCell)(double lat, double lng, int res, int skip_dispa
 static const char LATLNG_TO_CELL_SIGNATURE[] = "H3Index (double, double, int, int __pyx_skip_dispatch)";
 
 typedef struct {
-    PyObject *ts, *lat, *lon, *position, *position_epoch, *bucket, *slot, *inside, *coords, *timestamp, *keys,
+    PyObject *ts, *lat, *lon, *position, *position_epoch, *bucket, *slot, *coords, *timestamp, *keys,
         *entries, *slots, *cell, *cells, *frombytes;
     LatLngToCell latlng_to_cell;
 } State;
@@ -111,21 +111,29 @@ static int parts_of(State *st, PyObject *bucket, Parts *p) {
     return -1;
 }
 
-/* The four packed numbers of `slot` in a bucket's array('d'), read into `quad` or written from it. */
+/* A bucket's array('d') holds the cell's sure disk (centre x, y, z, cosine of the radius), then four numbers (x, y,
+ * z, epoch) per slot: true when `view` is such an array with room for `slot`. */
+static int holds_slot(const Py_buffer *view, Py_ssize_t slot) {
+    return view->format != NULL && strcmp(view->format, "d") == 0 && slot >= 0 &&
+           (slot + 2) * 4 * (Py_ssize_t)sizeof(double) <= view->len;
+}
+
+static const char NOT_A_SLOT[] = "the slot is not in its bucket's array('d') of the sure disk and four numbers a slot";
+
+/* The four packed numbers of `slot` in a bucket's array, read into `quad` or written from it. */
 static int packed(PyObject *coords, Py_ssize_t slot, double quad[4], int write) {
     Py_buffer view;
     if (PyObject_GetBuffer(coords, &view, (write ? PyBUF_WRITABLE : PyBUF_SIMPLE) | PyBUF_FORMAT) < 0) return -1;
-    int ok = view.format != NULL && strcmp(view.format, "d") == 0 && slot >= 0 &&
-             (slot + 1) * 4 * (Py_ssize_t)sizeof(double) <= view.len;
+    int ok = holds_slot(&view, slot);
     if (ok) {
-        double *at = (double *)view.buf + 4 * slot;
+        double *at = (double *)view.buf + 4 * (slot + 1);
         if (write)
             memcpy(at, quad, 4 * sizeof(double));
         else
             memcpy(quad, at, 4 * sizeof(double));
     }
     PyBuffer_Release(&view);
-    if (!ok) PyErr_SetString(PyExc_ValueError, "the slot is not in its bucket's array('d') of four numbers a slot");
+    if (!ok) PyErr_SetString(PyExc_ValueError, NOT_A_SLOT);
     return ok ? 0 : -1;
 }
 
@@ -205,7 +213,7 @@ static int pop(State *st, PyObject *bucket, PyObject *key) {
         if (failed) goto done;
     }
     if (PyList_SetSlice(p.keys, last, last + 1, NULL) < 0 || PyList_SetSlice(p.entries, last, last + 1, NULL) < 0 ||
-        PySequence_DelSlice(p.coords, 4 * last, 4 * last + 4) < 0)
+        PySequence_DelSlice(p.coords, 4 * (last + 1), 4 * (last + 2)) < 0)
         goto done;
     rc = 1;
 done:
@@ -213,23 +221,34 @@ done:
     return rc;
 }
 
-/* The sure disk of a bucket (`_Bucket.inside`: centre x, y, z, cosine of the radius) contains the point. */
-static int inside_disk(State *st, PyObject *bucket, const double quad[4]) {
-    PyObject *inside = PyObject_GetAttr(bucket, st->inside);
-    if (inside == NULL) return -1;
+/* The common update: the unit's new position (`quad`) is inside the sure disk at the head of its bucket's array, so
+ * its cell is the same and its numbers are written at its slot. 1 when refreshed, 0 when the position is outside the
+ * disk, -1 with an error set. One buffer of one object is read for both. */
+static int refresh_inside(State *st, PyObject *unit, PyObject *bucket, double quad[4]) {
+    PyObject *coords = PyObject_GetAttr(bucket, st->coords);
+    if (coords == NULL) return -1;
+    Py_buffer view;
+    if (PyObject_GetBuffer(coords, &view, PyBUF_WRITABLE | PyBUF_FORMAT) < 0) {
+        Py_DECREF(coords);
+        return -1;
+    }
+    const double *disk = (const double *)view.buf;
+    Py_ssize_t slot = 0; /* a bucket holding the unit has at least its slot */
     int rc = -1;
-    if (!PyTuple_Check(inside) || PyTuple_GET_SIZE(inside) != 4) {
-        PyErr_SetString(PyExc_TypeError, "a bucket's sure disk is (x, y, z, cos radius)");
-        goto done;
+    if (!holds_slot(&view, slot))
+        PyErr_SetString(PyExc_ValueError, NOT_A_SLOT);
+    else if (!(quad[0] * disk[0] + quad[1] * disk[1] + quad[2] * disk[2] > disk[3]))
+        rc = 0;
+    else if (index_of(unit, st->slot, &slot) < 0)
+        rc = -1;
+    else if (!holds_slot(&view, slot))
+        PyErr_SetString(PyExc_ValueError, NOT_A_SLOT);
+    else {
+        memcpy((double *)view.buf + 4 * (slot + 1), quad, 4 * sizeof(double));
+        rc = 1;
     }
-    double disk[4];
-    for (int i = 0; i < 4; i++) {
-        disk[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(inside, i));
-        if (disk[i] == -1.0 && PyErr_Occurred()) goto done;
-    }
-    rc = quad[0] * disk[0] + quad[1] * disk[1] + quad[2] * disk[2] > disk[3];
-done:
-    Py_DECREF(inside);
+    PyBuffer_Release(&view);
+    Py_DECREF(coords);
     return rc;
 }
 
@@ -323,18 +342,10 @@ static PyObject *place(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     PyObject *bucket = PyObject_GetAttr(unit, st->bucket);
     if (bucket == NULL) return NULL;
     Py_ssize_t slot;
-    rc = -1;
-    if (bucket == Py_None) {
-        rc = UNPLACED;
-    } else {
-        int inside = inside_disk(st, bucket, quad);
-        if (inside >= 0 && index_of(unit, st->slot, &slot) == 0) {
-            if (inside)
-                rc = refresh(st, bucket, slot, quad) < 0 ? -1 : PLACED;
-            else
-                rc = move(st, unit, key, bucket, slot, lat, lon, quad);
-            rc = rc < 0 ? -1 : rc == 0 ? UNPLACED : PLACED;
-        }
+    rc = bucket == Py_None ? UNPLACED : refresh_inside(st, unit, bucket, quad);
+    if (rc == 0) {
+        rc = index_of(unit, st->slot, &slot) < 0 ? -1 : move(st, unit, key, bucket, slot, lat, lon, quad);
+        rc = rc < 0 ? -1 : rc == 0 ? UNPLACED : PLACED;
     }
     Py_DECREF(bucket);
     return rc < 0 ? NULL : PyLong_FromLong(rc);
@@ -400,13 +411,13 @@ static int import_latlng_to_cell(State *st) {
 }
 
 /* The attribute names the module reads, interned once, in the order of `NAMES`. */
-static const char *NAMES[] = {"ts",   "lat",       "lon",  "position", "position_epoch", "bucket", "slot",  "inside",
+static const char *NAMES[] = {"ts",   "lat",       "lon",  "position", "position_epoch", "bucket", "slot",
                               "coords", "timestamp", "keys", "entries",  "_slots",         "cell",   "cells", "frombytes"};
 enum { NAME_COUNT = sizeof(NAMES) / sizeof(NAMES[0]) };
 
 static void name_fields(State *st, PyObject **fields[NAME_COUNT]) {
     PyObject **in_order[NAME_COUNT] = {&st->ts,     &st->lat,    &st->lon,       &st->position, &st->position_epoch,
-                                       &st->bucket, &st->slot,   &st->inside,    &st->coords,   &st->timestamp,
+                                       &st->bucket, &st->slot,   &st->coords,   &st->timestamp,
                                        &st->keys,   &st->entries, &st->slots,    &st->cell,     &st->cells,
                                        &st->frombytes};
     memcpy(fields, in_order, sizeof(in_order));

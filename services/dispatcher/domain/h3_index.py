@@ -115,22 +115,24 @@ class _Bucket(Generic[E]):
 
     A scan reads four numbers per entry from contiguous memory and touches an entry only when it could make the
     answer; boxed floats scattered over the heap would cost a cache miss each, and misses are most of a walk's time.
-    The bucket knows its cell and its layer (`cells`), so an update that moves an entry to a neighbouring cell finds
-    the bucket there without the index (`_index_update.c`, which also does `put` and `pop`).
+    The array starts with the cell's sure disk, which an update reads before it writes the entry's numbers: one
+    object and one buffer for both. The bucket knows its cell and its layer (`cells`), so an update that moves an
+    entry to a neighbouring cell finds the bucket there without the index (`_index_update.c`, which also does `put`
+    and `pop`).
     """
 
-    __slots__ = ("_slots", "cell", "cells", "coords", "entries", "inside", "keys")
+    __slots__ = ("_slots", "cell", "cells", "coords", "entries", "keys")
 
     def __init__(self, cell: int, cells: dict[int, _Bucket[E]], inside: tuple[float, float, float, float]) -> None:
         self.keys: list[str] = []
         self.entries: list[E] = []
-        self.coords = array("d")
+        self.coords = array("d", inside)
+        """The cell's sure disk (`H3Index.sure_disk`: centre x, y, z and the cosine of its radius), then x, y, z and
+        the position epoch of the entry in each slot."""
         self._slots: dict[str, int] = {}
         self.cell = cell
         self.cells = cells
         """The layer holding this bucket, by cell; an update drops the bucket from it once empty."""
-        self.inside = inside
-        """The cell's sure disk (`H3Index.sure_disk`): centre x, y, z and the cosine of its radius."""
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -37,7 +37,7 @@ def build(
     for i, (lat, lon) in enumerate(points):
         busy = busy_every > 0 and i % busy_every == 0
         entry = Entry(f"u{i}", lat, lon, busy, unit_vector(lat, lon), position_epoch=float(i % 4))
-        index.add(entry.key, entry, index.cell_of(lat, lon))
+        index.add(entry, index.cell_of(lat, lon))
         entries.append(entry)
     return index, entries
 
@@ -163,12 +163,12 @@ def test_find_k_then_one_more_ring_is_not_enough_but_the_bound_is() -> None:
 
 
 def test_moving_an_entry_between_cells_keeps_the_count() -> None:
-    index, _ = build([(27.24, 111.47)], 9)
-    entry = Entry("u0", 27.30, 111.50, False, unit_vector(27.30, 111.50))
-    old_cell = index.cell_of(27.24, 111.47)
-    index.remove("u0", old_cell)
-    index.add("u0", entry, index.cell_of(27.30, 111.50))
+    index, [entry] = build([(27.24, 111.47)], 9)
+    entry.lat, entry.lon, entry.xyz = 27.30, 111.50, unit_vector(27.30, 111.50)
+    index.remove(entry)
+    index.add(entry, index.cell_of(27.30, 111.50))
     assert len(index) == 1
+    assert index.layers[None].keys() == {index.cell_of(27.30, 111.50)}, "the emptied bucket is dropped"
     [found] = index.nearest(27.30, 111.50, 1, accept=lambda e: True, ranking=ByDistance())
     assert found.distance_m == pytest.approx(0.0, abs=1e-6)
 
@@ -257,22 +257,25 @@ def test_moving_entries_places_each_where_h3_would(seed: int, resolution: int) -
         entry.lat += rng.uniform(-step, step)
         entry.lon += rng.uniform(-step, step)
         entry.xyz = unit_vector(entry.lat, entry.lon)
-        cells[entry.key] = index.relocate(entry.key, entry, cells[entry.key], entry.lat, entry.lon)
+        cells[entry.key] = index.relocate(entry, entry.lat, entry.lon)
         assert cells[entry.key] == index.cell_of(entry.lat, entry.lon)
     assert len(index) == len(entries)
     for entry in entries:
-        holders = [cell for cell, bucket in index.layers[None].items() if entry.key in bucket.keys]
+        holders = [cell for cell, bucket in index.layers[None].items() if any(e is entry for e in bucket.entries)]
         assert holders == [cells[entry.key]]
     for lat, lon in [(27.24, 111.47), (27.27, 111.5)]:
         assert_exact(index, entries, lat, lon, 5, only_free=False)
 
 
-def test_moving_an_entry_whose_old_cell_the_index_does_not_hold_places_it_by_h3() -> None:
-    index, _ = build([(27.24, 111.47)], 8)
-    entry = Entry("stray", 27.30, 111.50, False, unit_vector(27.30, 111.50))
-    far_cell = index.cell_of(30.0, 120.0)
-    assert index.relocate("stray", entry, far_cell, entry.lat, entry.lon) == index.cell_of(entry.lat, entry.lon)
+def test_an_entry_held_nowhere_is_placed_by_h3_and_one_a_layer_does_not_hold_is_not_removed_from_it() -> None:
+    index, [held] = build([(27.24, 111.47)], 8)
+    stray = Entry("stray", 27.30, 111.50, False, unit_vector(27.30, 111.50))
+    assert index.relocate(stray, stray.lat, stray.lon) == index.cell_of(stray.lat, stray.lon)
+    assert stray.bucket is not None
+    assert (len(index), stray.bucket.cell) == (2, index.cell_of(stray.lat, stray.lon))
+    index.remove(held, layer="another layer")
     assert len(index) == 2
+    assert held.bucket is not None
 
 
 class ByWeightedDistance:

@@ -80,7 +80,8 @@ def test_a_fix_sets_the_unit_and_its_bucket_exactly_as_python_computes_them(
             assert unit.position_epoch == before
         assert unit.cell is not None
         bucket = live._index.layers[unit.status][unit.cell]
-        slot = bucket.keys.index("car")
+        slot = unit.slot
+        assert bucket.entries[slot] is unit
         assert tuple(bucket.coords[4 * slot + 4 : 4 * slot + 8]) == (*unit.xyz, unit.position_epoch)
     assert live.newest == max((p for p in (u.position for u in live.units.values()) if p), key=lambda p: p.ts).ts
 
@@ -94,16 +95,16 @@ def assert_each_unit_held_once_where_h3_puts_it(live: LiveMap) -> None:
         for cell, bucket in cells.items():
             assert len(bucket) > 0, "an empty bucket left in its layer"
             assert (bucket.cell, bucket.cells) == (cell, cells)
-            assert len(bucket.keys) == len(bucket.entries) == len(bucket.coords) // 4 - 1 == len(bucket._slots)
+            assert len(bucket.entries) == len(bucket.coords) // 4 - 1
             assert tuple(bucket.coords[:4]) == live._index.sure_disk(cell)
-            for slot, (key, unit) in enumerate(zip(bucket.keys, bucket.entries, strict=True)):
-                assert unit is live.units[key]
+            for slot, unit in enumerate(bucket.entries):
+                assert unit is live.units[unit.unit_id]
                 assert unit.status is status
-                assert (unit.bucket, unit.slot, bucket._slots[key]) == (bucket, slot, slot)
+                assert (unit.bucket, unit.slot) == (bucket, slot)
                 assert unit.position is not None
                 assert cell == live._index.cell_of(unit.position.lat, unit.position.lon)
                 assert tuple(bucket.coords[4 * slot + 4 : 4 * slot + 8]) == (*unit.xyz, unit.position_epoch)
-                held.append(key)
+                held.append(unit.unit_id)
     assert sorted(held) == sorted(u.unit_id for u in live.units.values() if u.position is not None)
     assert len(live._index) == len(held)
 

@@ -28,8 +28,8 @@ typedef uint64_t (*LatLngToCell)(double lat, double lng, int res, int skip_dispa
 static const char LATLNG_TO_CELL_SIGNATURE[] = "H3Index (double, double, int, int __pyx_skip_dispatch)";
 
 typedef struct {
-    PyObject *ts, *lat, *lon, *position, *position_epoch, *bucket, *slot, *coords, *timestamp, *keys,
-        *entries, *slots, *cell, *cells, *frombytes;
+    PyObject *ts, *lat, *lon, *position, *position_epoch, *bucket, *slot, *coords, *timestamp, *entries, *cell,
+        *cells, *frombytes;
     LatLngToCell latlng_to_cell;
 } State;
 
@@ -88,26 +88,37 @@ static int set_index(PyObject *owner, PyObject *name, Py_ssize_t value) {
 
 /* A bucket's parts (`_Bucket`'s slots), held for one operation. */
 typedef struct {
-    PyObject *keys, *entries, *coords, *slots;
+    PyObject *entries, *coords;
 } Parts;
 
 static void release_parts(Parts *p) {
-    Py_CLEAR(p->keys);
     Py_CLEAR(p->entries);
     Py_CLEAR(p->coords);
-    Py_CLEAR(p->slots);
 }
 
 static int parts_of(State *st, PyObject *bucket, Parts *p) {
-    *p = (Parts){PyObject_GetAttr(bucket, st->keys), PyObject_GetAttr(bucket, st->entries),
-                 PyObject_GetAttr(bucket, st->coords), PyObject_GetAttr(bucket, st->slots)};
-    if (p->keys && p->entries && p->coords && p->slots) {
-        if (PyList_Check(p->keys) && PyList_Check(p->entries) && PyDict_Check(p->slots) &&
-            PyList_GET_SIZE(p->keys) == PyList_GET_SIZE(p->entries))
-            return 0;
-        PyErr_SetString(PyExc_TypeError, "a bucket holds lists of keys and entries, their slots and an array('d')");
+    *p = (Parts){PyObject_GetAttr(bucket, st->entries), PyObject_GetAttr(bucket, st->coords)};
+    if (p->entries && p->coords) {
+        if (PyList_Check(p->entries)) return 0;
+        PyErr_SetString(PyExc_TypeError, "a bucket holds a list of entries and an array('d')");
     }
     release_parts(p);
+    return -1;
+}
+
+/* Where `entry` says it is held: its bucket (a new reference) and its slot there. -1 with an error set. */
+static int held_at(State *st, PyObject *entry, PyObject **bucket, Py_ssize_t *slot) {
+    *bucket = PyObject_GetAttr(entry, st->bucket);
+    if (*bucket == NULL) return -1;
+    if (index_of(entry, st->slot, slot) == 0) return 0;
+    Py_CLEAR(*bucket);
+    return -1;
+}
+
+/* The entry is in `entries` at `slot`, as it says: the bucket's one consistency check before it writes. */
+static int is_at(PyObject *entries, Py_ssize_t slot, PyObject *entry) {
+    if (slot >= 0 && slot < PyList_GET_SIZE(entries) && PyList_GET_ITEM(entries, slot) == entry) return 0;
+    PyErr_SetString(PyExc_ValueError, "the entry is not at the slot of the bucket it names");
     return -1;
 }
 
@@ -137,86 +148,68 @@ static int packed(PyObject *coords, Py_ssize_t slot, double quad[4], int write) 
     return ok ? 0 : -1;
 }
 
-/* `_Bucket.put`: place the entry under `key` with its packed numbers (x, y, z, epoch), or refresh it; 1 when it is
- * new here, 0 when refreshed, -1 with an error set. A new entry takes the next slot and learns its bucket and slot. */
-static int put(State *st, PyObject *bucket, PyObject *key, PyObject *entry, double quad[4]) {
+/* `_Bucket.put`: place the entry with its packed numbers (x, y, z, epoch), or refresh them if it is held here
+ * already; 1 when it is new here, 0 when refreshed, -1 with an error set. A new entry takes the next slot and learns
+ * its bucket and slot: an entry is in one bucket at a time and knows where, so the bucket keeps no table of its
+ * own from key to slot (a cache miss on every move when it did). */
+static int put(State *st, PyObject *bucket, PyObject *entry, double quad[4]) {
     Parts p;
     if (parts_of(st, bucket, &p) < 0) return -1;
     int rc = -1;
-    PyObject *held = PyDict_GetItemWithError(p.slots, key);
-    if (held != NULL) {
-        Py_ssize_t slot = PyLong_AsSsize_t(held);
-        if (slot == -1 && PyErr_Occurred()) goto done;
-        if (slot < 0 || slot >= PyList_GET_SIZE(p.entries)) {
-            PyErr_SetString(PyExc_ValueError, "a bucket's slot is past its entries");
-            goto done;
-        }
-        Py_INCREF(entry);
-        PyList_SetItem(p.entries, slot, entry);
-        rc = packed(p.coords, slot, quad, 1) < 0 ? -1 : 0;
+    PyObject *held = NULL, *boxed = NULL, *bytes = NULL, *grown = NULL;
+    Py_ssize_t slot;
+    if (held_at(st, entry, &held, &slot) < 0) goto done;
+    if (held == bucket) {
+        if (is_at(p.entries, slot, entry) == 0 && packed(p.coords, slot, quad, 1) == 0) rc = 0;
         goto done;
     }
-    if (PyErr_Occurred()) goto done;
-    Py_ssize_t slot = PyList_GET_SIZE(p.entries);
-    PyObject *boxed = PyLong_FromSsize_t(slot);
-    if (boxed == NULL) goto done;
-    PyObject *bytes = PyBytes_FromStringAndSize((const char *)quad, 4 * sizeof(double));
-    if (bytes == NULL) {
-        Py_DECREF(boxed);
-        goto done;
-    }
-    PyObject *grown = PyObject_CallMethodOneArg(p.coords, st->frombytes, bytes);
-    Py_DECREF(bytes);
-    if (grown != NULL && PyObject_SetAttr(entry, st->bucket, bucket) == 0 &&
-        PyObject_SetAttr(entry, st->slot, boxed) == 0 && PyDict_SetItem(p.slots, key, boxed) == 0 &&
-        PyList_Append(p.keys, key) == 0 && PyList_Append(p.entries, entry) == 0)
+    slot = PyList_GET_SIZE(p.entries);
+    boxed = PyLong_FromSsize_t(slot);
+    bytes = PyBytes_FromStringAndSize((const char *)quad, 4 * sizeof(double));
+    if (boxed == NULL || bytes == NULL) goto done;
+    grown = PyObject_CallMethodOneArg(p.coords, st->frombytes, bytes);
+    if (grown != NULL && PyList_Append(p.entries, entry) == 0 && PyObject_SetAttr(entry, st->bucket, bucket) == 0 &&
+        PyObject_SetAttr(entry, st->slot, boxed) == 0)
         rc = 1;
-    Py_XDECREF(grown);
-    Py_DECREF(boxed);
 done:
+    Py_XDECREF(grown);
+    Py_XDECREF(bytes);
+    Py_XDECREF(boxed);
+    Py_XDECREF(held);
     release_parts(&p);
     return rc;
 }
 
-/* `_Bucket.pop`: take out the entry under `key`, the last one moving into its slot; 1 when it was here, 0 when not,
- * -1 with an error set. The entry taken out is told it is held nowhere (bucket None, slot -1). */
-static int pop(State *st, PyObject *bucket, PyObject *key) {
+/* `_Bucket.pop`: take the entry out, the last one moving into its slot; 1 when it was here, 0 when not, -1 with an
+ * error set. The entry taken out is told it is held nowhere (bucket None, slot -1). */
+static int pop(State *st, PyObject *bucket, PyObject *entry) {
     Parts p;
     if (parts_of(st, bucket, &p) < 0) return -1;
     int rc = -1;
-    PyObject *held = PyDict_GetItemWithError(p.slots, key);
-    if (held == NULL) {
-        rc = PyErr_Occurred() ? -1 : 0;
+    PyObject *held = NULL;
+    Py_ssize_t slot, last = PyList_GET_SIZE(p.entries) - 1;
+    if (held_at(st, entry, &held, &slot) < 0) goto done;
+    if (held != bucket) {
+        rc = 0;
         goto done;
     }
-    Py_ssize_t slot = PyLong_AsSsize_t(held), last = PyList_GET_SIZE(p.entries) - 1;
-    if (slot == -1 && PyErr_Occurred()) goto done;
-    if (slot < 0 || slot > last) {
-        PyErr_SetString(PyExc_ValueError, "a bucket's slot is past its entries");
-        goto done;
-    }
-    if (PyDict_DelItem(p.slots, key) < 0) goto done;
-    PyObject *leaving = PyList_GET_ITEM(p.entries, slot);
-    if (PyObject_SetAttr(leaving, st->bucket, Py_None) < 0 || set_index(leaving, st->slot, -1) < 0) goto done;
+    if (is_at(p.entries, slot, entry) < 0) goto done;
+    if (PyObject_SetAttr(entry, st->bucket, Py_None) < 0 || set_index(entry, st->slot, -1) < 0) goto done;
     if (slot != last) {
-        PyObject *moved_key = PyList_GET_ITEM(p.keys, last), *moved = PyList_GET_ITEM(p.entries, last);
+        PyObject *moved = PyList_GET_ITEM(p.entries, last);
         double quad[4];
-        Py_INCREF(moved_key);
         Py_INCREF(moved);
-        PyList_SetItem(p.keys, slot, moved_key);
         PyList_SetItem(p.entries, slot, moved);
-        PyObject *boxed = PyLong_FromSsize_t(slot);
-        if (boxed == NULL) goto done;
-        int failed = PyObject_SetAttr(moved, st->slot, boxed) < 0 || PyDict_SetItem(p.slots, moved_key, boxed) < 0 ||
-                     packed(p.coords, last, quad, 0) < 0 || packed(p.coords, slot, quad, 1) < 0;
-        Py_DECREF(boxed);
-        if (failed) goto done;
+        if (set_index(moved, st->slot, slot) < 0 || packed(p.coords, last, quad, 0) < 0 ||
+            packed(p.coords, slot, quad, 1) < 0)
+            goto done;
     }
-    if (PyList_SetSlice(p.keys, last, last + 1, NULL) < 0 || PyList_SetSlice(p.entries, last, last + 1, NULL) < 0 ||
+    if (PyList_SetSlice(p.entries, last, last + 1, NULL) < 0 ||
         PySequence_DelSlice(p.coords, 4 * (last + 1), 4 * (last + 2)) < 0)
         goto done;
     rc = 1;
 done:
+    Py_XDECREF(held);
     release_parts(&p);
     return rc;
 }
@@ -264,7 +257,7 @@ static int refresh(State *st, PyObject *bucket, Py_ssize_t slot, double quad[4])
 /* Move the unit held in `from` (at `slot`) to where its new position (`quad`) belongs: refreshed in place if H3 gives
  * the same cell, else into its layer's bucket for the new cell (the old bucket dropped from the layer once empty).
  * 1 when placed, 0 when the layer has no bucket for the new cell, -1 with an error set. */
-static int move(State *st, PyObject *unit, PyObject *key, PyObject *from, Py_ssize_t slot, double lat, double lon,
+static int move(State *st, PyObject *unit, PyObject *from, Py_ssize_t slot, double lat, double lon,
                 double quad[4]) {
     PyObject *cell = PyObject_GetAttr(from, st->cell);
     if (cell == NULL) return -1;
@@ -290,9 +283,9 @@ static int move(State *st, PyObject *unit, PyObject *key, PyObject *from, Py_ssi
         rc = PyErr_Occurred() ? -1 : 0;
         goto done;
     }
-    int popped = pop(st, from, key);
+    int popped = pop(st, from, unit);
     if (popped == 0) PyErr_SetString(PyExc_ValueError, "the unit is not in the bucket it names");
-    if (popped != 1 || put(st, to, key, unit, quad) < 0) goto done;
+    if (popped != 1 || put(st, to, unit, quad) < 0) goto done;
     left = PyObject_GetAttr(from, st->entries);
     if (left == NULL) goto done;
     if (!PyList_Check(left)) {
@@ -310,21 +303,21 @@ done:
 }
 
 PyDoc_STRVAR(place_doc,
-             "place(unit, position, key, /) -> int\n"
+             "place(unit, position, /) -> int\n"
              "\n"
-             "Apply `position` to `unit` (a live_map.UnitState held under `key`) if it is newer: its position and\n"
+             "Apply `position` to `unit` (a live_map.UnitState) if it is newer: its position and\n"
              "epoch. Then place it in the index: refreshed in the bucket holding it while the position is inside that\n"
              "bucket's sure disk, else moved to the bucket of the cell H3 gives, when its layer has one.\n"
              "0: not newer, nothing done; 1: applied and placed; 2: applied, the index must place the unit\n"
              "(`H3Index.relocate`: it is held nowhere yet, or its layer has no bucket for the new cell).");
 
 static PyObject *place(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "place takes (unit, position, key)");
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "place takes (unit, position)");
         return NULL;
     }
     State *st = state_of(module);
-    PyObject *unit = args[0], *position = args[1], *key = args[2];
+    PyObject *unit = args[0], *position = args[1];
     double epoch, held, lat, lon;
     PyObject *ts = PyObject_GetAttr(position, st->ts);
     if (ts == NULL) return NULL;
@@ -344,7 +337,7 @@ static PyObject *place(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     Py_ssize_t slot;
     rc = bucket == Py_None ? UNPLACED : refresh_inside(st, unit, bucket, quad);
     if (rc == 0) {
-        rc = index_of(unit, st->slot, &slot) < 0 ? -1 : move(st, unit, key, bucket, slot, lat, lon, quad);
+        rc = index_of(unit, st->slot, &slot) < 0 ? -1 : move(st, unit, bucket, slot, lat, lon, quad);
         rc = rc < 0 ? -1 : rc == 0 ? UNPLACED : PLACED;
     }
     Py_DECREF(bucket);
@@ -352,34 +345,34 @@ static PyObject *place(PyObject *module, PyObject *const *args, Py_ssize_t nargs
 }
 
 PyDoc_STRVAR(put_doc,
-             "put(bucket, key, entry, x, y, z, epoch, /) -> bool\n"
+             "put(bucket, entry, x, y, z, epoch, /) -> bool\n"
              "\n"
-             "`h3_index._Bucket.put`: place the entry under `key` with its unit vector and position epoch, or\n"
-             "refresh it; True when it is new in the bucket.");
+             "`h3_index._Bucket.put`: place the entry with its unit vector and position epoch, or refresh them\n"
+             "if it is held there; True when it is new in the bucket.");
 
 static PyObject *put_entry(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 7) {
-        PyErr_SetString(PyExc_TypeError, "put takes (bucket, key, entry, x, y, z, epoch)");
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "put takes (bucket, entry, x, y, z, epoch)");
         return NULL;
     }
     double quad[4];
     for (int i = 0; i < 4; i++) {
-        quad[i] = PyFloat_AsDouble(args[3 + i]);
+        quad[i] = PyFloat_AsDouble(args[2 + i]);
         if (quad[i] == -1.0 && PyErr_Occurred()) return NULL;
     }
-    int rc = put(state_of(module), args[0], args[1], args[2], quad);
+    int rc = put(state_of(module), args[0], args[1], quad);
     return rc < 0 ? NULL : PyBool_FromLong(rc);
 }
 
 PyDoc_STRVAR(pop_doc,
-             "pop(bucket, key, /) -> bool\n"
+             "pop(bucket, entry, /) -> bool\n"
              "\n"
-             "`h3_index._Bucket.pop`: take the entry under `key` out (the last one moves into its slot); True when\n"
+             "`h3_index._Bucket.pop`: take the entry out (the last one moves into its slot); True when\n"
              "it was there.");
 
 static PyObject *pop_entry(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "pop takes (bucket, key)");
+        PyErr_SetString(PyExc_TypeError, "pop takes (bucket, entry)");
         return NULL;
     }
     int rc = pop(state_of(module), args[0], args[1]);
@@ -411,15 +404,14 @@ static int import_latlng_to_cell(State *st) {
 }
 
 /* The attribute names the module reads, interned once, in the order of `NAMES`. */
-static const char *NAMES[] = {"ts",   "lat",       "lon",  "position", "position_epoch", "bucket", "slot",
-                              "coords", "timestamp", "keys", "entries",  "_slots",         "cell",   "cells", "frombytes"};
+static const char *NAMES[] = {"ts",     "lat",       "lon",     "position", "position_epoch", "bucket",   "slot",
+                              "coords", "timestamp", "entries", "cell",     "cells",          "frombytes"};
 enum { NAME_COUNT = sizeof(NAMES) / sizeof(NAMES[0]) };
 
 static void name_fields(State *st, PyObject **fields[NAME_COUNT]) {
     PyObject **in_order[NAME_COUNT] = {&st->ts,     &st->lat,    &st->lon,       &st->position, &st->position_epoch,
-                                       &st->bucket, &st->slot,   &st->coords,   &st->timestamp,
-                                       &st->keys,   &st->entries, &st->slots,    &st->cell,     &st->cells,
-                                       &st->frombytes};
+                                       &st->bucket, &st->slot,   &st->coords,    &st->timestamp, &st->entries,
+                                       &st->cell,   &st->cells,  &st->frombytes};
     memcpy(fields, in_order, sizeof(in_order));
 }
 

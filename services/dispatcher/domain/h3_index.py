@@ -54,7 +54,8 @@ class Located(Protocol):
     """What the index needs of an entry: its unit vector and when that position was taken (seconds since the epoch).
     The index keeps on the entry where it holds it, the bucket and the slot there (None and -1 while it holds it
     nowhere), so that an update can refresh the entry's packed coordinates without looking either up: at 100,000
-    units each lookup is a few cache misses (`_index_update.c`)."""
+    units each lookup is a few cache misses (`_index_update.c`). An entry is in one bucket at a time, so buckets
+    keep no keys: the index is given the entry itself."""
 
     bucket: _Bucket[Any] | None
     slot: int
@@ -121,15 +122,14 @@ class _Bucket(Generic[E]):
     and `pop`).
     """
 
-    __slots__ = ("_slots", "cell", "cells", "coords", "entries", "keys")
+    __slots__ = ("cell", "cells", "coords", "entries")
 
     def __init__(self, cell: int, cells: dict[int, _Bucket[E]], inside: tuple[float, float, float, float]) -> None:
-        self.keys: list[str] = []
         self.entries: list[E] = []
+        """The entries by slot; each knows its own (`Located`)."""
         self.coords = array("d", inside)
         """The cell's sure disk (`H3Index.sure_disk`: centre x, y, z and the cosine of its radius), then x, y, z and
         the position epoch of the entry in each slot."""
-        self._slots: dict[str, int] = {}
         self.cell = cell
         self.cells = cells
         """The layer holding this bucket, by cell; an update drops the bucket from it once empty."""
@@ -137,13 +137,13 @@ class _Bucket(Generic[E]):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def put(self, key: str, entry: E) -> bool:
+    def put(self, entry: E) -> bool:
         """Place or refresh the entry; True when it is new here."""
-        return _index_update.put(self, key, entry, *entry.xyz, entry.position_epoch)
+        return _index_update.put(self, entry, *entry.xyz, entry.position_epoch)
 
-    def pop(self, key: str) -> bool:
+    def pop(self, entry: E) -> bool:
         """Take the entry out (the last one moves into its slot); True when it was here."""
-        return _index_update.pop(self, key)
+        return _index_update.pop(self, entry)
 
 
 Layer = Hashable
@@ -167,35 +167,36 @@ class H3Index(Generic[E]):
         cell: int = h3i.latlng_to_cell(lat, lon, self.resolution)
         return cell
 
-    def add(self, key: str, entry: E, cell: int, layer: Layer = None) -> None:
-        """Place the entry in the cell, or refresh its coordinates there; call again whenever the position changes."""
+    def add(self, entry: E, cell: int, layer: Layer = None) -> None:
+        """Place the entry in the cell, or refresh its coordinates there; call again whenever the position changes.
+        An entry is in one bucket at a time: one held elsewhere in this index is taken out first (`remove`)."""
         cells = self.layers.setdefault(layer, {})
         bucket = cells.get(cell)
         if bucket is None:
             bucket = cells[cell] = _Bucket(cell, cells, self.sure_disk(cell))
             self.warm(cell)
-        if bucket.put(key, entry):
+        if bucket.put(entry):
             self._sizes[layer] = self._sizes.get(layer, 0) + 1
 
-    def relocate(self, key: str, entry: E, cell: int | None, lat: float, lon: float, layer: Layer = None) -> int:
+    def relocate(self, entry: E, lat: float, lon: float, layer: Layer = None) -> int:
         """Place an entry whose position changed (its `xyz` gives the new one) and return its cell now: from H3, and out
         of the old cell if that changed. The live map's compiled update (`_index_update.c`) places a unit itself
         unless it is held nowhere yet or has moved to a cell its layer holds no bucket for."""
         new = self.cell_of(lat, lon)
-        if cell is not None and new != cell:
-            self.remove(key, cell, layer)
-        self.add(key, entry, new, layer)
+        held = entry.bucket
+        if held is not None and held.cell != new:
+            self.remove(entry, layer)
+        self.add(entry, new, layer)
         return new
 
-    def remove(self, key: str, cell: int, layer: Layer = None) -> None:
-        cells = self.layers.get(layer)
-        if cells is None:
+    def remove(self, entry: E, layer: Layer = None) -> None:
+        """Take the entry out of the layer; nothing happens if the layer does not hold it."""
+        bucket = entry.bucket
+        if bucket is None or bucket.cells is not self.layers.get(layer) or not bucket.pop(entry):
             return
-        bucket = cells.get(cell)
-        if bucket is not None and bucket.pop(key):
-            self._sizes[layer] -= 1
-            if not bucket:
-                del cells[cell]
+        self._sizes[layer] -= 1
+        if not bucket:
+            del bucket.cells[bucket.cell]
 
     def __len__(self) -> int:
         return sum(self._sizes.values())

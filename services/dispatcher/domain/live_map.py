@@ -105,8 +105,7 @@ class LiveMap:
         keep = set(unit_ids)
         for unit_id in [u for u in self.units if u not in keep]:
             unit = self.units.pop(unit_id)
-            if unit.cell is not None:
-                self._index.remove(unit_id, unit.cell, unit.status)
+            self._index.remove(unit, unit.status)
 
     def reindex_for_fleet(self) -> None:
         """Pick the cell resolution for the fleet's size and rebuild the index if it changed."""
@@ -117,7 +116,7 @@ class LiveMap:
         for unit in self.units.values():
             if unit.position is not None:
                 cell = self._index.cell_of(unit.position.lat, unit.position.lon)
-                self._index.add(unit.unit_id, unit, cell, unit.status)
+                self._index.add(unit, cell, unit.status)
 
     def apply_position(self, unit_id: str, position: Position, *, fix: bool = True) -> bool:
         """Move the unit if this is its newest fixed position; True when it moved."""
@@ -127,11 +126,11 @@ class LiveMap:
         # In C: the position and its epoch set on the unit, which is refreshed in its bucket while it stays inside its
         # cell's sure disk (most pings) and otherwise moved to the bucket of the cell H3 gives; the index places it
         # only when it is held nowhere yet or no bucket of its layer holds that cell.
-        placed = place(unit, position, unit_id)
+        placed = place(unit, position)
         if placed == _STALE:
             return False
         if placed == _UNPLACED:
-            self._index.relocate(unit_id, unit, unit.cell, position.lat, position.lon, unit.status)
+            self._index.relocate(unit, position.lat, position.lon, unit.status)
         if unit.position_epoch > self._newest_epoch:
             self._newest_epoch = unit.position_epoch
             self.newest = position.ts
@@ -147,8 +146,8 @@ class LiveMap:
             return False
         cell = unit.cell
         if cell is not None and status is not unit.status:
-            self._index.remove(unit_id, cell, unit.status)
-            self._index.add(unit_id, unit, cell, status)
+            self._index.remove(unit, unit.status)
+            self._index.add(unit, cell, status)
         unit.status, unit.call_id, unit.status_since = status, call_id, ts
         return True
 

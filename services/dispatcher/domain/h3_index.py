@@ -169,7 +169,8 @@ class H3Index(Generic[E]):
 
     def add(self, entry: E, cell: int, layer: Layer = None) -> None:
         """Place the entry in the cell, or refresh its coordinates there; call again whenever the position changes.
-        An entry is in one bucket at a time: one held elsewhere in this index is taken out first (`remove`)."""
+        An entry is in one bucket at a time: the caller takes one held elsewhere in this index out first (`remove`;
+        `relocate` does both)."""
         cells = self.layers.setdefault(layer, {})
         bucket = cells.get(cell)
         if bucket is None:

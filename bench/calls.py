@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from dataclasses import replace
 
 import orjson
 
 from bench.dispatcher import CENTRE, SPREAD_DEG, TOKEN, Fleet, make_fleet, seed_for_service
-from bench.environment import BenchInfra, anchor_process, bench_infra, free_port, service
+from bench.environment import BenchInfra, anchor_process, bench_infra, cpu_s, free_port, service_process
 from bench.open_loop import Body, Step, highest_rate, run_at
 
 CALLS_P99_BOUND_S = 0.050
@@ -48,14 +49,18 @@ def call_body(rng: random.Random) -> Body:
     return body
 
 
-async def highest_calls_rate(url: str, rng: random.Random, *, seconds: float, refine: int) -> Step | None:
-    """The highest rate of POST /v1/calls at which p99 stays under the bound, every answer a 201."""
+async def highest_calls_rate(url: str, pid: int, rng: random.Random, *, seconds: float, refine: int) -> Step | None:
+    """The highest rate of POST /v1/calls at which p99 stays under the bound, every answer a 201. Each step also
+    tells the CPU the server process (`pid`) spent a request: its own work, not PostgreSQL's or Kafka's, and the
+    figure that bounds the rate of a one-threaded server."""
     headers = {"Authorization": f"Bearer {TOKEN}"}
     body = call_body(rng)
     await run_at(url, "/v1/calls", body, rate=20, seconds=1, headers=headers)  # warm connections and code paths
 
     async def measure(rate: float) -> Step:
-        return await run_at(url, "/v1/calls", body, rate=rate, seconds=seconds, headers=headers)
+        used = cpu_s(pid)
+        step = await run_at(url, "/v1/calls", body, rate=rate, seconds=seconds, headers=headers)
+        return replace(step, server_cpu_s=cpu_s(pid) - used)
 
     return await highest_rate(
         measure, start=25, p99_bound_s=CALLS_P99_BOUND_S, refine=refine, report=lambda s: print(f"    {s.line()}")
@@ -72,18 +77,19 @@ def measure_calls(
           "a step):", flush=True)  # fmt: skip
     print("  anchor, bare FastAPI + asyncpg, one insert and commit a request:", flush=True)
     with anchor_process(infra, "bench.calls_anchor", free_port()) as anchor:
-        anchor_best = asyncio.run(highest_calls_rate(anchor.url, rng, seconds=seconds, refine=refine))
+        anchor_best = asyncio.run(highest_calls_rate(anchor.url, anchor.pid, rng, seconds=seconds, refine=refine))
     asyncio.run(seed_for_service(infra.database, fleet))
     print(f"  dispatcher, {len(fleet.ids):,} units on the map:", flush=True)
-    with service(infra, "dispatcher", free_port(), KUAIJING_API_TOKENS=f"dispatcher:{TOKEN}") as url:
-        dispatcher_best = asyncio.run(highest_calls_rate(url, rng, seconds=seconds, refine=refine))
+    with service_process(infra, "dispatcher", free_port(), KUAIJING_API_TOKENS=f"dispatcher:{TOKEN}") as server:
+        dispatcher_best = asyncio.run(highest_calls_rate(server.url, server.pid, rng, seconds=seconds, refine=refine))
     return dispatcher_best, anchor_best
 
 
 def rate_of(step: Step | None) -> str:
-    return (
-        "none" if step is None else f"{step.rate:,.0f}/s (p50 {step.p50_s * 1e3:.1f} ms, p99 {step.p99_s * 1e3:.1f} ms)"
-    )
+    if step is None:
+        return "none"
+    cpu = "" if step.cpu_ms_per_request is None else f", server CPU {step.cpu_ms_per_request:.2f} ms a request"
+    return f"{step.rate:,.0f}/s (p50 {step.p50_s * 1e3:.1f} ms, p99 {step.p99_s * 1e3:.1f} ms{cpu})"
 
 
 def ratio_of(step: Step | None, anchor: Step | None) -> str:

@@ -48,6 +48,12 @@ def rss_mb(pid: int | None) -> float:
     return math.nan
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user and system) the process has used so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -28,6 +28,8 @@ class Step:
     p99_s: float
     failures: Counter[int]
     """Answers other than the expected one, by status (0: the connection failed)."""
+    server_cpu_s: float | None = None
+    """CPU seconds the server process used during the step, when the caller measured them (`bench.calls`)."""
 
     def within(self, p99_bound_s: float) -> bool:
         return not self.failures and self.p99_s < p99_bound_s
@@ -42,7 +44,12 @@ class Step:
             f"{self.rate:>7,.0f}/s: p50 {self.p50_s * 1e3:6.1f} ms, p99 {self.p99_s * 1e3:7.1f} ms, "
             f"{self.sent:,} sent, {self.failures.total()} failed"
             + "".join(f" ({status or 'no connection'}: {n})" for status, n in sorted(self.failures.items()))
+            + ("" if self.cpu_ms_per_request is None else f", server CPU {self.cpu_ms_per_request:.2f} ms a request")
         )
+
+    @property
+    def cpu_ms_per_request(self) -> float | None:
+        return None if self.server_cpu_s is None or not self.sent else self.server_cpu_s * 1e3 / self.sent
 
 
 class _Connections:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
+import pytest
+
 from bench.open_loop import Step, highest_rate
 
 
@@ -78,3 +80,10 @@ def test_a_step_names_its_failures_by_status() -> None:
     line = Step(400, 4_000, 0.0021, 0.0805, Counter({503: 2, 0: 1})).line()
     assert "p99    80.5 ms" in line
     assert "3 failed (no connection: 1) (503: 2)" in line
+
+
+def test_a_step_with_the_servers_cpu_says_it_per_request() -> None:
+    step = Step(400, 4_000, 0.0021, 0.0105, Counter(), server_cpu_s=10.8)
+    assert step.cpu_ms_per_request == pytest.approx(2.7)
+    assert step.line().endswith(", server CPU 2.70 ms a request")
+    assert Step(400, 4_000, 0.0021, 0.0105, Counter()).cpu_ms_per_request is None

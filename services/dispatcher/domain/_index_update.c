@@ -302,6 +302,13 @@ done:
     return rc;
 }
 
+/* The module's functions take positional arguments only (METH_FASTCALL): false, with a TypeError, for a wrong count. */
+static int takes(Py_ssize_t nargs, Py_ssize_t wanted, const char *usage) {
+    if (nargs == wanted) return 1;
+    PyErr_SetString(PyExc_TypeError, usage);
+    return 0;
+}
+
 PyDoc_STRVAR(place_doc,
              "place(unit, position, /) -> int\n"
              "\n"
@@ -312,10 +319,7 @@ PyDoc_STRVAR(place_doc,
              "(`H3Index.relocate`: it is held nowhere yet, or its layer has no bucket for the new cell).");
 
 static PyObject *place(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "place takes (unit, position)");
-        return NULL;
-    }
+    if (!takes(nargs, 2, "place takes (unit, position)")) return NULL;
     State *st = state_of(module);
     PyObject *unit = args[0], *position = args[1];
     double epoch, held, lat, lon;
@@ -335,9 +339,11 @@ static PyObject *place(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     PyObject *bucket = PyObject_GetAttr(unit, st->bucket);
     if (bucket == NULL) return NULL;
     Py_ssize_t slot;
-    rc = bucket == Py_None ? UNPLACED : refresh_inside(st, unit, bucket, quad);
-    if (rc == 0) {
-        rc = index_of(unit, st->slot, &slot) < 0 ? -1 : move(st, unit, bucket, slot, lat, lon, quad);
+    if (bucket == Py_None) {
+        rc = UNPLACED;
+    } else {
+        rc = refresh_inside(st, unit, bucket, quad);
+        if (rc == 0) rc = index_of(unit, st->slot, &slot) < 0 ? -1 : move(st, unit, bucket, slot, lat, lon, quad);
         rc = rc < 0 ? -1 : rc == 0 ? UNPLACED : PLACED;
     }
     Py_DECREF(bucket);
@@ -351,10 +357,7 @@ PyDoc_STRVAR(put_doc,
              "if it is held there; True when it is new in the bucket.");
 
 static PyObject *put_entry(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "put takes (bucket, entry, x, y, z, epoch)");
-        return NULL;
-    }
+    if (!takes(nargs, 6, "put takes (bucket, entry, x, y, z, epoch)")) return NULL;
     double quad[4];
     for (int i = 0; i < 4; i++) {
         quad[i] = PyFloat_AsDouble(args[2 + i]);
@@ -371,10 +374,7 @@ PyDoc_STRVAR(pop_doc,
              "it was there.");
 
 static PyObject *pop_entry(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "pop takes (bucket, entry)");
-        return NULL;
-    }
+    if (!takes(nargs, 2, "pop takes (bucket, entry)")) return NULL;
     int rc = pop(state_of(module), args[0], args[1]);
     return rc < 0 ? NULL : PyBool_FromLong(rc);
 }

@@ -2,8 +2,9 @@
 
 The anchor is a bare FastAPI endpoint validating the same body and inserting one row per request with asyncpg
 (`bench/calls_anchor.py`), its own uvicorn process as the dispatcher is. Both are driven open loop by the same
-light client (`bench/open_loop.py`): the rate doubles from 25/s until p99 reaches the bound or a request fails, then
-is bisected; a step beyond the bound by its tail alone (a pause) is run again before the rate counts as beyond.
+light client (`bench/open_loop.py`), each first warmed up for 90 s below its knee, untimed; then the rate doubles
+from 25/s until p99 reaches the bound or a request fails, then is bisected; a step beyond the bound by its tail alone
+(a pause) is run again before the rate counts as beyond.
 `bench dispatcher` runs this too; `python -m bench calls` runs it alone (no PostGIS needed).
 """
 
@@ -13,6 +14,7 @@ import asyncio
 import random
 import uuid
 from dataclasses import replace
+from functools import partial
 
 import orjson
 
@@ -22,6 +24,8 @@ from bench.open_loop import Body, Step, highest_rate, run_at
 
 CALLS_P99_BOUND_S = 0.050
 UNITS = 10_000
+WARM_UP_RATE = 200
+"""Calls a second while a server warms up: below both servers' knees on the development machine."""
 
 
 def run(*, quick: bool) -> None:
@@ -49,13 +53,22 @@ def call_body(rng: random.Random) -> Body:
     return body
 
 
-async def highest_calls_rate(url: str, pid: int, rng: random.Random, *, seconds: float, refine: int) -> Step | None:
+async def highest_calls_rate(
+    url: str, pid: int, rng: random.Random, *, seconds: float, refine: int, warm_up_s: float
+) -> Step | None:
     """The highest rate of POST /v1/calls at which p99 stays under the bound, every answer a 201. Each step also
     tells the CPU the server process (`pid`) spent a request: its own work, not PostgreSQL's or Kafka's, and the
-    figure that bounds the rate of a one-threaded server."""
+    figure that bounds the rate of a one-threaded server.
+
+    Each server is first driven for `warm_up_s` below its knee, untimed: the bench starts its Kafka broker fresh, and
+    a broker's JVM compiles its hot code during its first minute or two of traffic, taking CPU from the two cores the
+    servers share (6-7 CPU-seconds per 20 s at 300 calls/s at first, about 2.5 after 90 s; README, "The calls path,
+    session 17"). Only the dispatcher uses the broker, so without a warm-up its search ran against a broker still
+    compiling while its anchor's did not. The ingest bench warms its broker the same way."""
     headers = {"Authorization": f"Bearer {TOKEN}"}
     body = call_body(rng)
-    await run_at(url, "/v1/calls", body, rate=20, seconds=1, headers=headers)  # warm connections and code paths
+    warm = await run_at(url, "/v1/calls", body, rate=WARM_UP_RATE, seconds=warm_up_s, headers=headers)
+    print(f"    warm-up, untimed: {warm.line()}", flush=True)
 
     async def measure(rate: float) -> Step:
         used = cpu_s(pid)
@@ -72,16 +85,17 @@ def measure_calls(
 ) -> tuple[Step | None, Step | None]:
     """The calls path's highest rate within the p99 bound, the anchor's first, then the dispatcher's (10,000 units on
     its map), each server its own process on the same PostgreSQL."""
-    seconds, refine = (2.0, 1) if quick else (10.0, 3)
+    seconds, refine, warm_up_s = (2.0, 1, 2.0) if quick else (10.0, 3, 90.0)
+    search = partial(highest_calls_rate, rng=rng, seconds=seconds, refine=refine, warm_up_s=warm_up_s)
     print(f"  POST /v1/calls, highest rate with p99 under {CALLS_P99_BOUND_S * 1e3:.0f} ms (open loop, {seconds:.0f} s "
           "a step):", flush=True)  # fmt: skip
     print("  anchor, bare FastAPI + asyncpg, one insert and commit a request:", flush=True)
     with anchor_process(infra, "bench.calls_anchor", free_port()) as anchor:
-        anchor_best = asyncio.run(highest_calls_rate(anchor.url, anchor.pid, rng, seconds=seconds, refine=refine))
+        anchor_best = asyncio.run(search(anchor.url, anchor.pid))
     asyncio.run(seed_for_service(infra.database, fleet))
     print(f"  dispatcher, {len(fleet.ids):,} units on the map:", flush=True)
     with service_process(infra, "dispatcher", free_port(), KUAIJING_API_TOKENS=f"dispatcher:{TOKEN}") as server:
-        dispatcher_best = asyncio.run(highest_calls_rate(server.url, server.pid, rng, seconds=seconds, refine=refine))
+        dispatcher_best = asyncio.run(search(server.url, server.pid))
     return dispatcher_best, anchor_best
 
 

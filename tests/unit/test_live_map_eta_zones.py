@@ -87,7 +87,7 @@ def test_a_fix_sets_the_unit_and_its_bucket_exactly_as_python_computes_them(
 
 
 def assert_each_unit_held_once_where_h3_puts_it(live: LiveMap) -> None:
-    """The index's own bookkeeping, as `_index_update.c` and `h3_index._Bucket` must leave it after any updates: each
+    """The index's own bookkeeping, as `_index_update.c` and `h3_index.Bucket` must leave it after any updates: each
     positioned unit in exactly one bucket, of its status's layer and of the cell H3 gives for its position, at the
     slot it names, with its packed coordinates; no empty bucket, every bucket knowing its cell and layer."""
     held: list[str] = []

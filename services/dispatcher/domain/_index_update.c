@@ -1,4 +1,4 @@
-/* Updates of the H3 index in C: an entry put into a bucket or popped out of it (`h3_index._Bucket`), and the live
+/* Updates of the H3 index in C: an entry put into a bucket or popped out of it (`h3_index.Bucket`), and the live
  * map's position update (`LiveMap.apply_position`) down to the bucket that holds the unit.
  *
  * A unit pinging once a second almost never leaves its cell's sure disk (`H3Index.sure_disk`), so most updates are a
@@ -86,7 +86,7 @@ static int set_index(PyObject *owner, PyObject *name, Py_ssize_t value) {
     return rc;
 }
 
-/* A bucket's parts (`_Bucket`'s slots), held for one operation. */
+/* A bucket's parts (`Bucket`'s slots), held for one operation. */
 typedef struct {
     PyObject *entries, *coords;
 } Parts;
@@ -148,7 +148,7 @@ static int packed(PyObject *coords, Py_ssize_t slot, double quad[4], int write) 
     return ok ? 0 : -1;
 }
 
-/* `_Bucket.put`: place the entry with its packed numbers (x, y, z, epoch), or refresh them if it is held here
+/* `Bucket.put`: place the entry with its packed numbers (x, y, z, epoch), or refresh them if it is held here
  * already; 1 when it is new here, 0 when refreshed, -1 with an error set. A new entry takes the next slot and learns
  * its bucket and slot: an entry is in one bucket at a time and knows where, so the bucket keeps no table of its
  * own from key to slot (a cache miss on every move when it did). */
@@ -180,7 +180,7 @@ done:
     return rc;
 }
 
-/* `_Bucket.pop`: take the entry out, the last one moving into its slot; 1 when it was here, 0 when not, -1 with an
+/* `Bucket.pop`: take the entry out, the last one moving into its slot; 1 when it was here, 0 when not, -1 with an
  * error set. The entry taken out is told it is held nowhere (bucket None, slot -1). */
 static int pop(State *st, PyObject *bucket, PyObject *entry) {
     Parts p;
@@ -353,7 +353,7 @@ static PyObject *place(PyObject *module, PyObject *const *args, Py_ssize_t nargs
 PyDoc_STRVAR(put_doc,
              "put(bucket, entry, x, y, z, epoch, /) -> bool\n"
              "\n"
-             "`h3_index._Bucket.put`: place the entry with its unit vector and position epoch, or refresh them\n"
+             "`h3_index.Bucket.put`: place the entry with its unit vector and position epoch, or refresh them\n"
              "if it is held there; True when it is new in the bucket.");
 
 static PyObject *put_entry(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
@@ -370,7 +370,7 @@ static PyObject *put_entry(PyObject *module, PyObject *const *args, Py_ssize_t n
 PyDoc_STRVAR(pop_doc,
              "pop(bucket, entry, /) -> bool\n"
              "\n"
-             "`h3_index._Bucket.pop`: take the entry out (the last one moves into its slot); True when\n"
+             "`h3_index.Bucket.pop`: take the entry out (the last one moves into its slot); True when\n"
              "it was there.");
 
 static PyObject *pop_entry(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {

@@ -12,7 +12,7 @@ The same per-cell bound skips an occupied cell that cannot beat the k-th best; w
 the walk stops; a whole ring is first tried with one cheaper, looser bound. When the walk would visit more cells
 than there are entries (a query far from every unit), scanning every entry directly is cheaper and still exact.
 The layout is for speed in CPython: half of a walk's time was cache misses on scattered objects, hence the packed
-arrays of `_Bucket` and `_Ring`; the loops over a ring's cells and a bucket's entries are C (`_h3_walk.c`), which
+arrays of `Bucket` and `_Ring`; the loops over a ring's cells and a bucket's entries are C (`_h3_walk.c`), which
 reads those arrays in place (the figures are in the README, from `bench/dispatcher.py`).
 """
 
@@ -57,7 +57,7 @@ class Located(Protocol):
     units each lookup is a few cache misses (`_index_update.c`). An entry is in one bucket at a time, so buckets
     keep no keys: the index is given the entry itself."""
 
-    bucket: _Bucket[Any] | None
+    bucket: Bucket[Any] | None
     slot: int
 
     @property
@@ -111,7 +111,7 @@ class _Ring:
     subtracted, a bound for the whole ring at the price of one comparison."""
 
 
-class _Bucket(Generic[E]):
+class Bucket(Generic[E]):
     """The entries of one cell, with their unit vectors and position times packed in one array beside them.
 
     A scan reads four numbers per entry from contiguous memory and touches an entry only when it could make the
@@ -124,7 +124,7 @@ class _Bucket(Generic[E]):
 
     __slots__ = ("cell", "cells", "coords", "entries")
 
-    def __init__(self, cell: int, cells: dict[int, _Bucket[E]], inside: tuple[float, float, float, float]) -> None:
+    def __init__(self, cell: int, cells: dict[int, Bucket[E]], inside: tuple[float, float, float, float]) -> None:
         self.entries: list[E] = []
         """The entries by slot; each knows its own (`Located`)."""
         self.coords = array("d", inside)
@@ -155,7 +155,7 @@ class H3Index(Generic[E]):
     """Entries bucketed by the H3 cell of their position at one resolution, in layers."""
 
     resolution: int
-    layers: dict[Layer, dict[int, _Bucket[E]]] = field(default_factory=dict)
+    layers: dict[Layer, dict[int, Bucket[E]]] = field(default_factory=dict)
     _sizes: dict[Layer, int] = field(default_factory=dict)
     _shapes: dict[int, tuple[float, float, float, float, float]] = field(default_factory=dict)
     _rings: dict[int, list[_Ring]] = field(default_factory=dict)
@@ -174,7 +174,7 @@ class H3Index(Generic[E]):
         cells = self.layers.setdefault(layer, {})
         bucket = cells.get(cell)
         if bucket is None:
-            bucket = cells[cell] = _Bucket(cell, cells, self.sure_disk(cell))
+            bucket = cells[cell] = Bucket(cell, cells, self.sure_disk(cell))
             self.warm(cell)
         if bucket.put(entry):
             self._sizes[layer] = self._sizes.get(layer, 0) + 1
@@ -370,7 +370,7 @@ class _Search(Generic[E]):
         self._bound_for = math.nan
         self._worst_angle = 0.0
 
-    def scan(self, bucket: _Bucket[E]) -> None:
+    def scan(self, bucket: Bucket[E]) -> None:
         """Offer every fresh entry of the bucket; an entry is read only once its distance could make the answer."""
         scan_bucket(bucket, self.terms)
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from services.dispatcher.domain._index_update import place
-from services.dispatcher.domain.h3_index import Found, H3Index, Ranking, unit_vector
+from services.dispatcher.domain.h3_index import Bucket, Found, H3Index, Ranking, unit_vector
 from shared.contract.registry import UnitKind
 from shared.contract.schemas import UnitStatus
 
@@ -48,7 +47,7 @@ class UnitState:
     call_id: str | None = None
     position: Position | None = None
     position_epoch: float = _NEVER
-    bucket: Any = None
+    bucket: Bucket[UnitState] | None = None
     """Where the index holds the unit, kept by the index (`h3_index.Located`)."""
     slot: int = -1
 

@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 
 from services.dispatcher.adapters.outbox import OutboxRelay
 from services.dispatcher.adapters.store import PostgresDispatchStore
-from services.dispatcher.api import router
+from services.dispatcher.api import create_call_direct, router
 from services.dispatcher.consumer import (
     assign_from,
     follow_calls,
@@ -37,6 +37,7 @@ from shared.contract.registry import ZoneClass
 from shared.contract.topics import CALLS, POSITIONS, UNIT_STATUS
 from shared.errors import InfrastructureError
 from shared.infra.kafka import running
+from shared.web.direct_route import DirectRoute
 from shared.web.service import Runtime, ServiceSpec, create_service_app, serve
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,7 @@ def create_app(settings: DispatcherSettings) -> FastAPI:
         start=start,
     )
     app = create_service_app(spec, settings, pool_size=settings.pool_size)
+    app.router.routes.insert(0, DirectRoute(app, "POST", "/v1/calls", create_call_direct))
     city = None if settings.city_file is None else read_city_file(settings.city_file)
     app.state.base_map = orjson.dumps(base_map(city))
     app.mount("/console", StaticFiles(directory=CONSOLE, html=True), name="console")

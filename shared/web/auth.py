@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import HTTPException, Request, status
 from fastapi.security import HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from shared.contract.roles import Role, role_of
 
@@ -50,6 +51,12 @@ class RoleBearer(HTTPBearer):
                 detail={"field": "Authorization", "error": f"role {role.value} may not do this (needs {self._needed})"},
             )
         return role
+
+    def admits(self, authorization: str | None, tokens: dict[str, Role]) -> bool:
+        """True when an `Authorization` header carries a known token of an admitted role: the requests `__call__`
+        lets through by their header, told without a `Request` (the direct lane, `shared/web/direct_route.py`)."""
+        scheme, credentials = get_authorization_scheme_param(authorization)
+        return scheme.lower() == "bearer" and bool(credentials) and role_of(tokens, credentials) in self._admitted
 
 
 def require_role(*allowed: Role, query_token: bool = False) -> RoleBearer:

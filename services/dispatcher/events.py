@@ -2,6 +2,9 @@
 
 Each subscriber has a bounded queue; one that cannot keep up is dropped (its stream ends and the console
 reconnects) rather than slowing the dispatcher down. Positions are thinned to at most one per unit per second.
+An event's data is made only when someone listens: most dispatchers on a busy night have no console attached to them,
+and building a call event's JSON twice for nobody (once from the decision, once from the topic) cost a call more
+than the auth check (README, "The calls path, session 18").
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ class LiveEvent:
 
 
 _CLOSED = LiveEvent("closed", {})
+
+
+Data = Callable[[], dict[str, Any]]
+"""Makes an event's data, asked only when the event is delivered."""
 
 
 class EventHub:
@@ -54,7 +61,7 @@ class EventHub:
         finally:
             self._subscribers.discard(queue)
 
-    def publish(self, kind: str, data: dict[str, Any], *, once: Hashable | None = None) -> None:
+    def publish(self, kind: str, data: Data, *, once: Hashable | None = None) -> None:
         """`once` names an event that may be heard twice (this replica's own call event, then the same one from the
         topic): among the last `recent_limit` such names, each is published once."""
         if once is not None:
@@ -63,7 +70,9 @@ class EventHub:
             self._recent[once] = None
             if len(self._recent) > self._recent_limit:
                 self._recent.popitem(last=False)
-        event = LiveEvent(kind, data)
+        if not self._subscribers:
+            return
+        event = LiveEvent(kind, data())
         for queue in list(self._subscribers):
             try:
                 queue.put_nowait(event)
@@ -72,7 +81,7 @@ class EventHub:
                 queue.get_nowait()
                 queue.put_nowait(_CLOSED)
 
-    def position(self, unit_id: str, data: dict[str, Any]) -> None:
+    def position(self, unit_id: str, data: Data) -> None:
         if not self._subscribers:
             return
         now = self._clock()

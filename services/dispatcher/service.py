@@ -665,17 +665,17 @@ class DispatchService:
             return
         if previous_call and previous_call != change.call_id and previous_call in self._open_calls:
             self._open_calls[previous_call].release(change.unit_id)
-        self._hub.publish("status", unit_status_message(change).model_dump(mode="json"))
+        self._hub.publish("status", lambda: unit_status_message(change).model_dump(mode="json"))
 
     def _publish_call_event(self, call: Call, event: CallEvent) -> None:
-        self._hub.publish("call", call_event_message(call, event).model_dump(mode="json"), once=_key(event))
+        self._hub.publish("call", lambda: call_event_message(call, event).model_dump(mode="json"), once=_key(event))
 
     # consumed events
 
     async def on_position(self, record: PositionRecord) -> None:
         position = Position(record.ts, record.lat, record.lon, record.speed_kmh, record.heading_deg)
         if self._live_map.apply_position(record.unit_id, position, fix=record.fix):
-            self._hub.position(record.unit_id, live_position(record))
+            self._hub.position(record.unit_id, lambda: live_position(record))
             unit = self._live_map.units[record.unit_id]
         else:
             # The fix the map holds, heard again, still gets its arrival checked: when recording the arrival failed
@@ -719,7 +719,7 @@ class DispatchService:
                 if stored is not None and stored.status is CallStatus.OPEN:
                     call = await self._adopt(stored)
             if call is None:
-                self._hub.publish("call", message.model_dump(mode="json"), once=_key(event))
+                self._hub.publish("call", lambda: message.model_dump(mode="json"), once=_key(event))
                 return
             call.apply(event)
             self._publish_call_event(call, event)

@@ -53,10 +53,10 @@ SERVED = {"a new call", "the same call_id again", "auto-assigned", "admin's toke
 """The requests the lane answers itself; it hands on every other one."""
 
 
-async def dispatcher_app(*, lane: bool) -> tuple[FastAPI, list[bool]]:
+async def dispatcher_app(*, lane: bool, store: FakeDispatchStore | None = None) -> tuple[FastAPI, list[bool]]:
     """The dispatcher's app over in-memory fakes, with its direct lane or without; and, with it, whether the lane
     answered each request it saw."""
-    store = FakeDispatchStore()
+    store = store or FakeDispatchStore()
     await store.import_registry(registry())
     clock = Clock()
     service = await started(store, clock)
@@ -67,7 +67,11 @@ async def dispatcher_app(*, lane: bool) -> tuple[FastAPI, list[bool]]:
     lane_answered: list[bool] = []
 
     async def recording(scope: Scope, body: bytes) -> Response | None:
-        response = await create_call_direct(scope, body)
+        try:
+            response = await create_call_direct(scope, body)
+        except Exception:
+            lane_answered.append(True)  # the app's error table answers for it
+            raise
         lane_answered.append(response is not None)
         return response
 
@@ -79,10 +83,12 @@ async def dispatcher_app(*, lane: bool) -> tuple[FastAPI, list[bool]]:
     return app, lane_answered
 
 
-async def answers(app: FastAPI) -> dict[str, tuple[int, dict[str, str], bytes]]:
+async def answers(
+    app: FastAPI, requests: dict[str, tuple[bytes, dict[str, str]]] = REQUESTS
+) -> dict[str, tuple[int, dict[str, str], bytes]]:
     got = {}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://dispatcher") as client:
-        for name, (body, headers) in REQUESTS.items():
+        for name, (body, headers) in requests.items():
             answer = await client.post("/v1/calls", content=body, headers=headers)
             got[name] = (answer.status_code, dict(answer.headers), answer.content)
     return got
@@ -96,6 +102,21 @@ async def test_the_lane_answers_every_request_as_the_documented_route_does() -> 
     assert [served[name][0] for name in REQUESTS] == [201, 200, 201, 201, 201, 401, 401, 403, 401, 422, 422, 422,
                                                       422, 422, 422, 201]  # fmt: skip
     assert lane_answered == [name in SERVED for name in REQUESTS]
+
+
+async def test_an_error_in_the_lane_is_answered_by_the_app_s_error_table() -> None:
+    down = {"PostgreSQL down": request(CALL)}
+    outcomes = []
+    for lane in (True, False):
+        store = FakeDispatchStore()
+        app, lane_answered = await dispatcher_app(lane=lane, store=store)
+        store.down = True
+        outcomes.append((await answers(app, down), lane_answered))
+    (served, lane_answered), (documented, _) = outcomes
+    assert served == documented
+    status, headers, _ = served["PostgreSQL down"]
+    assert (status, headers["retry-after"]) == (503, "1")
+    assert lane_answered == [True]
 
 
 async def test_a_request_handed_on_reaches_the_documented_route_with_its_whole_body() -> None:

@@ -13,10 +13,12 @@ so every refusal (401, 403, 422) is the documented route's own, byte for byte.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI
+from starlette.datastructures import URLPath
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Message, Receive, Scope, Send
 
 Serve = Callable[[Scope, bytes], Awaitable[Response | None]]
@@ -36,6 +38,10 @@ class DirectRoute(BaseRoute):
                 and _DECLINED not in scope):  # fmt: skip
             return Match.FULL, {}
         return Match.NONE, {}
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        """The lane has no name of its own: `url_for` finds the documented route."""
+        raise NoMatchFound(name, path_params)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await _whole_body(receive)

@@ -102,6 +102,7 @@ async def test_the_lane_answers_every_request_as_the_documented_route_does() -> 
     assert [served[name][0] for name in REQUESTS] == [201, 200, 201, 201, 201, 401, 401, 403, 401, 422, 422, 422,
                                                       422, 422, 422, 201]  # fmt: skip
     assert lane_answered == [name in SERVED for name in REQUESTS]
+    assert with_lane.url_path_for("create_call") == "/v1/calls", "url_for passes the lane by"
 
 
 async def test_an_error_in_the_lane_is_answered_by_the_app_s_error_table() -> None:

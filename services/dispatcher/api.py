@@ -34,7 +34,6 @@ from shared.contract.roles import Role
 from shared.contract.schemas import AdviceMessage, CallEventMessage, Latitude, Longitude, UnitStatus
 from shared.errors import InvalidError
 from shared.web.auth import require_role
-from shared.web.direct_route import header
 from shared.web.service import service_state
 
 router = APIRouter()
@@ -273,9 +272,9 @@ async def create_call_direct(scope: Scope, body: bytes) -> Response | None:
     a JSON body that validates, read and checked as `create_call`'s dependencies would; None for any other, which the
     documented route then answers (README, "The calls path, session 18")."""
     request = Request(scope)
-    if not Dispatching.admits(header(scope, b"authorization"), request.app.state.settings.tokens):
+    if not Dispatching.admits(request.headers.get("authorization"), request.app.state.settings.tokens):
         return None
-    if header(scope, b"content-type") != "application/json":
+    if request.headers.get("content-type") != "application/json":
         return None
     try:
         body_read = CallBody.model_validate(orjson.loads(body))
@@ -285,19 +284,7 @@ async def create_call_direct(scope: Scope, body: bytes) -> Response | None:
 
 
 async def _create_call(service: DispatchService, body: CallBody) -> Response:
-    outcome = await service.create_call(
-        NewCall(
-            lat=body.lat,
-            lon=body.lon,
-            category=body.category,
-            priority=body.priority,
-            call_id=body.call_id,
-            received_at=body.received_at,
-            address=body.address,
-            note=body.note,
-            auto_assign=body.auto_assign,
-        )
-    )
+    outcome = await service.create_call(NewCall(**body.model_dump()))
     call = outcome.call
     first_assigned = next((e.unit_id for e in call.timeline if e.event == "assigned"), None)
     view = {

@@ -60,15 +60,6 @@ _DECLINED = "kuaijing.direct_route.declined"
 """Set in the scope of a request the lane has handed on."""
 
 
-def header(scope: Scope, name: bytes) -> str | None:
-    """The value of a request header (`name` in lower case), None when absent."""
-    for key, value in scope["headers"]:
-        if key == name:
-            decoded: str = value.decode("latin-1")
-            return decoded
-    return None
-
-
 async def _whole_body(receive: Receive) -> bytes | None:
     """The request's body, None when the client disconnected first."""
     chunks = []

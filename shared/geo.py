@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from math import asin, cos, radians, sin, sqrt
 
-import h3
+from shared._h3_cell import cell as _cell
 
 EARTH_RADIUS_M = 6_371_008.8
 """Mean Earth radius (IUGG R1), fixed by contract section 4 for every `distance_m`."""
@@ -35,6 +35,7 @@ def north_south_m(lat1: float, lat2: float) -> float:
 
 
 def h3_cell(lat: float, lon: float, resolution: int = POSITION_H3_RESOLUTION) -> str:
-    """The H3 cell containing the point, as the hex string the contract publishes."""
-    cell: str = h3.latlng_to_cell(lat, lon, resolution)
+    """The H3 cell containing the point, as the hex string the contract publishes: every accepted position's, so
+    computed by h3's own compiled function without its Python wrapper (`_h3_cell.c`)."""
+    cell: str = _cell(lat, lon, resolution)
     return cell

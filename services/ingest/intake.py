@@ -158,11 +158,11 @@ class TelemetryIntake:
 
     def _count(self, published: _Published, *, source: Source) -> None:
         if published.sends:
-            self._metrics.produce_seconds.labels(source.value).observe(time.perf_counter() - published.started)
+            self._metrics.produce_seconds_by(source.value).observe(time.perf_counter() - published.started)
         for kind, count in published.accepted_kinds.items():
-            self._metrics.accepted.labels(kind, source.value).inc(count)
+            self._metrics.accepted_by(kind, source.value).inc(count)
         for rejection in published.rejections:
-            self._metrics.rejected.labels(rejection.reason.value, source.value).inc()
+            self._metrics.rejected_by(rejection.reason.value, source.value).inc()
 
     async def _dead_letter(
         self, candidate: Candidate, rejected: RejectedError, *, source: Source, now: datetime

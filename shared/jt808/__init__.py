@@ -38,7 +38,9 @@ from shared.jt808.bodies import (
     decode_resource_list,
     decode_transmission_status,
     encode_general_response,
+    encode_general_response_frame,
     encode_register_response,
+    reference_general_response_frame,
 )
 from shared.jt808.framing import (
     ESCAPE,
@@ -57,7 +59,6 @@ from shared.jt808.header import (
     bcd_digits,
     encode_frame,
     encode_frames,
-    encode_general_response_frame,
     parse_frame,
 )
 from shared.jt808.messages import GMT8, Jt808Error, MessageId, RegisterResult, Result
@@ -125,6 +126,7 @@ __all__ = [
     "gnss_of",
     "parse_frame",
     "position_ping",
+    "reference_general_response_frame",
     "unescape",
     "video_pings",
 ]

@@ -160,6 +160,71 @@ static PyObject *parse_frame(PyObject *module, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+/* Appends `b` escaped (0x7E and 0x7D as two bytes each) at `out`; returns the new end. */
+static uint8_t *put_escaped(uint8_t *out, uint8_t b) {
+    if (b == FLAG || b == ESCAPE) {
+        *out++ = ESCAPE;
+        *out++ = b == FLAG ? 0x02 : 0x01;
+    } else {
+        *out++ = b;
+    }
+    return out;
+}
+
+PyDoc_STRVAR(general_response_doc,
+             "general_response(to: Header, serial: int, result: int) -> bytes | None\n\n"
+             "The platform's general response (0x8001) to the frame with header `to`, as\n"
+             "shared.jt808.reference_general_response_frame writes it; None when the Python path must say what is\n"
+             "wrong (a number that is not digits or too long for its layout).");
+
+static PyObject *general_response(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    State *st = state_of(module);
+    if (bind_types(st) < 0) return NULL;
+    if (nargs != 3 || !PyObject_TypeCheck(args[0], (PyTypeObject *)st->header_type) || PyTuple_GET_SIZE(args[0]) < 8 ||
+        !PyLong_Check(args[1]) || !PyLong_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "general_response takes (Header, int, int)");
+        return NULL;
+    }
+    PyObject *to = args[0];
+    PyObject *version = PyTuple_GET_ITEM(to, 5), *phone = PyTuple_GET_ITEM(to, 6);
+    long message_id = PyLong_AsLong(PyTuple_GET_ITEM(to, 0)), answered = PyLong_AsLong(PyTuple_GET_ITEM(to, 7));
+    long serial = PyLong_AsLong(args[1]), result = PyLong_AsLong(args[2]);
+    long protocol = version == Py_None ? 0 : PyLong_AsLong(version);
+    if (PyErr_Occurred()) return NULL;
+    if (!PyUnicode_Check(phone) || !PyUnicode_IS_ASCII(phone) || result < 0 || result > 255) Py_RETURN_NONE;
+    if (protocol < 0 || protocol > 255 || message_id < 0 || message_id > 0xFFFF || answered < 0 || answered > 0xFFFF)
+        Py_RETURN_NONE;
+    int wide = version != Py_None;
+    Py_ssize_t digits = PyUnicode_GET_LENGTH(phone), phone_len = wide ? 10 : 6;
+    const char *text = (const char *)PyUnicode_DATA(phone);
+    if (digits == 0 || digits > 2 * phone_len) Py_RETURN_NONE;
+    for (Py_ssize_t i = 0; i < digits; i++)
+        if (text[i] < '0' || text[i] > '9') Py_RETURN_NONE;
+    /* The content: id, properties, [version], the number in BCD padded with zeros on the left, serial, body. */
+    uint8_t content[2 + 2 + 1 + 10 + 2 + 5], *at = content;
+    uint32_t props = 5 | (wide ? 0x4000 : 0);
+    *at++ = 0x80, *at++ = 0x01, *at++ = (uint8_t)(props >> 8), *at++ = (uint8_t)props;
+    if (wide) *at++ = (uint8_t)protocol;
+    char padded[20];
+    memset(padded, '0', (size_t)(2 * phone_len - digits));
+    memcpy(padded + 2 * phone_len - digits, text, (size_t)digits);
+    for (Py_ssize_t i = 0; i < phone_len; i++) *at++ = (uint8_t)(((padded[2 * i] - '0') << 4) | (padded[2 * i + 1] - '0'));
+    serial &= 0xFFFF;
+    *at++ = (uint8_t)(serial >> 8), *at++ = (uint8_t)serial;
+    *at++ = (uint8_t)(answered >> 8), *at++ = (uint8_t)answered;
+    *at++ = (uint8_t)(message_id >> 8), *at++ = (uint8_t)message_id;
+    *at++ = (uint8_t)result;
+    uint8_t wire[2 * (sizeof content + 1) + 2], *out = wire, check = 0;
+    *out++ = FLAG;
+    for (uint8_t *p = content; p < at; p++) {
+        check ^= *p;
+        out = put_escaped(out, *p);
+    }
+    out = put_escaped(out, check);
+    *out++ = FLAG;
+    return PyBytes_FromStringAndSize((const char *)wire, out - wire);
+}
+
 static int bcd_pair(uint8_t b, int *out) {
     uint8_t hi = b >> 4, lo = b & 0x0F;
     if (hi > 9 || lo > 9) return 0;
@@ -268,6 +333,7 @@ static PyObject *position_record(PyObject *module, PyObject *const *args, Py_ssi
 static PyMethodDef methods[] = {
     {"parse_frame", (PyCFunction)parse_frame, METH_O, parse_frame_doc},
     {"position_record", (PyCFunction)(void (*)(void))position_record, METH_FASTCALL, position_record_doc},
+    {"general_response", (PyCFunction)(void (*)(void))general_response, METH_FASTCALL, general_response_doc},
     {NULL, NULL, 0, NULL},
 };
 

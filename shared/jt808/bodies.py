@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timezone
 from typing import NamedTuple
 
-from shared.jt808.header import bcd_digits
-from shared.jt808.messages import GMT8, Jt808Error, RegisterResult
+from shared.jt808 import _decoder
+from shared.jt808.header import Header, bcd_digits, encode_frames
+from shared.jt808.messages import GMT8, Jt808Error, MessageId, RegisterResult
 
 
 class _Reader:
@@ -124,6 +125,24 @@ def decode_general_response(body: bytes) -> GeneralResponse:
 
 def encode_general_response(reply_serial: int, reply_id: int, result: int) -> bytes:
     return reply_serial.to_bytes(2, "big") + reply_id.to_bytes(2, "big") + bytes([result])
+
+
+def encode_general_response_frame(to: Header, *, serial: int, result: int) -> bytes:
+    """The platform's general response (0x8001) to the frame with header `to`, mirroring its number and version:
+    the reply to every location a terminal sends, so it is compiled (`_decoder.c`); whatever the compiled
+    function declines, `reference_general_response_frame` encodes or says what is wrong with."""
+    return _decoder.general_response(to, serial, result) or reference_general_response_frame(
+        to, serial=serial, result=result
+    )
+
+
+def reference_general_response_frame(to: Header, *, serial: int, result: int) -> bytes:
+    """`encode_general_response_frame` in Python: the reference."""
+    body = encode_general_response(to.serial, to.message_id, result)
+    [frame] = encode_frames(
+        MessageId.PLATFORM_RESPONSE, body, phone=to.phone, serial=serial, protocol_version=to.protocol_version
+    )
+    return frame
 
 
 def encode_register_response(reply_serial: int, result: int, auth_code: str | None) -> bytes:

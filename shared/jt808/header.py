@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import struct
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -15,7 +13,7 @@ from shared.jt808.framing import (
     escape,
     unescape,
 )
-from shared.jt808.messages import Jt808Error, MessageId
+from shared.jt808.messages import Jt808Error
 
 
 class Header(NamedTuple):
@@ -166,39 +164,6 @@ def encode_frames(
         )
         for index, chunk in enumerate(chunks, start=1)
     ]
-
-
-_GENERAL_RESPONSE_TAIL = struct.Struct(">HHHB")
-"""The platform's serial, then the body of 0x8001: the serial and message id answered, the result."""
-
-
-@functools.lru_cache(maxsize=16_384)
-def _general_response_head(phone: str, protocol_version: int | None) -> tuple[bytes, int]:
-    """0x8001's header before the serial for one terminal's number and version, and its checksum: the same for
-    every reply to that terminal."""
-    header = Header(
-        message_id=MessageId.PLATFORM_RESPONSE,
-        body_length=5,
-        encryption=0,
-        subpackaged=False,
-        version_flag=protocol_version is not None,
-        protocol_version=protocol_version,
-        phone=phone,
-        serial=0,
-    )
-    head = _head_to_serial(header, 5)
-    return head, checksum(head)
-
-
-def encode_general_response_frame(to: Header, *, serial: int, result: int) -> bytes:
-    """`encode_frames(PLATFORM_RESPONSE, encode_general_response(...))` for the frame with header `to`, mirroring
-    its number and version: the reply to every location a terminal sends, so its constant part is kept per
-    terminal and only the last seven bytes are built for each."""
-    head, folded = _general_response_head(to.phone, to.protocol_version)
-    tail = _GENERAL_RESPONSE_TAIL.pack(serial & 0xFFFF, to.serial, to.message_id, result)
-    words = (serial & 0xFFFF) ^ to.serial ^ to.message_id
-    check = folded ^ (words >> 8) ^ (words & 0xFF) ^ result
-    return b"\x7e" + escape(head + tail + bytes((check,))) + b"\x7e"
 
 
 @dataclass

@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.ingest.domain.gcj02 import gcj02_to_wgs84, outside_china, wgs84_to_gcj02
+from shared import _h3_cell
 from shared.geo import EARTH_RADIUS_M, great_circle_m, h3_cell, north_south_m
 
 # Published WGS-84 / GCJ-02 pairs from googollee/eviltransform's test suite (python/test.py: shanghai, shenzhen,
@@ -85,3 +86,20 @@ def test_h3_cell_is_a_resolution_9_hex_string_containing_the_point() -> None:
     assert h3.is_valid_cell(cell)
     assert h3.get_resolution(cell) == 9
     assert cell == h3.latlng_to_cell(27.2418, 111.4672, 9)
+
+
+@given(
+    lat=st.floats(allow_nan=True, allow_infinity=True) | st.floats(min_value=-90, max_value=90),
+    lon=st.floats(allow_nan=True, allow_infinity=True) | st.floats(min_value=-180, max_value=180),
+    resolution=st.integers(-2, 17),
+)
+def test_the_compiled_h3_cell_answers_or_refuses_as_h3_does(lat: float, lon: float, resolution: int) -> None:
+    try:
+        expected: object = h3.latlng_to_cell(lat, lon, resolution)
+    except h3.H3BaseException as e:
+        expected = type(e)
+    try:
+        actual: object = _h3_cell.cell(lat, lon, resolution)
+    except h3.H3BaseException as e:
+        actual = type(e)
+    assert actual == expected

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared import jt808
-from shared.jt808 import Jt808Error, MessageId
+from shared.jt808 import Jt808Error, MessageId, _decoder
 
 VECTORS: list[dict[str, Any]] = json.loads((Path(__file__).parent.parent / "data" / "jt808_vectors.json").read_text())
 
@@ -292,13 +292,39 @@ def test_the_general_response_encoder_writes_what_encode_frames_writes(
     message_id: int, phone: str, version: int | None, answered: int, serial: int, result: int
 ) -> None:
     """Flag and escape bytes are chosen often: in the serials, ids and result they must be escaped, and the
-    checksum is over the unescaped bytes."""
+    checksum is over the unescaped bytes. The compiled encoder must take every such header itself."""
     to = jt808.Header(message_id, 0, 0, False, version is not None, version, phone, answered)
     body = jt808.encode_general_response(answered, message_id, result)
     [expected] = jt808.encode_frames(
         MessageId.PLATFORM_RESPONSE, body, phone=phone, serial=serial, protocol_version=version
     )
+    assert _decoder.general_response(to, serial, result) == expected
     assert jt808.encode_general_response_frame(to, serial=serial, result=result) == expected
+    assert jt808.reference_general_response_frame(to, serial=serial, result=result) == expected
+
+
+@pytest.mark.parametrize(
+    ("phone", "version", "result"),
+    [
+        ("1390000000a", None, 0),
+        ("1" * 13, None, 0),
+        ("1" * 21, 1, 0),
+        ("", None, 0),
+        ("１３９", None, 0),
+        ("139", 256, 0),
+        ("139", None, 256),
+        ("139", None, -1),
+    ],
+)
+def test_a_reply_the_compiled_encoder_declines_is_refused_as_the_reference_refuses_it(
+    phone: str, version: int | None, result: int
+) -> None:
+    to = jt808.Header(0x0200, 0, 0, False, version is not None, version, phone, 7)
+    assert _decoder.general_response(to, 1, result) is None
+    with pytest.raises((Jt808Error, ValueError, OverflowError)) as reference:
+        jt808.reference_general_response_frame(to, serial=1, result=result)
+    with pytest.raises(type(reference.value)):
+        jt808.encode_general_response_frame(to, serial=1, result=result)
 
 
 @pytest.mark.parametrize(

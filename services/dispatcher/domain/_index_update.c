@@ -20,12 +20,8 @@
 #include <stdint.h>
 
 #include "shared/native/civil_days.h"
+#include "shared/native/latlng_to_cell.h"
 
-/* h3-py's `latlng_to_cell` as its Cython module exports it (`cpdef H3int latlng_to_cell(double, double, int) except
- * 1`): 1, never a cell, means an error is set. The capsule's name is the signature; a release that changes it fails
- * the import, not a call. */
-typedef uint64_t (*LatLngToCell)(double lat, double lng, int res, int skip_dispatch);
-static const char LATLNG_TO_CELL_SIGNATURE[] = "H3Index (double, double, int, int __pyx_skip_dispatch)";
 
 typedef struct {
     PyObject *ts, *lat, *lon, *position, *position_epoch, *bucket, *slot, *coords, *timestamp, *entries, *cell,
@@ -386,23 +382,6 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static int import_latlng_to_cell(State *st) {
-    PyObject *latlng = PyImport_ImportModule("h3._cy.latlng");
-    if (latlng == NULL) return -1;
-    PyObject *capi = PyObject_GetAttrString(latlng, "__pyx_capi__");
-    Py_DECREF(latlng);
-    if (capi == NULL) return -1;
-    PyObject *capsule = PyMapping_GetItemString(capi, "latlng_to_cell");
-    Py_DECREF(capi);
-    if (capsule == NULL) return -1;
-    st->latlng_to_cell = (LatLngToCell)PyCapsule_GetPointer(capsule, LATLNG_TO_CELL_SIGNATURE);
-    Py_DECREF(capsule);
-    if (st->latlng_to_cell != NULL) return 0;
-    PyErr_Format(PyExc_ImportError, "h3's compiled latlng_to_cell is not `%s`: this h3 release is not supported",
-                 LATLNG_TO_CELL_SIGNATURE);
-    return -1;
-}
-
 /* The attribute names the module reads, interned once, in the order of `NAMES`. */
 static const char *NAMES[] = {"ts",     "lat",       "lon",     "position", "position_epoch", "bucket",   "slot",
                               "coords", "timestamp", "entries", "cell",     "cells",          "frombytes"};
@@ -425,7 +404,8 @@ static int exec_module(PyObject *module) {
         *fields[i] = PyUnicode_InternFromString(NAMES[i]);
         if (*fields[i] == NULL) return -1;
     }
-    return import_latlng_to_cell(st);
+    st->latlng_to_cell = import_latlng_to_cell();
+    return st->latlng_to_cell == NULL ? -1 : 0;
 }
 
 static int clear(PyObject *module) {

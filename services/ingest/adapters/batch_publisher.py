@@ -51,11 +51,16 @@ class BatchPublisher:
         intake uses `asyncio.wait`), never cancel it, or the others lose their acknowledgement."""
         if key is None:
             raise ValueError("every record Kuaijing publishes has a key")
-        try:
-            tp = (topic, await self._partition(topic, key))
-        except KafkaError as e:
-            raise _unavailable(e) from e
-        batches = self._batches.setdefault(tp, deque())
+        partition = self._partition_of.get((topic, key))
+        if partition is None:  # a coroutine only for a key not seen yet: one per record was a tenth of this call
+            try:
+                partition = await self._partition(topic, key)
+            except KafkaError as e:
+                raise _unavailable(e) from e
+        tp = (topic, partition)
+        batches = self._batches.get(tp)
+        if batches is None:
+            batches = self._batches[tp] = deque()
         if not batches or batches[-1].builder.append(key=key, value=value, timestamp=None) is None:
             batch = _Batch(self._producer.create_batch())
             if batch.builder.append(key=key, value=value, timestamp=None) is None:
@@ -71,16 +76,14 @@ class BatchPublisher:
             await asyncio.gather(*self._flushers.values(), return_exceptions=True)
 
     async def _partition(self, topic: str, key: bytes) -> int:
-        """Cached per key (murmur2 in Python is a few µs) for as many keys as a fleet has; a topic's partition count
-        is read once, as the contract fixes it."""
-        partition = self._partition_of.get((topic, key))
-        if partition is None:
-            partitions = self._partitions.get(topic)
-            if partitions is None:
-                partitions = self._partitions[topic] = sorted(await self._producer.partitions_for(topic))
-            partition = self._partitioner(key, partitions, partitions)
-            if len(self._partition_of) < _KEYS_CACHED:  # dead letters' keys come from untrusted input
-                self._partition_of[(topic, key)] = partition
+        """For a key `send` found no partition cached for (murmur2 in Python is a few µs); cached for as many keys
+        as a fleet has. A topic's partition count is read once, as the contract fixes it."""
+        partitions = self._partitions.get(topic)
+        if partitions is None:
+            partitions = self._partitions[topic] = sorted(await self._producer.partitions_for(topic))
+        partition: int = self._partitioner(key, partitions, partitions)
+        if len(self._partition_of) < _KEYS_CACHED:  # dead letters' keys come from untrusted input
+            self._partition_of[(topic, key)] = partition
         return partition
 
     async def _flush(self, tp: tuple[str, int]) -> None:

@@ -1,0 +1,3 @@
+"""A position's H3 cell through h3's own compiled function (`_h3_cell.c`)."""
+
+def cell(lat: float, lon: float, resolution: int, /) -> str: ...

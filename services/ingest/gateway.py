@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from prometheus_client import Counter
 
 from services.ingest.adapters.terminal_store import TerminalStore
+from services.ingest.domain.telemetry import PositionWriter
 from services.ingest.intake import Candidate, TelemetryIntake
 from services.ingest.metrics import IngestMetrics
 from services.ingest.terminal_frames import LOCATION_MESSAGES, location_candidates, rejected
@@ -211,6 +212,7 @@ class Jt808Gateway:
         replies: list[bytes] = []
         batch: list[tuple[Frame, list[Candidate]]] = []
         locations: dict[int, int] = {}  # counted once per chunk: a counter's lock is dear next to a frame
+        writer: PositionWriter | None = None
         try:
             for wire in wires:
                 try:
@@ -228,7 +230,9 @@ class Jt808Gateway:
                     and header.terminal_id == unit.terminal_id
                 ):
                     locations[header.message_id] = locations.get(header.message_id, 0) + 1
-                    batch.append((packet, location_candidates(packet, wire, unit=unit, origin=session.origin)))
+                    writer = writer or self._intake.position_writer(Source.JT808)
+                    candidates = location_candidates(packet, wire, unit=unit, origin=session.origin, writer=writer)
+                    batch.append((packet, candidates))
                     continue
                 self._count(header.message_id)
                 replies += await self._flush(session, batch)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from services.ingest.domain.telemetry import TelemetryRules, accept_decoded_position, accept_ping
+from services.ingest.domain.telemetry import PositionWriter, TelemetryRules, accept_decoded_position, accept_ping
 from services.ingest.metrics import IngestMetrics
 from shared.contract.codec import encode_obj
 from shared.contract.deadletter import dead_letter
@@ -39,6 +39,8 @@ class Candidate:
     origin: str | None = None
     decoded: bool = False
     """`value` is the record the compiled JT/T 808 decoder built, valid as it stands (`accept_decoded_position`)."""
+    written: bool = False
+    """`value` is the `kuaijing.positions` value a `PositionWriter` of this intake accepted and wrote."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,11 @@ class TelemetryIntake:
         acknowledged = asyncio.ensure_future(self._acknowledge(published, source=source))
         return Submission(rejections=published.rejections, acknowledged=acknowledged)
 
+    def position_writer(self, source: Source) -> PositionWriter:
+        """For candidates accepted by the compiled decoder before they are submitted (`Candidate.written`): the
+        registry, the rules and the clock are this intake's."""
+        return PositionWriter(directory=self._directory(), source=source, now=self._clock(), rules=self._rules)
+
     async def _publish(self, candidates: Sequence[Candidate], *, source: Source) -> _Published:
         now = self._clock()
         directory = self._directory()
@@ -125,6 +132,10 @@ class TelemetryIntake:
         accepted_kinds: dict[str, int] = {}
         started = time.perf_counter()
         for index, candidate in enumerate(candidates):
+            if candidate.written:
+                accepted_kinds["position"] = accepted_kinds.get("position", 0) + 1
+                sends.add(await self._producer.send(POSITIONS.name, candidate.value, key=candidate.key))
+                continue
             try:
                 if isinstance(candidate.value, RejectedError):
                     raise candidate.value

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta, timezone
 
+from services.ingest.domain.telemetry import PositionWriter
 from services.ingest.intake import Candidate
 from shared import jt808
 from shared.contract.registry import UnitRef
@@ -27,11 +28,18 @@ def rejected(
     return Candidate(value=RejectedError(reason, error), payload=wire, key=key, origin=origin)
 
 
-def location_candidates(frame: Frame, wire: bytes, *, unit: UnitRef, origin: str | None = None) -> list[Candidate]:
+def location_candidates(
+    frame: Frame, wire: bytes, *, unit: UnitRef, origin: str | None = None, writer: PositionWriter | None = None
+) -> list[Candidate]:
     """Every location of a 0x0200 or 0x0704 frame as a candidate ping (blind-area re-uploads are late pings,
-    which the intake stores without moving the live position); JT/T 1078 alarm items add video pings."""
+    which the intake stores without moving the live position); JT/T 1078 alarm items add video pings. With a
+    `writer` (the intake's), a plain location is accepted and written to its topic's bytes in one compiled step."""
     key = unit.unit_id.encode()
     if frame.header.message_id == MessageId.LOCATION:
+        if writer is not None:
+            value = writer.write(frame.body, unit.unit_id, unit.terminal_utc_offset_min)
+            if value is not None:
+                return [Candidate(value=value, payload=wire, key=key, origin=origin, written=True)]
         record = jt808.compiled_position_record(frame.body, unit.unit_id, unit.terminal_utc_offset_min)
         if record is not None:  # the common report, decoded in one compiled step; any other takes the path below
             return [Candidate(value=record, payload=wire, key=key, origin=origin, decoded=True)]

@@ -10,6 +10,7 @@ declines comes back to the Python functions, which are the reference.
 """
 
 from shared.jt808._decoder import position_record as compiled_position_record
+from shared.jt808._decoder import position_value as compiled_position_value
 from shared.jt808.bodies import (
     ACC_ON,
     BEIDOU_USED,
@@ -105,6 +106,7 @@ __all__ = [
     "bcd_time",
     "checksum",
     "compiled_position_record",
+    "compiled_position_value",
     "decode_authentication",
     "decode_av_attributes",
     "decode_batch",

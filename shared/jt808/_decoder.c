@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "shared/native/civil_days.h"
+#include "shared/native/latlng_to_cell.h"
 #include "shared/native/position_record.h"
 
 #define FLAG 0x7E
@@ -31,6 +32,7 @@ typedef struct {
     PyObject *header_type; /* shared.jt808.header.Header, a named tuple */
     PyObject *frame_type;  /* shared.jt808.header.Frame, a named tuple */
     RecordNames names; /* the positions record's keys and constants */
+    LatLngToCell latlng_to_cell;
 } State;
 
 static State *state_of(PyObject *module) { return (State *)PyModule_GetState(module); }
@@ -232,8 +234,9 @@ static int bcd_pair(uint8_t b, int *out) {
     return 1;
 }
 
-/* The BCD local time in UTC as year, month, day, hour, minute, second; 0 for no time or not a time. */
-static int utc_fields(const uint8_t *bcd, long offset_min, int out[6]) {
+/* The BCD local time in UTC as year, month, day, hour, minute, second, and as seconds since the epoch; 0 for no
+ * time or not a time. */
+static int utc_fields(const uint8_t *bcd, long offset_min, int out[6], int64_t *epoch_s) {
     int f[6];
     for (int i = 0; i < 6; i++)
         if (!bcd_pair(bcd[i], &f[i])) return 0;
@@ -241,6 +244,7 @@ static int utc_fields(const uint8_t *bcd, long offset_min, int out[6]) {
     if (!is_date(year, month, day) || hour > 23 || minute > 59 || second > 59) return 0;
     int64_t seconds = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second;
     seconds -= (int64_t)offset_min * 60;
+    *epoch_s = seconds;
     int64_t days = seconds >= 0 ? seconds / 86400 : -((-seconds + 86399) / 86400);
     int64_t rest = seconds - days * 86400;
     civil_from_days(days, &out[0], &out[1], &out[2]);
@@ -248,6 +252,60 @@ static int utc_fields(const uint8_t *bcd, long offset_min, int out[6]) {
     out[4] = (int)(rest / 60 % 60);
     out[5] = (int)(rest % 60);
     return 1;
+}
+
+/* What a plain 0x0200 body says, in the units the record publishes: coordinates in signed microdegrees (the record's
+ * degrees are these over a million), speed in tenths of km/h. */
+typedef struct {
+    int64_t lat_micro, lon_micro, epoch_s;
+    long altitude;
+    uint32_t speed_tenths, course, status;
+    int satellites; /* -1: no 0x31 item */
+    int utc[6];
+} Reading;
+
+/* 1 when the body makes exactly one position ping and no video pings within the contract's ranges (what
+ * `position_record` documents); 0 for any other body, which the Python path decodes, or says what is wrong with. */
+static int read_location(const uint8_t *body, Py_ssize_t end, long offset_min, Reading *out) {
+    if (end < 28) return 0;
+    uint32_t status = u32(body + 4), lat_raw = u32(body + 8), lon_raw = u32(body + 12);
+    long altitude = (long)u16(body + 16);
+    if (altitude > 0x7FFF) altitude -= 0x10000; /* the standard says unsigned; below sea level is two's complement */
+    int satellites = -1;                        /* the last 0x31 item wins, as in the decoded extras dict */
+    for (Py_ssize_t at = 28; at < end;) {
+        if (at + 2 > end) return 0;
+        uint8_t item = body[at], length = body[at + 1];
+        if (at + 2 + length > end) return 0;
+        if (item == 0x15 || item == 0x16) return 0; /* video alarms: the Python path adds video pings */
+        if (item == 0x31) satellites = length ? body[at + 2] : -1;
+        at += 2 + length;
+    }
+    /* negated as integers, as the reference does: a south latitude of 0 is 0.0, not -0.0 */
+    out->lat_micro = (status & SOUTH) ? -(int64_t)lat_raw : (int64_t)lat_raw;
+    out->lon_micro = (status & WEST) ? -(int64_t)lon_raw : (int64_t)lon_raw;
+    out->speed_tenths = u16(body + 18);
+    out->course = u16(body + 20);
+    if (out->lat_micro > 90000000 || out->lat_micro < -90000000) return 0;
+    /* Outside the contract's ranges: the Python path makes the ping, and the intake refuses it saying why. */
+    if (out->lon_micro > 180000000 || out->lon_micro < -180000000 || out->speed_tenths > 4000) return 0;
+    static const uint8_t no_time[6] = {0};
+    if (memcmp(body + 22, no_time, 6) == 0) return 0;
+    if (!utc_fields(body + 22, offset_min, out->utc, &out->epoch_s)) return 0;
+    out->altitude = altitude;
+    out->satellites = satellites;
+    out->status = status;
+    return 1;
+}
+
+/* The GNSS the status bits name, as `gnss_of` in pings.py; -1 for none. */
+static int gnss_index(uint32_t status) {
+    int gps = (status & GPS_USED) != 0, bds = (status & BEIDOU_USED) != 0;
+    return gps && bds ? G_BDS_GPS
+           : bds      ? G_BDS
+           : gps      ? G_GPS
+           : (status & GLONASS_USED) ? G_GLONASS
+           : (status & GALILEO_USED) ? G_GALILEO
+                                     : -1;
 }
 
 static int put(PyObject *dict, PyObject *key, PyObject *value) {
@@ -270,70 +328,138 @@ static PyObject *position_record(PyObject *module, PyObject *const *args, Py_ssi
         PyErr_SetString(PyExc_TypeError, "position_record takes (bytes, str, int)");
         return NULL;
     }
-    const uint8_t *body = (const uint8_t *)PyBytes_AS_STRING(args[0]);
-    Py_ssize_t end = PyBytes_GET_SIZE(args[0]);
     long offset_min = PyLong_AsLong(args[2]);
     if (offset_min == -1 && PyErr_Occurred()) return NULL;
-    if (end < 28) Py_RETURN_NONE;
-    uint32_t status = u32(body + 4), lat_raw = u32(body + 8), lon_raw = u32(body + 12);
-    long altitude = (long)u16(body + 16);
-    uint32_t speed = u16(body + 18), course = u16(body + 20);
-    if (altitude > 0x7FFF) altitude -= 0x10000; /* the standard says unsigned; below sea level is two's complement */
-    int satellites = -1;                        /* the last 0x31 item wins, as in the decoded extras dict */
-    for (Py_ssize_t at = 28; at < end;) {
-        if (at + 2 > end) Py_RETURN_NONE;
-        uint8_t item = body[at], length = body[at + 1];
-        if (at + 2 + length > end) Py_RETURN_NONE;
-        if (item == 0x15 || item == 0x16) Py_RETURN_NONE; /* video alarms: the Python path adds video pings */
-        if (item == 0x31) satellites = length ? body[at + 2] : -1;
-        at += 2 + length;
-    }
-    /* negated as integers, as the reference does: a south latitude of 0 is 0.0, not -0.0 */
-    double latitude = (double)((status & SOUTH) ? -(int64_t)lat_raw : (int64_t)lat_raw) / 1e6;
-    double longitude = (double)((status & WEST) ? -(int64_t)lon_raw : (int64_t)lon_raw) / 1e6;
-    if (latitude > 90 || latitude < -90) Py_RETURN_NONE;
-    /* Outside the contract's ranges: the Python path makes the ping, and the intake refuses it saying why. */
-    if (longitude > 180 || longitude < -180 || speed > 4000) Py_RETURN_NONE;
-    static const uint8_t no_time[6] = {0};
-    if (memcmp(body + 22, no_time, 6) == 0) Py_RETURN_NONE;
-    int t[6];
-    if (!utc_fields(body + 22, offset_min, t)) Py_RETURN_NONE;
-
+    Reading r;
+    if (!read_location((const uint8_t *)PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]), offset_min, &r))
+        Py_RETURN_NONE;
     PyObject *record = _PyDict_NewPresized(RECORD_KEYS);
     if (record == NULL) return NULL;
     RecordNames *n = &st->names;
     PyObject **k = n->keys;
-    int gps = (status & GPS_USED) != 0, bds = (status & BEIDOU_USED) != 0;
-    PyObject *gnss_name = gps && bds ? n->gnss[G_BDS_GPS]
-                          : bds      ? n->gnss[G_BDS]
-                          : gps      ? n->gnss[G_GPS]
-                          : (status & GLONASS_USED) ? n->gnss[G_GLONASS]
-                          : (status & GALILEO_USED) ? n->gnss[G_GALILEO]
-                                                    : Py_None;
-    PyObject *ts = PyDateTimeAPI->DateTime_FromDateAndTime(t[0], t[1], t[2], t[3], t[4], t[5], 0, PyDateTime_TimeZone_UTC,
-                                                           PyDateTimeAPI->DateTimeType);
+    int gnss = gnss_index(r.status);
+    PyObject *ts = PyDateTimeAPI->DateTime_FromDateAndTime(r.utc[0], r.utc[1], r.utc[2], r.utc[3], r.utc[4], r.utc[5], 0,
+                                                           PyDateTime_TimeZone_UTC, PyDateTimeAPI->DateTimeType);
     if (put(record, k[K_V], Py_NewRef(n->one)) < 0 || put(record, k[K_KIND], Py_NewRef(n->position)) < 0 ||
         put(record, k[K_UNIT_ID], Py_NewRef(args[1])) < 0 || put(record, k[K_TS], ts) < 0 ||
-        put(record, k[K_LAT], PyFloat_FromDouble(latitude)) < 0 ||
-        put(record, k[K_LON], PyFloat_FromDouble(longitude)) < 0 ||
-        put(record, k[K_SPEED], PyFloat_FromDouble((double)speed / 10)) < 0 ||
-        put(record, k[K_HEADING], course < 360 ? PyFloat_FromDouble((double)course) : Py_NewRef(Py_None)) < 0 ||
-        put(record, k[K_ALTITUDE], PyFloat_FromDouble((double)altitude)) < 0 ||
-        put(record, k[K_GNSS], Py_NewRef(gnss_name)) < 0 ||
-        put(record, k[K_SATELLITES], satellites >= 0 ? PyLong_FromLong(satellites) : Py_NewRef(Py_None)) < 0 ||
+        put(record, k[K_LAT], PyFloat_FromDouble((double)r.lat_micro / 1e6)) < 0 ||
+        put(record, k[K_LON], PyFloat_FromDouble((double)r.lon_micro / 1e6)) < 0 ||
+        put(record, k[K_SPEED], PyFloat_FromDouble((double)r.speed_tenths / 10)) < 0 ||
+        put(record, k[K_HEADING], r.course < 360 ? PyFloat_FromDouble((double)r.course) : Py_NewRef(Py_None)) < 0 ||
+        put(record, k[K_ALTITUDE], PyFloat_FromDouble((double)r.altitude)) < 0 ||
+        put(record, k[K_GNSS], Py_NewRef(gnss >= 0 ? n->gnss[gnss] : Py_None)) < 0 ||
+        put(record, k[K_SATELLITES], r.satellites >= 0 ? PyLong_FromLong(r.satellites) : Py_NewRef(Py_None)) < 0 ||
         put(record, k[K_HDOP], Py_NewRef(Py_None)) < 0 || put(record, k[K_SEQ], Py_NewRef(Py_None)) < 0 ||
         put(record, k[K_CRS], Py_NewRef(n->wgs84)) < 0 ||
-        put(record, k[K_FIX], Py_NewRef((status & POSITIONED) ? Py_True : Py_False)) < 0) {
+        put(record, k[K_FIX], Py_NewRef((r.status & POSITIONED) ? Py_True : Py_False)) < 0) {
         Py_DECREF(record);
         return NULL;
     }
     return record;
 }
 
+/* A value the record holds as a float with `scale` units to the degree (or km/h), written as repr and orjson write
+ * that float: an exact quotient of small integers has the shortest round-trip form of its decimal digits, with at
+ * least one digit after the point. Values under 1e-4 in magnitude are written with an exponent, differently by the
+ * two: 0 is returned for them, and the caller declines. */
+static int put_decimal(char **out, int64_t value, int64_t scale, int decimals) {
+    int64_t magnitude = value < 0 ? -value : value;
+    if (magnitude != 0 && magnitude * 10000 < scale) return 0;
+    char digits[24];
+    int64_t fraction = magnitude % scale;
+    int n = 0;
+    if (value < 0) (*out)[n++] = '-';
+    n += sprintf(*out + n, "%lld.", (long long)(magnitude / scale));
+    sprintf(digits, "%0*lld", decimals, (long long)fraction);
+    int keep = decimals;
+    while (keep > 1 && digits[keep - 1] == '0') keep--;
+    memcpy(*out + n, digits, (size_t)keep);
+    *out += n + keep;
+    return 1;
+}
+
+static void put_text(char **out, const char *text, size_t length) {
+    memcpy(*out, text, length);
+    *out += length;
+}
+#define PUT_LITERAL(out, literal) put_text(out, literal, sizeof(literal) - 1)
+
+PyDoc_STRVAR(position_value_doc,
+             "position_value(body: bytes, unit_json: bytes, platform_json: bytes, tail: bytes, utc_offset_min: int,\n"
+             "               latest_us: int, resolution: int) -> bytes | None\n\n"
+             "The kuaijing.positions value for the body `position_record` takes, as the intake publishes it:\n"
+             "`unit_json` and `platform_json` are the unit's and platform's ids as JSON strings, `tail` the record's\n"
+             "end after its h3 field (its source and received_at, then the closing brace), and the cell is H3's at\n"
+             "`resolution`. None for a body `position_record` declines, a report time after `latest_us` (microseconds\n"
+             "since the epoch), or a coordinate under 1e-4 degrees in magnitude (written with an exponent).");
+
+static PyObject *position_value(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    State *st = state_of(module);
+    if (nargs != 7 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1]) || !PyBytes_Check(args[2]) ||
+        !PyBytes_Check(args[3]) || !PyLong_Check(args[4]) || !PyLong_Check(args[5]) || !PyLong_Check(args[6])) {
+        PyErr_SetString(PyExc_TypeError, "position_value takes (bytes, bytes, bytes, bytes, int, int, int)");
+        return NULL;
+    }
+    long offset_min = PyLong_AsLong(args[4]), resolution = PyLong_AsLong(args[6]);
+    long long latest_us = PyLong_AsLongLong(args[5]);
+    if (PyErr_Occurred()) return NULL;
+    Reading r;
+    if (!read_location((const uint8_t *)PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]), offset_min, &r))
+        Py_RETURN_NONE;
+    if (r.epoch_s * 1000000 > latest_us) Py_RETURN_NONE; /* ahead of the clock: the Python path says by how much */
+    double lat = (double)r.lat_micro / 1e6, lon = (double)r.lon_micro / 1e6;
+    uint64_t cell = st->latlng_to_cell(lat, lon, (int)resolution, 0);
+    if (cell == 1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t unit_len = PyBytes_GET_SIZE(args[1]), platform_len = PyBytes_GET_SIZE(args[2]);
+    Py_ssize_t tail_len = PyBytes_GET_SIZE(args[3]);
+    PyObject *value = PyBytes_FromStringAndSize(NULL, 400 + unit_len + platform_len + tail_len);
+    if (value == NULL) return NULL;
+    char *start = PyBytes_AS_STRING(value), *out = start;
+    PUT_LITERAL(&out, "{\"v\":1,\"kind\":\"position\",\"unit_id\":");
+    put_text(&out, PyBytes_AS_STRING(args[1]), (size_t)unit_len);
+    out += sprintf(out, ",\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02dZ\",\"lat\":", r.utc[0], r.utc[1], r.utc[2], r.utc[3],
+                   r.utc[4], r.utc[5]);
+    int written = put_decimal(&out, r.lat_micro, 1000000, 6);
+    PUT_LITERAL(&out, ",\"lon\":");
+    written = written && put_decimal(&out, r.lon_micro, 1000000, 6);
+    if (!written) {
+        Py_DECREF(value);
+        Py_RETURN_NONE;
+    }
+    PUT_LITERAL(&out, ",\"speed_kmh\":");
+    put_decimal(&out, r.speed_tenths, 10, 1);
+    if (r.course < 360)
+        out += sprintf(out, ",\"heading_deg\":%u.0", r.course);
+    else
+        PUT_LITERAL(&out, ",\"heading_deg\":null");
+    out += sprintf(out, ",\"altitude_m\":%ld.0", r.altitude);
+    int gnss = gnss_index(r.status);
+    if (gnss >= 0)
+        out += sprintf(out, ",\"gnss\":\"%s\"", GNSS_NAMES[gnss]);
+    else
+        PUT_LITERAL(&out, ",\"gnss\":null");
+    if (r.satellites >= 0)
+        out += sprintf(out, ",\"satellites\":%d", r.satellites);
+    else
+        PUT_LITERAL(&out, ",\"satellites\":null");
+    PUT_LITERAL(&out, ",\"hdop\":null,\"seq\":null,\"crs\":\"WGS84\",\"fix\":");
+    if (r.status & POSITIONED)
+        PUT_LITERAL(&out, "true");
+    else
+        PUT_LITERAL(&out, "false");
+    PUT_LITERAL(&out, ",\"platform_id\":");
+    put_text(&out, PyBytes_AS_STRING(args[2]), (size_t)platform_len);
+    out += sprintf(out, ",\"h3\":\"%llx\"", (unsigned long long)cell);
+    put_text(&out, PyBytes_AS_STRING(args[3]), (size_t)tail_len);
+    if (_PyBytes_Resize(&value, out - start) < 0) return NULL;
+    return value;
+}
+
 static PyMethodDef methods[] = {
     {"parse_frame", (PyCFunction)parse_frame, METH_O, parse_frame_doc},
     {"position_record", (PyCFunction)(void (*)(void))position_record, METH_FASTCALL, position_record_doc},
     {"general_response", (PyCFunction)(void (*)(void))general_response, METH_FASTCALL, general_response_doc},
+    {"position_value", (PyCFunction)(void (*)(void))position_value, METH_FASTCALL, position_value_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -342,7 +468,8 @@ static int exec_module(PyObject *module) {
     PyDateTime_IMPORT;
     if (PyDateTimeAPI == NULL) return -1;
     if (record_names_init(&st->names) < 0) return -1;
-    return 0;
+    st->latlng_to_cell = import_latlng_to_cell();
+    return st->latlng_to_cell == NULL ? -1 : 0;
 }
 
 static int traverse(PyObject *module, visitproc visit, void *arg) {

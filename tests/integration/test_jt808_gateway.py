@@ -12,7 +12,9 @@ from aiokafka import AIOKafkaProducer
 
 from services.ingest.settings import IngestSettings
 from shared import jt808
+from shared.contract.schemas import PositionRecord
 from shared.contract.topics import DEADLETTER, JT808_CONTENT_TYPE, POSITIONS, TELEMETRY_RAW, VIDEO
+from shared.geo import h3_cell
 from shared.infra.kafka import running
 from shared.jt808 import MessageId, RegisterResult, Result
 from shared.settings import CommonSettings
@@ -105,6 +107,8 @@ async def test_a_terminal_registers_authenticates_reports_and_batch_uploads(
         signal_lost = {0x15: (1 << 1).to_bytes(4, "big")}
         report = jt808.encode_location(location(now, 27.2418, 111.4672, extras=signal_lost))
         assert await terminal.general(MessageId.LOCATION, report) == Result.SUCCESS
+        plain = jt808.encode_location(location(now - timedelta(minutes=1), 27.2431, 111.4602))
+        assert await terminal.general(MessageId.LOCATION, plain) == Result.SUCCESS
         blind = [location(now - timedelta(minutes=m), 27.20 + m / 1000, 111.40) for m in (30, 20)]
         batch = jt808.encode_batch(blind, location_type=1)
         assert await terminal.general(MessageId.BATCH_LOCATION, batch) == Result.SUCCESS
@@ -115,7 +119,7 @@ async def test_a_terminal_registers_authenticates_reports_and_batch_uploads(
         assert await terminal.general(MessageId.LOCATION, swapped) == Result.MESSAGE_ERROR
         assert await terminal.general(0x0F01, b"vendor") == Result.NOT_SUPPORTED
 
-        records = await positions.collect(lambda v: v["unit_id"] == unit, 3)
+        records = await positions.collect(lambda v: v["unit_id"] == unit, 4)
         [lost] = await video.collect(lambda v: v["unit_id"] == unit, 1)
         [bad] = await deadletter.collect(lambda v: v["reason"] == "out_of_range" and "swapped" in v["error"], 1)
     by_ts = {r["ts"]: r for r in records}
@@ -129,6 +133,13 @@ async def test_a_terminal_registers_authenticates_reports_and_batch_uploads(
         True,
     )
     assert live["platform_id"] == terminals.platform_id
+    # A plain report (no video items) is written by the compiled decoder straight to its value: the same record.
+    written = by_ts[(now - timedelta(minutes=1)).isoformat().replace("+00:00", "Z")]
+    assert PositionRecord.model_validate(written).model_dump(mode="json") == written
+    assert {k: v for k, v in written.items() if k not in ("ts", "lat", "lon", "h3", "received_at")} == {
+        k: v for k, v in live.items() if k not in ("ts", "lat", "lon", "h3", "received_at")
+    }
+    assert (written["lat"], written["lon"], written["h3"]) == (27.2431, 111.4602, h3_cell(27.2431, 111.4602))
     assert {(now - timedelta(minutes=m)).isoformat().replace("+00:00", "Z") for m in (30, 20)} <= set(by_ts)
     assert (lost["channel"], lost["state"], lost["source"]) == (2, "offline", "jt808")
     assert bad["payload_encoding"] == "base64"

@@ -12,6 +12,7 @@ import pytest
 from services.ingest.domain.telemetry import TelemetryRules
 from services.ingest.intake import Candidate, TelemetryIntake
 from services.ingest.metrics import IngestMetrics
+from shared import jt808
 from shared.contract.registry import UnitDirectory, UnitKind, UnitRef
 from shared.contract.schemas import PositionRecord, RejectReason, Source, VideoRecord
 from shared.contract.topics import DEADLETTER, POSITIONS, VIDEO
@@ -198,3 +199,26 @@ async def test_a_submission_cancelled_while_waiting_leaves_the_shared_batch_alon
     assert await asyncio.wait_for(staying, timeout=5) == []
     await asyncio.sleep(0.01)
     assert metrics.accepted.labels("position", "jt808")._value.get() == 2
+
+
+async def test_a_location_its_writer_accepted_is_published_as_written_and_counted() -> None:
+    """The gateway's plain locations: the intake's own writer accepted them (its registry, rules and clock), so
+    the intake publishes the bytes as they are, keyed by unit, and counts them as accepted positions."""
+    producer = FakeProducer()
+    metrics = IngestMetrics()
+    intake = intake_over(producer, metrics)
+    local = (NOW - timedelta(seconds=2)).astimezone(jt808.GMT8)
+    location = jt808.Location(0, jt808.POSITIONED, 27.24, 111.47, 60, 42.5, 90, local.replace(tzinfo=None), {})
+    written = intake.position_writer(Source.JT808).write(jt808.encode_location(location), "U1", 480)
+    assert written is not None
+    rejections = await intake.submit(
+        [Candidate(value=written, key=b"U1", written=True), Candidate(value=position(unit_id="U-unknown"))],
+        source=Source.JT808,
+    )
+    assert [r.reason for r in rejections] == [RejectReason.UNKNOWN_UNIT]
+    [(value, key)] = producer.on(POSITIONS.name)
+    assert (value, key) == (written, b"U1")
+    record = POSITIONS.decode(value)
+    assert isinstance(record, PositionRecord)
+    assert (record.platform_id, record.source, record.received_at) == ("P1", Source.JT808, NOW)
+    assert metrics.accepted.labels("position", "jt808")._value.get() == 1

@@ -19,7 +19,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from services.ingest.domain.telemetry import accept_decoded_position, reference_accept_ping
+from services.ingest.domain.telemetry import (
+    PositionWriter,
+    TelemetryRejected,
+    TelemetryRules,
+    accept_decoded_position,
+    reference_accept_ping,
+)
+from services.ingest.terminal_frames import location_candidates
 from shared import jt808
 from shared.contract.registry import UnitDirectory, UnitKind, UnitRef
 from shared.contract.schemas import PositionPing, PositionRecord, Source
@@ -120,8 +127,8 @@ items = st.lists(
 @given(
     alarm=st.integers(0, 2**32 - 1),
     status=st.integers(0, 2**32 - 1),
-    lat=st.one_of(st.integers(0, 90_000_000), st.integers(0, 2**32 - 1)),
-    lon=st.one_of(st.integers(0, 180_000_000), st.integers(0, 2**32 - 1)),
+    lat=st.one_of(st.integers(0, 90_000_000), st.integers(0, 2**32 - 1), st.integers(0, 200)),
+    lon=st.one_of(st.integers(0, 180_000_000), st.integers(0, 2**32 - 1), st.integers(0, 200)),
     altitude=st.integers(0, 0xFFFF),
     speed=st.one_of(st.integers(0, 4_000), st.integers(0, 0xFFFF)),
     course=st.one_of(st.integers(0, 359), st.integers(0, 0xFFFF)),
@@ -159,7 +166,7 @@ def test_a_location_body_gives_the_references_ping_or_is_declined(
     else:
         assert compiled is not None
         assert not videos
-        assert_published_alike(compiled, reference)
+        assert_published_alike(compiled, reference, body, offset_min)
 
 
 def in_contract(ping: dict[str, object]) -> bool:
@@ -170,15 +177,28 @@ def in_contract(ping: dict[str, object]) -> bool:
     return True
 
 
-def assert_published_alike(compiled: dict[str, Any], reference: dict[str, object]) -> None:
+DIRECTORY = UnitDirectory.of(1, [UnitRef("U-1", "P-1", UnitKind.PATROL_CAR, "1")])
+
+
+def assert_published_alike(
+    compiled: dict[str, Any], reference: dict[str, object], body: bytes, offset_min: int = 480
+) -> None:
     """The intake takes a compiled record without validating it: it must publish, byte for byte, what the reference
-    ping publishes once validated (types included: a heading of 90 where the reference has 90.0 fails)."""
-    directory = UnitDirectory.of(1, [UnitRef("U-1", "P-1", UnitKind.PATROL_CAR, "1")])
+    ping publishes once validated (types included: a heading of 90 where the reference has 90.0 fails). The writer
+    must write those bytes too, declining only a coordinate under 1e-4 degrees (which JSON writes with an exponent)."""
     now = datetime(2100, 1, 2, tzinfo=UTC)  # no generated time is ahead of it: both paths accept
-    fast = accept_decoded_position(compiled, directory=directory, source=Source.JT808, now=now)
-    checked = reference_accept_ping(reference, directory=directory, source=Source.JT808, now=now)
-    assert POSITIONS.encode_fields(fast.value) == POSITIONS.encode_fields(checked.value)
+    fast = accept_decoded_position(compiled, directory=DIRECTORY, source=Source.JT808, now=now)
+    checked = reference_accept_ping(reference, directory=DIRECTORY, source=Source.JT808, now=now)
+    published = POSITIONS.encode_fields(checked.value)
+    assert POSITIONS.encode_fields(fast.value) == published
     PositionRecord.model_validate(fast.value)
+    written = PositionWriter(directory=DIRECTORY, source=Source.JT808, now=now, rules=TelemetryRules()).write(
+        body, "U-1", offset_min
+    )
+    if any(0 < abs(float(compiled[axis])) < 1e-4 for axis in ("lat", "lon")):
+        assert written is None
+    else:
+        assert written == published
 
 
 def test_real_location_frames_take_the_compiled_path_unless_the_reference_refuses_or_adds_video_pings() -> None:
@@ -199,6 +219,84 @@ def test_real_location_frames_take_the_compiled_path_unless_the_reference_refuse
             assert compiled is None
         else:
             assert compiled is not None
-            assert_published_alike(compiled, reference)
+            assert_published_alike(compiled, reference, frame.body)
             taken += 1
     assert taken >= 3
+
+
+def location_body(ts: datetime, *, lat: int = 27_200_000, lon: int = 111_400_000) -> bytes:
+    """A plain 0x0200 body reporting at `ts` (UTC), its time written as a terminal on GMT+8 writes it."""
+    local = ts.astimezone(jt808.GMT8)
+    when = bcd(local.year - 2000, local.month, local.day, local.hour, local.minute, local.second)
+    return struct.pack(">IIIIHHH", 0, jt808.POSITIONED | jt808.GPS_USED, lat, lon, 60, 425, 90) + when
+
+
+@given(ahead_us=st.integers(-2_000_000, 2_000_000), skew_s=st.integers(0, 600))
+def test_the_writer_takes_a_report_ahead_of_the_clock_exactly_when_accept_does(ahead_us: int, skew_s: int) -> None:
+    """Microseconds either side of the allowance: the writer compares in whole microseconds as `_not_ahead`
+    compares datetimes, and leaves what it refuses to the Python path, which says by how much."""
+    ts = datetime(2026, 12, 2, 8, 30, 15, tzinfo=UTC)
+    rules = TelemetryRules(max_future_skew=timedelta(seconds=skew_s))
+    now = ts - timedelta(seconds=skew_s, microseconds=ahead_us)
+    body = location_body(ts)
+    written = PositionWriter(directory=DIRECTORY, source=Source.JT808, now=now, rules=rules).write(body, "U-1", 480)
+    record = jt808.compiled_position_record(body, "U-1", 480)
+    assert record is not None
+    if ahead_us > 0:
+        with pytest.raises(TelemetryRejected) as refused:
+            accept_decoded_position(record, directory=DIRECTORY, source=Source.JT808, now=now, rules=rules)
+        assert refused.value.reason == "future_timestamp"
+        assert written is None
+    else:
+        accepted = accept_decoded_position(record, directory=DIRECTORY, source=Source.JT808, now=now, rules=rules)
+        assert written == POSITIONS.encode_fields(accepted.value)
+
+
+@pytest.mark.parametrize("unit_id", ["U-1", 'U-"1"', "U-\\1", "巡逻-1", "U-\n1", "U-\u20281"])
+def test_the_writer_writes_the_units_and_platforms_ids_as_the_codec_does(unit_id: str) -> None:
+    directory = UnitDirectory.of(1, [UnitRef(unit_id, f"P/{unit_id}", UnitKind.PATROL_CAR, "1")])
+    now = datetime(2026, 12, 2, 9, tzinfo=UTC)
+    body = location_body(now - timedelta(minutes=1))
+    record = jt808.compiled_position_record(body, unit_id, 480)
+    assert record is not None
+    accepted = accept_decoded_position(record, directory=directory, source=Source.JT808, now=now)
+    writer = PositionWriter(directory=directory, source=Source.JT808, now=now, rules=TelemetryRules())
+    assert writer.write(body, unit_id, 480) == POSITIONS.encode_fields(accepted.value)
+    assert writer.write(body, unit_id, 480) == POSITIONS.encode_fields(accepted.value)  # the ids encoded once, kept
+
+
+def test_the_writer_leaves_an_unknown_unit_to_the_python_path() -> None:
+    now = datetime(2026, 12, 2, 9, tzinfo=UTC)
+    writer = PositionWriter(directory=DIRECTORY, source=Source.JT808, now=now, rules=TelemetryRules())
+    assert writer.write(location_body(now), "U-2", 480) is None
+    assert writer.write(location_body(now), "U-1", 480) is not None
+
+
+@pytest.mark.parametrize("micro", [0, 1, 99, 100, 101, 1_000, 99_999, 100_000, 1_000_000, 89_999_999, 90_000_000])
+def test_the_writer_writes_small_and_round_coordinates_as_orjson_does_or_declines(micro: int) -> None:
+    now = datetime(2026, 12, 2, 9, tzinfo=UTC)
+    writer = PositionWriter(directory=DIRECTORY, source=Source.JT808, now=now, rules=TelemetryRules())
+    for lat, lon in ((micro, 111_400_000), (27_200_000, micro), (micro, micro)):
+        body = location_body(now, lat=lat, lon=lon)
+        record = jt808.compiled_position_record(body, "U-1", 480)
+        assert record is not None
+        accepted = accept_decoded_position(record, directory=DIRECTORY, source=Source.JT808, now=now)
+        written = writer.write(body, "U-1", 480)
+        assert written is None if 0 < micro < 100 else written == POSITIONS.encode_fields(accepted.value)
+
+
+def test_location_candidates_take_the_writer_for_a_plain_report_and_the_record_path_otherwise() -> None:
+    now = datetime(2026, 12, 2, 9, tzinfo=UTC)
+    unit = DIRECTORY.by_unit["U-1"]
+    writer = PositionWriter(directory=DIRECTORY, source=Source.JT808, now=now, rules=TelemetryRules())
+    plain = location_body(now - timedelta(seconds=5))
+    with_video = plain + bytes([0x15, 4]) + (1).to_bytes(4, "big")
+    for body, written in ((plain, True), (with_video, False)):
+        [wire] = jt808.encode_frames(jt808.MessageId.LOCATION, body, phone="1", serial=1)
+        frame = jt808.parse_frame(wire)
+        candidates = location_candidates(frame, wire, unit=unit, origin="o", writer=writer)
+        assert [c.written for c in candidates[:1]] == [written]
+        assert (candidates[0].key, candidates[0].payload) == (b"U-1", wire)
+    assert location_candidates(frame, wire, unit=unit)[0].decoded is False  # with video items: the Python path
+    [wire] = jt808.encode_frames(jt808.MessageId.LOCATION, plain, phone="1", serial=1)
+    assert location_candidates(jt808.parse_frame(wire), wire, unit=unit)[0].decoded is True  # no writer: the record

@@ -14,10 +14,12 @@ from pydantic import TypeAdapter, ValidationError
 
 from services.ingest.domain._json_ping import position_record as compiled_position_record
 from services.ingest.domain.gcj02 import gcj02_to_wgs84
+from shared.contract.codec import encode_obj
 from shared.contract.registry import UnitDirectory, UnitRef
 from shared.contract.schemas import Crs, Ping, PositionPing, RejectReason, Source, VideoPing
 from shared.errors import RejectedError
-from shared.geo import h3_cell
+from shared.geo import POSITION_H3_RESOLUTION, h3_cell
+from shared.jt808 import compiled_position_value
 
 _PING = TypeAdapter[PositionPing | VideoPing](Ping)
 
@@ -176,6 +178,41 @@ def accept_decoded_position(
     record["source"] = source
     record["received_at"] = now
     return Accepted("position", unit.unit_id, record)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+class PositionWriter:
+    """`accept_decoded_position` and the topic's encoding in one compiled step, for the plain JT/T 808 location.
+
+    The compiled decoder writes the `kuaijing.positions` value of a 0x0200 body straight from its bytes: no record
+    dict, no second pass to encode it, nothing left for the collector. That was most of what a location cost the
+    gateway besides Kafka. One writer serves one submission: the clock's allowance and the record's end (its source
+    and received_at, encoded here by the project's codec) are worked out once, and each unit's ids are encoded once.
+    It takes only what `accept_decoded_position` accepts, with the same registry and clock rules; anything else
+    (a body the decoder declines, an unknown unit, a report ahead of the clock) gets None, and the Python path
+    judges it and says why. tests/unit/test_jt808_compiled.py checks that both publish the same bytes."""
+
+    def __init__(self, *, directory: UnitDirectory, source: Source, now: datetime, rules: TelemetryRules) -> None:
+        self._directory = directory
+        self._latest_us = (now + rules.max_future_skew - _EPOCH) // _MICROSECOND
+        self._tail = b"," + encode_obj({"source": source, "received_at": now})[1:]
+        self._ids: dict[str, tuple[bytes, bytes]] = {}
+
+    def write(self, body: bytes, unit_id: str, utc_offset_min: int) -> bytes | None:
+        """The value `accept_decoded_position` would publish for this 0x0200 body, or None."""
+        ids = self._ids.get(unit_id)
+        if ids is None:
+            unit = self._directory.by_unit.get(unit_id)
+            if unit is None:
+                return None
+            ids = self._ids[unit_id] = (encode_obj(unit.unit_id), encode_obj(unit.platform_id))
+        unit_json, platform_json = ids
+        return compiled_position_value(
+            body, unit_json, platform_json, self._tail, utc_offset_min, self._latest_us, POSITION_H3_RESOLUTION
+        )
 
 
 def _known_unit(directory: UnitDirectory, unit_id: str) -> UnitRef:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
+from services.ingest.domain.telemetry import PositionWriter
 from services.ingest.intake import Candidate, TelemetryIntake
 from services.ingest.metrics import IngestMetrics
 from services.ingest.terminal_frames import LOCATION_MESSAGES, location_candidates, rejected
@@ -25,16 +26,17 @@ _CONTENT_TYPE = "content-type"
 
 
 def _candidates(
-    batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], directory: UnitDirectory
+    batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], directory: UnitDirectory, writer: PositionWriter
 ) -> list[Candidate]:
-    """A fetched batch's records in order: a JSON ping each, or the pings of a relayed JT/T 808 frame."""
+    """A fetched batch's records in order: a JSON ping each, or the pings of a relayed JT/T 808 frame (a plain
+    location written by the intake's `writer`, as the gateway's are)."""
     candidates: list[Candidate] = []
     for records in batches.values():
         for record in records:
             payload = record.value or b""
             origin = f"{record.topic}/{record.partition}/{record.offset}"
             if record.headers and (_CONTENT_TYPE, JT808_CONTENT_TYPE) in record.headers:
-                candidates += _frame_candidates(payload, directory, key=record.key or b"", origin=origin)
+                candidates += _frame_candidates(payload, directory, writer, key=record.key or b"", origin=origin)
                 continue
             value: object
             try:
@@ -45,7 +47,9 @@ def _candidates(
     return candidates
 
 
-def _frame_candidates(payload: bytes, directory: UnitDirectory, *, key: bytes, origin: str) -> list[Candidate]:
+def _frame_candidates(
+    payload: bytes, directory: UnitDirectory, writer: PositionWriter, *, key: bytes, origin: str
+) -> list[Candidate]:
     """A frame relayed by another gateway: trusted as to who sent it, so no 0x0102 authentication here."""
     wire = payload if payload[:1] == b"\x7e" else b"\x7e" + payload + b"\x7e"
     try:
@@ -61,7 +65,7 @@ def _frame_candidates(payload: bytes, directory: UnitDirectory, *, key: bytes, o
         return [rejected(payload, RejectReason.UNSUPPORTED_FORMAT, error, key=key, origin=origin)]
     if frame.header.message_id not in LOCATION_MESSAGES:
         return []  # signalling (heartbeats, registrations, A/V attributes) carries no telemetry
-    return location_candidates(frame, wire, unit=unit, origin=origin)
+    return location_candidates(frame, wire, unit=unit, origin=origin, writer=writer)
 
 
 async def consume_raw_telemetry(
@@ -81,7 +85,8 @@ async def consume_raw_telemetry(
         while True:
             batches = await consumer.getmany(timeout_ms=0 if in_flight else poll_ms, max_records=batch_size)
             if batches:
-                submission = await intake.enqueue(_candidates(batches, directory()), source=Source.KAFKA)
+                candidates = _candidates(batches, directory(), intake.position_writer(Source.KAFKA))
+                submission = await intake.enqueue(candidates, source=Source.KAFKA)
                 offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
                 in_flight.append((submission.acknowledged, offsets))
             while in_flight and (not batches or len(in_flight) > _MAX_IN_FLIGHT or in_flight[0][0].done()):

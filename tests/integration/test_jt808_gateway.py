@@ -204,4 +204,6 @@ async def test_raw_frames_on_the_raw_topic_take_the_same_path(
             lambda v: v["source"] == "kafka" and ("18888888888" in v["error"] or "checksum" in v["error"]), 2
         )
     assert (record["source"], record["lat"], record["ts"]) == ("kafka", 27.26, ts.isoformat().replace("+00:00", "Z"))
+    assert PositionRecord.model_validate(record).model_dump(mode="json") == record
+    assert (record["platform_id"], record["h3"]) == (terminals.platform_id, h3_cell(27.26, 111.49))
     assert {letter["reason"] for letter in letters} == {"unknown_terminal", "invalid_frame"}

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from starlette.responses import Response
 from starlette.types import Message, Scope
 
-from services.dispatcher.api import create_call_direct
+from services.dispatcher.api import CallCreatedView, create_call_direct
 from services.dispatcher.app import create_app
 from services.dispatcher.settings import DispatcherSettings
 from shared.web.direct_route import DirectRoute
@@ -103,6 +103,18 @@ async def test_the_lane_answers_every_request_as_the_documented_route_does() -> 
                                                       422, 422, 422, 201]  # fmt: skip
     assert lane_answered == [name in SERVED for name in REQUESTS]
     assert with_lane.url_path_for("create_call") == "/v1/calls", "url_for passes the lane by"
+
+
+async def test_the_calls_answer_carries_exactly_the_documented_view() -> None:
+    """The route writes its answer as a dict with orjson, for speed: it must have `CallCreatedView`'s fields, no
+    more and no fewer, in their documented types (schemathesis would not notice an extra field)."""
+    app, _ = await dispatcher_app(lane=True)
+    created = [content for status, _, content in (await answers(app)).values() if status in (200, 201)]
+    assert len(created) == 6
+    for content in created:
+        body = orjson.loads(content)
+        assert list(body) == list(CallCreatedView.model_fields)
+        assert CallCreatedView.model_validate(body).model_dump(mode="json") == body
 
 
 async def test_an_error_in_the_lane_is_answered_by_the_app_s_error_table() -> None:

@@ -23,7 +23,15 @@ import h3.api.basic_int as h3i
 
 from services.dispatcher.domain import calls as rules
 from services.dispatcher.domain.calls import Call, CallEvent, CallStatus, Decision, StatusChange
-from services.dispatcher.domain.coverage import CoverageArea, CoverageHour, CoverageSnapshot, coverage_areas, measure
+from services.dispatcher.domain.coverage import (
+    CoverageArea,
+    CoverageHour,
+    CoverageSnapshot,
+    cells_of,
+    coverage_areas,
+    measure,
+    summarise,
+)
 from services.dispatcher.domain.eta import CircuityEta, EtaModel, EtaQuery, eta_s
 from services.dispatcher.domain.h3_index import ByDistance, Found
 from services.dispatcher.domain.live_map import LiveMap, Position, UnitFilter, UnitState
@@ -55,6 +63,9 @@ log = logging.getLogger(__name__)
 
 _ATTEMPTS = 2
 """A decision refused because another replica got there first is made once more from refreshed memory."""
+
+_COVERAGE_SLICE_S = 0.005
+"""The longest a coverage measurement holds the event loop before letting calls and positions through."""
 
 _C = TypeVar("_C", Call, Call | None)
 
@@ -265,6 +276,27 @@ class DispatchService:
     def measure_coverage(self, now: datetime | None = None) -> CoverageSnapshot:
         """Coverage now, by the ETA model in force, of every zone and class; kept as the latest."""
         at = now or self.clock()
+        self._coverage = measure(self._coverage_areas, self._best_eta_s(at), at)
+        return self._coverage
+
+    async def measure_coverage_in_slices(self) -> CoverageSnapshot:
+        """`measure_coverage` with the event loop let go every `_COVERAGE_SLICE_S` of work. A measurement is a
+        nearest search per cell: tens of milliseconds for a city's few hundred cells, which in one piece stalled
+        every call and position arriving meanwhile, every `coverage_every_s`. The snapshot is of its start; the
+        units may move during it, as they may during any measurement."""
+        at, areas = self.clock(), self._coverage_areas
+        best_eta_s, loop = self._best_eta_s(at), asyncio.get_running_loop()
+        etas: dict[int, float | None] = {}
+        slice_began = loop.time()
+        for cell in cells_of(areas):
+            etas[cell] = best_eta_s(cell)
+            if loop.time() - slice_began >= _COVERAGE_SLICE_S:
+                await asyncio.sleep(0)
+                slice_began = loop.time()
+        self._coverage = summarise(areas, etas, at)
+        return self._coverage
+
+    def _best_eta_s(self, at: datetime) -> Callable[[int], float | None]:
         fresh = UnitFilter(max_age_s=self._rules.max_position_age_s)
 
         def best_eta_s(cell: int) -> float | None:
@@ -275,8 +307,7 @@ class DispatchService:
             )
             return found[0].score if found else None
 
-        self._coverage = measure(self._coverage_areas, best_eta_s, at)
-        return self._coverage
+        return best_eta_s
 
     def coverage(self) -> CoverageSnapshot:
         """The latest coverage measured (measured now if none is)."""
@@ -286,7 +317,7 @@ class DispatchService:
         """Measure coverage on a schedule and keep a sample at each instant of the sampling grid it passes."""
         last_sample: datetime | None = None
         while True:
-            snapshot = self.measure_coverage()
+            snapshot = await self.measure_coverage_in_slices()
             epoch = snapshot.at.timestamp()
             grid = datetime.fromtimestamp(epoch - epoch % watch.sample_s, UTC)
             if grid != last_sample:

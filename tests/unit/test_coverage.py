@@ -6,7 +6,9 @@ import asyncio
 from datetime import timedelta
 
 import h3.api.basic_int as h3i
+import pytest
 
+from services.dispatcher import service as service_module
 from services.dispatcher.domain.coverage import COVERAGE_RESOLUTION, CoverageArea, coverage_areas, measure
 from services.dispatcher.domain.eta import CircuityEta
 from services.dispatcher.domain.zones import ZoneDefinition
@@ -97,6 +99,45 @@ async def test_the_service_measures_by_its_eta_model_counts_only_available_units
     assert sorted(store.coverage_samples) == [T0, T0 + timedelta(seconds=60)], "one sample per instant of the grid"
     [hour] = await service.coverage_history(since=T0 - timedelta(hours=1), until=T0 + timedelta(hours=1))
     assert (hour.zone_class, hour.samples, hour.mean_share) == (ZoneClass.KEY_AREA, 2, 0.0)
+
+
+async def test_the_scheduled_measurement_lets_the_event_loop_go_between_slices_and_measures_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Measured in slices (here one cell each), other work runs during a measurement; measured in one piece (a
+    slice longer than the whole), none does. Either way the figures are `measure_coverage`'s."""
+    store = FakeDispatchStore()
+    zone = Zone.model_validate({"id": "Z-HUB", "class": "key_area", "geometry": around(HUB, 3)})
+    await store.import_registry(registry().model_copy(update={"zones": [zone]}))
+    service = await started(store, Clock())
+    lat, lon = h3i.cell_to_latlng(HUB)
+    await service.on_position(ping("U1", lat, lon, T0 - timedelta(seconds=5)))
+    whole = service.measure_coverage()
+
+    async def turns_taken_meanwhile(slice_s: float) -> tuple[int, object]:
+        monkeypatch.setattr(service_module, "_COVERAGE_SLICE_S", slice_s)
+        turns = 0
+
+        async def other_work() -> None:
+            nonlocal turns
+            while True:
+                await asyncio.sleep(0)
+                turns += 1
+
+        other = asyncio.create_task(other_work())
+        await asyncio.sleep(0)  # it starts
+        counted = turns
+        snapshot = await service.measure_coverage_in_slices()
+        meanwhile = turns - counted
+        other.cancel()
+        return meanwhile, snapshot
+
+    sliced, snapshot = await turns_taken_meanwhile(0.0)
+    assert sliced >= 36, "37 cells: the loop is let go after each"
+    assert snapshot == whole
+    in_one_piece, snapshot = await turns_taken_meanwhile(3600.0)
+    assert in_one_piece == 0
+    assert snapshot == whole
 
 
 async def test_a_dispatch_that_leaves_a_key_area_bare_brings_move_up_advice_recorded_for_kafka() -> None:

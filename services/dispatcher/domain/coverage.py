@@ -72,11 +72,17 @@ class CoverageSnapshot:
 def measure(areas: Iterable[CoverageArea], best_eta_s: Callable[[int], float | None], at: datetime) -> CoverageSnapshot:
     """Coverage per zone and per class, asking `best_eta_s` once per cell (None: no unit can be sent there)."""
     areas = list(areas)
-    etas: dict[int, float | None] = {}
-    for area in areas:
-        for cell in area.cells:
-            if cell not in etas:
-                etas[cell] = best_eta_s(cell)
+    return summarise(areas, {cell: best_eta_s(cell) for cell in cells_of(areas)}, at)
+
+
+def cells_of(areas: Iterable[CoverageArea]) -> list[int]:
+    """Every cell of the areas once, in a stable order: what `summarise` needs an ETA for."""
+    return list(dict.fromkeys(cell for area in areas for cell in area.cells))
+
+
+def summarise(areas: Iterable[CoverageArea], etas: dict[int, float | None], at: datetime) -> CoverageSnapshot:
+    """`measure` from the best ETA of each of `cells_of(areas)`, found by the caller (in slices, by the service)."""
+    areas = list(areas)
 
     def coverage(cells: Iterable[int], target_s: int) -> Coverage:
         cells = set(cells)

@@ -64,10 +64,23 @@ log = logging.getLogger(__name__)
 _ATTEMPTS = 2
 """A decision refused because another replica got there first is made once more from refreshed memory."""
 
-_COVERAGE_SLICE_S = 0.005
-"""The longest a coverage measurement holds the event loop before letting calls and positions through."""
+_SLICE_S = 0.005
+"""The longest background work (coverage, move-up advice) holds the event loop before letting calls through."""
 
 _C = TypeVar("_C", Call, Call | None)
+
+
+class _LoopShare:
+    """Background work's turns: `turn` lets the event loop go once `_SLICE_S` has passed since it last did."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._began = self._loop.time()
+
+    async def turn(self) -> None:
+        if self._loop.time() - self._began >= _SLICE_S:
+            await asyncio.sleep(0)
+            self._began = self._loop.time()
 
 
 class Order(StrEnum):
@@ -280,19 +293,16 @@ class DispatchService:
         return self._coverage
 
     async def measure_coverage_in_slices(self) -> CoverageSnapshot:
-        """`measure_coverage` with the event loop let go every `_COVERAGE_SLICE_S` of work. A measurement is a
+        """`measure_coverage` with the event loop let go every `_SLICE_S` of work. A measurement is a
         nearest search per cell: tens of milliseconds for a city's few hundred cells, which in one piece stalled
         every call and position arriving meanwhile, every `coverage_every_s`. The snapshot is of its start; the
         units may move during it, as they may during any measurement."""
         at, areas = self.clock(), self._coverage_areas
-        best_eta_s, loop = self._best_eta_s(at), asyncio.get_running_loop()
+        best_eta_s, share = self._best_eta_s(at), _LoopShare()
         etas: dict[int, float | None] = {}
-        slice_began = loop.time()
         for cell in cells_of(areas):
             etas[cell] = best_eta_s(cell)
-            if loop.time() - slice_began >= _COVERAGE_SLICE_S:
-                await asyncio.sleep(0)
-                slice_began = loop.time()
+            await share.turn()
         self._coverage = summarise(areas, etas, at)
         return self._coverage
 
@@ -352,7 +362,9 @@ class DispatchService:
         at = self.clock()
         fresh = UnitFilter(max_age_s=self._rules.max_position_age_s)
         candidates: dict[str, Idle] = {}
+        share = _LoopShare()  # a search per watched cell: tens of milliseconds for a city, after every dispatch
         for cell in self._demand:
+            await share.turn()
             ranking = EtaRanking(self._eta, EtaQuery(cell.centre, at, cell.zone_class))
             k = rules.candidates_per_cell
             for found in self._live_map.nearest(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import TypeVar
 
 import h3.api.basic_int as h3i
 import pytest
@@ -12,7 +14,7 @@ from services.dispatcher import service as service_module
 from services.dispatcher.domain.coverage import COVERAGE_RESOLUTION, CoverageArea, coverage_areas, measure
 from services.dispatcher.domain.eta import CircuityEta
 from services.dispatcher.domain.zones import ZoneDefinition
-from services.dispatcher.service import CoverageWatch, MoveUpRules, NewCall
+from services.dispatcher.service import CoverageWatch, DispatchService, MoveUpRules, NewCall
 from shared.contract.registry import UnitKind, Zone, ZoneClass
 from shared.contract.schemas import UnitStatus
 from shared.geo import great_circle_m
@@ -20,6 +22,7 @@ from tests.unit.fakes import FakeDispatchStore
 from tests.unit.test_dispatch_service import T0, Clock, ping, registry, started
 
 HUB = h3i.latlng_to_cell(27.24, 111.47, COVERAGE_RESOLUTION)
+T = TypeVar("T")
 
 
 def around(cell: int, rings: int) -> dict[str, object]:
@@ -101,43 +104,62 @@ async def test_the_service_measures_by_its_eta_model_counts_only_available_units
     assert (hour.zone_class, hour.samples, hour.mean_share) == (ZoneClass.KEY_AREA, 2, 0.0)
 
 
+async def turns_taken_meanwhile(work: Callable[[], Awaitable[T]]) -> tuple[int, T]:
+    """How many turns a busy task got while `work` ran, and what `work` gave."""
+    turns = 0
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    other = asyncio.create_task(other_work())
+    await asyncio.sleep(0)  # it starts
+    counted = turns
+    outcome = await work()
+    meanwhile = turns - counted
+    other.cancel()
+    return meanwhile, outcome
+
+
+async def service_watching_37_cells(move_up: MoveUpRules | None = None) -> DispatchService:
+    store = FakeDispatchStore()
+    zone = Zone.model_validate({"id": "Z-HUB", "class": "key_area", "geometry": around(HUB, 3)})
+    await store.import_registry(registry().model_copy(update={"zones": [zone]}))
+    service = await started(store, Clock(), move_up=move_up)
+    lat, lon = h3i.cell_to_latlng(HUB)
+    await service.on_position(ping("U1", lat, lon, T0 - timedelta(seconds=5)))
+    await service.on_position(ping("U2", lat + 0.03, lon, T0 - timedelta(seconds=5)))
+    return service
+
+
 async def test_the_scheduled_measurement_lets_the_event_loop_go_between_slices_and_measures_the_same(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Measured in slices (here one cell each), other work runs during a measurement; measured in one piece (a
     slice longer than the whole), none does. Either way the figures are `measure_coverage`'s."""
-    store = FakeDispatchStore()
-    zone = Zone.model_validate({"id": "Z-HUB", "class": "key_area", "geometry": around(HUB, 3)})
-    await store.import_registry(registry().model_copy(update={"zones": [zone]}))
-    service = await started(store, Clock())
-    lat, lon = h3i.cell_to_latlng(HUB)
-    await service.on_position(ping("U1", lat, lon, T0 - timedelta(seconds=5)))
+    service = await service_watching_37_cells()
     whole = service.measure_coverage()
-
-    async def turns_taken_meanwhile(slice_s: float) -> tuple[int, object]:
-        monkeypatch.setattr(service_module, "_COVERAGE_SLICE_S", slice_s)
-        turns = 0
-
-        async def other_work() -> None:
-            nonlocal turns
-            while True:
-                await asyncio.sleep(0)
-                turns += 1
-
-        other = asyncio.create_task(other_work())
-        await asyncio.sleep(0)  # it starts
-        counted = turns
-        snapshot = await service.measure_coverage_in_slices()
-        meanwhile = turns - counted
-        other.cancel()
-        return meanwhile, snapshot
-
-    sliced, snapshot = await turns_taken_meanwhile(0.0)
+    monkeypatch.setattr(service_module, "_SLICE_S", 0.0)
+    sliced, snapshot = await turns_taken_meanwhile(service.measure_coverage_in_slices)
     assert sliced >= 36, "37 cells: the loop is let go after each"
     assert snapshot == whole
-    in_one_piece, snapshot = await turns_taken_meanwhile(3600.0)
+    monkeypatch.setattr(service_module, "_SLICE_S", 3600.0)
+    in_one_piece, snapshot = await turns_taken_meanwhile(service.measure_coverage_in_slices)
+    assert (in_one_piece, snapshot) == (0, whole)
+
+
+async def test_move_up_advice_lets_the_event_loop_go_between_its_searches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(service_module, "_SLICE_S", 3600.0)
+    service = await service_watching_37_cells(MoveUpRules(1.0))
+    in_one_piece, advice = await turns_taken_meanwhile(service.advise_move_up)
     assert in_one_piece == 0
-    assert snapshot == whole
+    monkeypatch.setattr(service_module, "_SLICE_S", 0.0)
+    service = await service_watching_37_cells(MoveUpRules(1.0))
+    sliced, advice_in_slices = await turns_taken_meanwhile(service.advise_move_up)
+    assert sliced >= 37, "a search per watched cell: the loop is let go before each"
+    assert [(a.unit_id, a.to_cell) for a in advice_in_slices] == [(a.unit_id, a.to_cell) for a in advice]
 
 
 async def test_a_dispatch_that_leaves_a_key_area_bare_brings_move_up_advice_recorded_for_kafka() -> None:

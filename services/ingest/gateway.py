@@ -22,8 +22,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from prometheus_client import Counter
-
 from services.ingest.adapters.terminal_store import TerminalStore
 from services.ingest.domain.telemetry import PositionWriter
 from services.ingest.intake import Candidate, TelemetryIntake
@@ -109,14 +107,9 @@ class Jt808Gateway:
         self._turned_away_logged_at = -math.inf
         self.sessions = 0
         self._writers: set[asyncio.StreamWriter] = set()
-        self._frame_counters: dict[int, Counter] = {}
 
     def _count(self, message_id: int, frames: int = 1) -> None:
-        # Label lookups are slow next to decoding a frame: keep each message id's counter once found.
-        counter = self._frame_counters.get(message_id)
-        if counter is None:
-            counter = self._frame_counters[message_id] = self._metrics.jt808_frames.labels(f"0x{message_id:04x}")
-        counter.inc(frames)
+        self._metrics.jt808_frames_by(f"0x{message_id:04x}").inc(frames)
 
     async def disconnect_all(self) -> None:
         """On shutdown: terminals reconnect to another replica and re-send what was not acknowledged."""
@@ -218,7 +211,7 @@ class Jt808Gateway:
                 try:
                     packet = jt808.parse_frame(wire)
                 except Jt808Error as e:
-                    self._metrics.jt808_frames.labels("invalid").inc()
+                    self._metrics.jt808_frames_by("invalid").inc()
                     await self._reject(wire, RejectReason.INVALID_FRAME, f"jt808: {e}", session)
                     continue
                 header = packet.header

@@ -10,7 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 class Children:
     """A labelled metric's children, each looked up once: `labels()` validates, builds a tuple and takes a lock,
-    which is dear next to a ping. Only for labels with a bounded set of values (kinds, sources, reasons)."""
+    which is dear next to a ping. Only for labels with a bounded set of values (kinds, sources, reasons, message
+    ids)."""
 
     def __init__(self, metric: Any) -> None:
         self._metric = metric
@@ -70,6 +71,7 @@ class IngestMetrics:
             ["message"],
             registry=self.registry,
         )
+        self.jt808_frames_by = Children(self.jt808_frames)  # message ids: at most 65,536 values
         self.jt808_skipped = Counter(
             "kuaijing_jt808_unsupported_total",
             "JT/T 808 messages of ids the gateway does not handle",

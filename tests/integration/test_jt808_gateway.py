@@ -4,9 +4,11 @@ positions arrive on the real `kuaijing.positions`; raw frames on `kuaijing.telem
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
@@ -143,6 +145,14 @@ async def test_a_terminal_registers_authenticates_reports_and_batch_uploads(
     assert {(now - timedelta(minutes=m)).isoformat().replace("+00:00", "Z") for m in (30, 20)} <= set(by_ts)
     assert (lost["channel"], lost["state"], lost["source"]) == (2, "offline", "jt808")
     assert bad["payload_encoding"] == "base64"
+    async with httpx.AsyncClient(base_url=ingest.url) as client:
+        metrics = (await client.get("/metrics")).text
+    counted = {
+        message: float(value)
+        for message, value in re.findall(r'^kuaijing_jt808_frames_total\{message="([^"]+)"\} (\S+)$', metrics, re.M)
+    }
+    assert counted["0x0200"] >= 4, "every location frame is counted, those of a chunk together"
+    assert min(counted["0x0704"], counted["0x0f01"], counted["0x0100"]) >= 1
 
 
 async def test_a_2019_terminal_is_answered_in_2019_headers(

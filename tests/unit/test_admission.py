@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from shared.web.admission import AdmissionControl
 
 
-def app_with_one_slot(release: asyncio.Event, registry: CollectorRegistry) -> FastAPI:
+def app_with_one_slot(release: asyncio.Event, registry: CollectorRegistry, *, wait_s: float = 0.05) -> FastAPI:
     app = FastAPI()
 
     @app.get("/slow")
@@ -23,7 +23,7 @@ def app_with_one_slot(release: asyncio.Event, registry: CollectorRegistry) -> Fa
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.add_middleware(AdmissionControl, limit=1, wait_s=0.05, registry=registry, exempt=frozenset({"/healthz"}))
+    app.add_middleware(AdmissionControl, limit=1, wait_s=wait_s, registry=registry, exempt=frozenset({"/healthz"}))
     return app
 
 
@@ -46,8 +46,10 @@ async def test_past_capacity_a_request_is_answered_503_with_retry_after_and_coun
 
 
 async def test_a_request_waits_for_a_slot_that_frees_within_the_bound() -> None:
+    """A bound far longer than the test's two short sleeps: with 50 ms, a loaded CI machine once let the second
+    request's wait run out before the release (503)."""
     release, registry = asyncio.Event(), CollectorRegistry()
-    app = app_with_one_slot(release, registry)
+    app = app_with_one_slot(release, registry, wait_s=10.0)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
         first = asyncio.create_task(client.get("/slow"))
         await asyncio.sleep(0.01)

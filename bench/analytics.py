@@ -23,9 +23,10 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import httpx
 
-from bench.environment import BenchInfra, bench_infra, free_port, rss_mb, service_process
+from bench.environment import BenchInfra, bench_infra, rss_mb, service_process
 from services.analytics.adapters.store import AnalyticsStore, GroupBy
 from services.analytics.api import dashboard_page
+from shared.infra.embedded.ports import reserve_port
 from shared.infra.postgres import open_pool
 from shared.percentiles import percentile
 
@@ -154,7 +155,7 @@ def snapshots_taken(url: str) -> int:
 
 
 def screens(infra: BenchInfra, seconds: float) -> tuple[list[float], list[float], int, int, float]:
-    with service_process(infra, "analytics", free_port(), KUAIJING_API_TOKENS=f"viewer:{TOKEN}") as process:
+    with service_process(infra, "analytics", reserve_port(), KUAIJING_API_TOKENS=f"viewer:{TOKEN}") as process:
         dashboard, report, failed = asyncio.run(readers(process.url, seconds))
         return dashboard, report, failed, snapshots_taken(process.url), rss_mb(process.pid)
 

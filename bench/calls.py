@@ -19,8 +19,9 @@ from functools import partial
 import orjson
 
 from bench.dispatcher import CENTRE, SPREAD_DEG, TOKEN, Fleet, make_fleet, seed_for_service
-from bench.environment import BenchInfra, anchor_process, bench_infra, cpu_s, free_port, service_process
+from bench.environment import BenchInfra, anchor_process, bench_infra, cpu_s, service_process
 from bench.open_loop import Body, Step, highest_rate, run_at
+from shared.infra.embedded.ports import reserve_port
 
 CALLS_P99_BOUND_S = 0.050
 UNITS = 10_000
@@ -90,11 +91,11 @@ def measure_calls(
     print(f"  POST /v1/calls, highest rate with p99 under {CALLS_P99_BOUND_S * 1e3:.0f} ms (open loop, {seconds:.0f} s "
           "a step):", flush=True)  # fmt: skip
     print("  anchor, bare FastAPI + asyncpg, one insert and commit a request:", flush=True)
-    with anchor_process(infra, "bench.calls_anchor", free_port()) as anchor:
+    with anchor_process(infra, "bench.calls_anchor", reserve_port()) as anchor:
         anchor_best = asyncio.run(search(anchor.url, anchor.pid))
     asyncio.run(seed_for_service(infra.database, fleet))
     print(f"  dispatcher, {len(fleet.ids):,} units on the map:", flush=True)
-    with service_process(infra, "dispatcher", free_port(), KUAIJING_API_TOKENS=f"dispatcher:{TOKEN}") as server:
+    with service_process(infra, "dispatcher", reserve_port(), KUAIJING_API_TOKENS=f"dispatcher:{TOKEN}") as server:
         dispatcher_best = asyncio.run(search(server.url, server.pid))
     return dispatcher_best, anchor_best
 

@@ -23,12 +23,13 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from playwright.async_api import Page, async_playwright
 
-from bench.environment import BenchInfra, bench_infra, free_port, service_process
+from bench.environment import BenchInfra, bench_infra, service_process
 from shared.contract.codec import encode
 from shared.contract.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind
 from shared.contract.schemas import PositionRecord, Source
 from shared.contract.topics import POSITIONS
 from shared.geo import h3_cell
+from shared.infra.embedded.ports import reserve_port
 from shared.infra.registry_store import import_registry
 
 UNITS = 2_000
@@ -148,7 +149,7 @@ async def measure(infra: BenchInfra, url: str, seconds: float) -> None:
 def run(*, quick: bool) -> None:
     print(f"bench console: {UNITS:,} units moving once a second, the console at 1920x1080", flush=True)
     with bench_infra() as infra:
-        port = free_port()
+        port = reserve_port()
         env = {"KUAIJING_API_TOKENS": f"dispatcher:{TOKEN}", "KUAIJING_CITY_FILE": str(CITY)}
         with service_process(infra, "dispatcher", port, **env) as dispatcher:
             asyncio.run(measure(infra, dispatcher.url, seconds=5 if quick else 15))

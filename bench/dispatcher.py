@@ -22,11 +22,12 @@ import asyncpg
 import h3.api.basic_int as h3
 import numpy as np
 
-from bench.environment import BenchInfra, bench_infra, free_port, rss_mb, service_process
+from bench.environment import BenchInfra, bench_infra, rss_mb, service_process
 from services.dispatcher.domain.h3_index import ByDistance
 from services.dispatcher.domain.live_map import LiveMap, Position, UnitFilter
 from shared.contract.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind
 from shared.contract.schemas import UnitStatus
+from shared.infra.embedded.ports import reserve_port
 from shared.infra.registry_store import import_registry
 from shared.settings import CommonSettings
 from shared.web.service import tune_collector
@@ -317,5 +318,5 @@ def measure_startup(infra: BenchInfra, fleet: Fleet) -> tuple[float, float]:
         flush=True,
     )
     began = time.perf_counter()
-    with service_process(infra, "dispatcher", free_port(), KUAIJING_API_TOKENS=f"dispatcher:{TOKEN}") as process:
+    with service_process(infra, "dispatcher", reserve_port(), KUAIJING_API_TOKENS=f"dispatcher:{TOKEN}") as process:
         return time.perf_counter() - began, rss_mb(process.pid)

@@ -7,7 +7,6 @@ import contextlib
 import math
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from shared.infra.embedded.kafka import EmbeddedKafka
+from shared.infra.embedded.ports import reserve_port
 from shared.infra.embedded.postgres import EmbeddedPostgres
 from shared.infra.kafka import ensure_topics
 from shared.infra.postgres import migrate
@@ -54,13 +54,6 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @dataclass(frozen=True)
 class BenchInfra:
     kafka: str
@@ -82,8 +75,8 @@ class ServiceProcess:
 def bench_infra() -> Iterator[BenchInfra]:
     with tempfile.TemporaryDirectory(prefix="kuaijing-bench-") as tmp:
         data_dir = Path(tmp)
-        kafka = EmbeddedKafka(data_dir, port=free_port(), controller_port=free_port(), heap="1g")
-        postgres = EmbeddedPostgres(data_dir, port=free_port())
+        kafka = EmbeddedKafka(data_dir, port=reserve_port(), controller_port=reserve_port(), heap="1g")
+        postgres = EmbeddedPostgres(data_dir, port=reserve_port())
         print(f"starting Kafka and PostgreSQL in {data_dir} ...", flush=True)
         try:
             postgres.start()

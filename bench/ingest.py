@@ -19,9 +19,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from bench.environment import BenchInfra, bench_infra, free_port, rss_mb, service_process
+from bench.environment import BenchInfra, bench_infra, rss_mb, service_process
 from shared.contract.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind
 from shared.contract.topics import POSITIONS, TELEMETRY_RAW
+from shared.infra.embedded.ports import reserve_port
 from shared.infra.postgres import connect
 from shared.infra.registry_store import import_registry
 
@@ -181,7 +182,7 @@ def measure_http(infra: BenchInfra, pings: list[bytes]) -> tuple[float, float]:
     """Pings/s over HTTP, and the ingest process's RSS (MB) once they are in."""
     env = {"KUAIJING_API_TOKENS": f"terminal:{TOKEN}", "KUAIJING_RAW_CONSUMER_ENABLED": "false",
            "KUAIJING_HISTORY_WRITER_ENABLED": "false"}  # fmt: skip
-    with service_process(infra, "ingest", free_port(), **env) as process:
+    with service_process(infra, "ingest", reserve_port(), **env) as process:
         return asyncio.run(http_path(process.url, pings)), rss_mb(process.pid)
 
 
@@ -190,5 +191,5 @@ def measure_raw(infra: BenchInfra, total: int) -> tuple[float, float]:
     group = f"bench-raw-{uuid.uuid4().hex[:8]}"
     env = {"KUAIJING_API_TOKENS": f"terminal:{TOKEN}", "KUAIJING_RAW_GROUP": group,
            "KUAIJING_HISTORY_WRITER_ENABLED": "false"}  # fmt: skip
-    with service_process(infra, "ingest", free_port(), **env) as process:
+    with service_process(infra, "ingest", reserve_port(), **env) as process:
         return asyncio.run(raw_path_rate(infra.kafka, group, total)), rss_mb(process.pid)

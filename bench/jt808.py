@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 from pydantic import TypeAdapter
 
-from bench.environment import bench_infra, free_port, service
+from bench.environment import bench_infra, service
 from bench.ingest import bare_producer, make_pings
 from services.ingest.domain._json_ping import position_record as compiled_position_record
 from services.ingest.intake import Candidate
@@ -27,6 +27,7 @@ from shared import jt808
 from shared.contract.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind, UnitRef
 from shared.contract.schemas import Ping
 from shared.contract.topics import POSITIONS
+from shared.infra.embedded.ports import reserve_port
 from shared.infra.postgres import connect
 from shared.infra.registry_store import import_registry
 from shared.jt808 import MessageId, Result
@@ -177,14 +178,14 @@ def run(*, quick: bool) -> None:
         phones = asyncio.run(register_terminals(infra.database))
         pings = make_pings(total, ["T-00000"])
         asyncio.run(bare_producer(infra.kafka, POSITIONS.name, pings))  # untimed: a fresh broker is slower at first
-        port = free_port()
+        port = reserve_port()
         env = {
             "KUAIJING_JT808_PORT": str(port),
             "KUAIJING_API_TOKENS": "admin:bench",
             "KUAIJING_RAW_CONSUMER_ENABLED": "false",
             "KUAIJING_HISTORY_WRITER_ENABLED": "false",
         }
-        with service(infra, "ingest", free_port(), **env):
+        with service(infra, "ingest", reserve_port(), **env):
             for _ in range(rounds):
                 anchors.append(asyncio.run(bare_producer(infra.kafka, POSITIONS.name, pings)))
                 rates.append(asyncio.run(end_to_end(port, phones, per_terminal)))

@@ -27,11 +27,12 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench.environment import BenchInfra, bench_infra, free_port, rss_mb, service_process
+from bench.environment import BenchInfra, bench_infra, rss_mb, service_process
 from bench.ingest import bare_producer, make_pings
 from shared import jt808
 from shared.contract.registry import Platform, PlatformKind, RegistryImport, Unit, UnitKind
 from shared.contract.topics import POSITIONS
+from shared.infra.embedded.ports import reserve_port
 from shared.infra.postgres import connect
 from shared.infra.registry_store import import_registry
 from shared.jt808 import MessageId, Result
@@ -401,12 +402,12 @@ def run(*, quick: bool, minutes: float | None = None) -> None:
     tokens = ",".join(f"{role}:{token}" for role, token in TOKENS.items())
     with bench_infra() as infra:
         http_units, terminals = asyncio.run(register(infra.database))
-        jt808_port = free_port()
+        jt808_port = reserve_port()
         env = {"KUAIJING_API_TOKENS": tokens, "KUAIJING_REGISTRY_POLL_S": "0.5"}
         with (
-            service_process(infra, "ingest", free_port(), KUAIJING_JT808_PORT=str(jt808_port), **env) as ingest,
-            service_process(infra, "dispatcher", free_port(), **env) as dispatcher,
-            service_process(infra, "analytics", free_port(), **env) as analytics,
+            service_process(infra, "ingest", reserve_port(), KUAIJING_JT808_PORT=str(jt808_port), **env) as ingest,
+            service_process(infra, "dispatcher", reserve_port(), **env) as dispatcher,
+            service_process(infra, "analytics", reserve_port(), **env) as analytics,
         ):
             soak = Soak(ingest.url, jt808_port, dispatcher.url, analytics.url, http_units, terminals)
             pids = {"ingest": ingest.pid, "dispatcher": dispatcher.pid, "analytics": analytics.pid,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -15,39 +14,20 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.contract.topics import Topic
+from shared.infra.embedded.ports import reserve_port
 from shared.infra.postgres import connect, migrate
 from shared.settings import CommonSettings
 
 T = TypeVar("T")
 
 
-_handed_out: set[int] = set()
-"""Ports this test process was given: never handed out twice, so a port taken later cannot collide with one
-reserved earlier (the embedded Kafka's controller listens on its broker port + 1)."""
-
-
 def free_port() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port: int = s.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
+    return reserve_port()
 
 
 def free_port_pair() -> int:
     """A port whose successor is free too, both reserved: the embedded Kafka's broker and controller ports."""
-    while True:
-        port = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        if port + 1 not in _handed_out:
-            _handed_out.add(port + 1)
-            return port
+    return reserve_port(pair=True)
 
 
 async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout_s: float = 20.0, what: str = "") -> T:

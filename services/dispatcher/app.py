@@ -71,7 +71,8 @@ def create_app(settings: DispatcherSettings) -> FastAPI:
             else None,
         )
         positions, statuses, calls = [
-            await runtime.stack.enter_async_context(running(tail_consumer(settings.kafka_client))) for _ in range(3)
+            await runtime.stack.enter_async_context(running(tail_consumer(settings.kafka_client, gathered=gathered)))
+            for gathered in (False, False, True)
         ]
         # The status and call tails are pinned before memory is rebuilt: what another replica commits meanwhile is
         # both in the rebuild and on the tails, and applying it twice changes nothing.

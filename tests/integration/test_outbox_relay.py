@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -20,10 +21,12 @@ pytestmark = pytest.mark.integration
 
 
 class Broker:
-    """Stands in for Kafka: records each value once acknowledged; a relay's acknowledgements can be slow."""
+    """Stands in for Kafka: records each value once acknowledged, and when it was sent; a relay's acknowledgements
+    can be slow."""
 
     def __init__(self) -> None:
         self.acknowledged: list[int] = []
+        self.sent_at: dict[int, float] = {}
         self._pending: set[asyncio.Task[None]] = set()
 
     def producer(self, delay_s: float) -> Producer:
@@ -45,6 +48,7 @@ class Producer:
         self._broker, self._delay_s = broker, delay_s
 
     async def send(self, topic: str, value: bytes, key: bytes | None = None) -> asyncio.Future[None]:
+        self._broker.sent_at[int(value)] = time.monotonic()
         return self._broker.later(self._delay_s, value)
 
 
@@ -132,6 +136,28 @@ async def test_rows_committed_by_another_replica_wake_the_relay_at_once(
         await commit(database, range(5, 8))
         await published(database)
     assert broker.acknowledged == list(range(8))
+
+
+async def test_a_quiet_relay_publishes_a_commit_at_once_and_a_busy_one_gathers_the_commits_that_follow(
+    infra: Infra, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each commit wakes the relay; after a batch with rows, the commits of the next `_GATHER_S` go out together."""
+    monkeypatch.setattr(outbox, "_GATHER_S", 3.0)
+    database = await fresh_database(infra.database, "outbox")
+    broker = Broker()
+    async with replica(database, broker):
+        await asyncio.sleep(4.0)  # quiet: the last batch (the start's empty sweep) is older than the gathering time
+        committed = time.monotonic()
+        await commit(database, range(1))
+        await published(database)
+        for value in range(1, 6):
+            await commit(database, range(value, value + 1))
+        await published(database)
+    assert broker.acknowledged == list(range(6))
+    assert broker.sent_at[0] - committed < 2.0, "a quiet relay waits for nothing"
+    following = [broker.sent_at[v] for v in range(1, 6)]
+    assert max(following) - min(following) < 1.0, "the five commits that followed went out in one batch"
+    assert min(following) - broker.sent_at[0] >= 2.9, "and not before the gathering time was over"
 
 
 async def test_when_the_publishing_replica_s_session_dies_a_standby_takes_over(infra: Infra) -> None:

@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 
 _BATCH = 1_000
 _SWEEP_S = 1.0
+_GATHER_S = 0.05
+"""After publishing, the relay gathers the commits of this long into its next batch. On a busy night every commit
+woke it, and each batch (a transaction and a produce request) cost CPU that the calls paid for: gathered, with the
+calls tail's gathered fetches, a call took 15% less of the dispatcher's CPU (session 20). A change after a quiet
+spell still goes out at once; on a busy night, within this long."""
 _STANDBY_S = 1.0
 _RELAY_LOCK = 0x6B6A_6F75_7462
 """The advisory lock whose holder is the replica publishing the outbox ("kjoutb")."""
@@ -58,8 +63,7 @@ class OutboxRelay:
         the relay now (it publishes them within a second)."""
         async with self._leading() as conn:
             if conn is not None:
-                while await self._publish_batch(conn) == _BATCH:
-                    pass
+                await self._publish_all(conn)
 
     async def _relay(self, conn: Connection) -> None:
         def committed(*_: object) -> None:
@@ -67,13 +71,17 @@ class OutboxRelay:
 
         await conn.execute(_DEAD_PEER_CHECK)
         await conn.add_listener(_CHANNEL, committed)
+        loop = asyncio.get_running_loop()
+        published_at = -_GATHER_S
         try:
             while True:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), _SWEEP_S)
+                await asyncio.sleep(published_at + _GATHER_S - loop.time())
                 self._wake.clear()
-                while await self._publish_batch(conn) == _BATCH:
-                    pass
+                began = loop.time()
+                if await self._publish_all(conn):
+                    published_at = began
         finally:
             # The connection goes back to the pool, which resets no session state: leave none.
             with contextlib.suppress(Exception):
@@ -97,6 +105,15 @@ class OutboxRelay:
                     # was lost is already out of the pool's hands (and refuses every call), its lock gone with it.
                     with contextlib.suppress(Exception):
                         conn.terminate()
+
+    async def _publish_all(self, conn: Connection) -> int:
+        """Publishes every committed row, a batch at a time; returns how many."""
+        total = 0
+        while True:
+            count = await self._publish_batch(conn)
+            total += count
+            if count < _BATCH:
+                return total
 
     async def _publish_batch(self, conn: Connection) -> int:
         async with conn.transaction():

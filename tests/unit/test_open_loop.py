@@ -3,12 +3,15 @@ a step beyond it by its tail alone (a pause) is run again, and the rate is beyon
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
 import pytest
 
-from bench.open_loop import Step, highest_rate
+from bench.open_loop import Step, highest_rate, run_at
 
 
 def service_serving(
@@ -87,3 +90,28 @@ def test_a_step_with_the_servers_cpu_says_it_per_request() -> None:
     assert step.cpu_ms_per_request == pytest.approx(2.7)
     assert step.line().endswith(", server CPU 2.70 ms a request")
     assert Step(400, 4_000, 0.0021, 0.0105, Counter()).cpu_ms_per_request is None
+
+
+async def test_the_load_generator_collects_no_garbage_while_it_drives_a_step() -> None:
+    """A collection in the load generator would count as the server's latency; after the step it collects again."""
+    seen: list[bool] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError):  # the load generator closed its connection
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                await reader.readexactly(int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]))
+                seen.append(gc.isenabled())
+                writer.write(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}")
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        step = await run_at(f"http://127.0.0.1:{port}", "/v1/calls", lambda i: b"{}", rate=200, seconds=0.1, headers={})
+    finally:
+        server.close()
+    assert (step.sent, step.failures.total()) == (20, 0)
+    assert seen == [False] * 20
+    assert gc.isenabled()

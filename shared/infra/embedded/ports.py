@@ -20,7 +20,8 @@ from pathlib import Path
 from shared.infra.embedded.process import bindable
 
 LOWEST = 20000
-"""Above every port the project's servers default to (up to 19092) and below the ephemeral range."""
+"""Above the ports the project's servers default to below the ephemeral range (up to the demo's 19,092; its
+PostgreSQL's 55,433 and `kuaijing up`'s 55,432 lie above the range)."""
 
 _DIRECTORY = Path(tempfile.gettempdir()) / f"kuaijing-ports-{os.getuid()}"
 

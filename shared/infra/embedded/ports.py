@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from shared.infra.embedded.process import bindable
+from shared.infra.embedded.process import bindable, pid_alive
 
 LOWEST = 20000
 """Above the ports the project's servers default to below the ephemeral range (up to the demo's 19,092; its
@@ -60,19 +60,9 @@ def _free(port: int) -> bool:
     """Not reserved by a living process, and nothing listens on it."""
     with contextlib.suppress(FileNotFoundError, ValueError):
         owner = int((_DIRECTORY / str(port)).read_text())
-        if _alive(owner):
+        if pid_alive(owner):
             return False
     return bindable("127.0.0.1", port)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 @contextlib.contextmanager

@@ -16,7 +16,9 @@ from shared.infra.embedded.ports import LOWEST, reserve_port
 
 
 def test_ports_come_from_below_the_ephemeral_range_and_are_never_handed_out_twice() -> None:
-    taken = [reserve_port() for _ in range(50)] + [reserve_port(pair=True) for _ in range(10)]
+    taken = [reserve_port() for _ in range(50)] + [
+        p + d for p in [reserve_port(pair=True) for _ in range(10)] for d in (0, 1)
+    ]
     assert len(set(taken)) == len(taken)
     assert all(LOWEST <= port < ports._ephemeral_low() for port in taken)
 

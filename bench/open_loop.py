@@ -119,7 +119,7 @@ async def run_at(
     count = max(1, int(rate * seconds))
     bodies = [body(i) for i in range(count)]
     # The load generator's own collections would count as the server's latency: every request is a task kept until
-    # the step ends, so at 1,600/s its full collections took 55-140 ms (session 20). None run during a step.
+    # the step ends, and its full collections took up to 142 ms in a search (session 20). None run during a step.
     collecting = gc.isenabled()
     gc.disable()
     try:

@@ -4,7 +4,6 @@ positions arrive on the real `kuaijing.positions`; raw frames on `kuaijing.telem
 from __future__ import annotations
 
 import asyncio
-import re
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
@@ -22,6 +21,7 @@ from shared.jt808 import MessageId, RegisterResult, Result
 from shared.settings import CommonSettings
 from tests.conftest import Fleet, RunningService
 from tests.harness import TopicTail
+from tests.integration.test_analytics import metric
 
 pytestmark = pytest.mark.integration
 
@@ -148,8 +148,7 @@ async def test_a_terminal_registers_authenticates_reports_and_batch_uploads(
     async with httpx.AsyncClient(base_url=ingest.url) as client:
         metrics = (await client.get("/metrics")).text
     counted = {
-        message: float(value)
-        for message, value in re.findall(r'^kuaijing_jt808_frames_total\{message="([^"]+)"\} (\S+)$', metrics, re.M)
+        m: metric(metrics, "kuaijing_jt808_frames_total", message=m) for m in ("0x0200", "0x0704", "0x0f01", "0x0100")
     }
     assert counted["0x0200"] >= 4, "every location frame is counted, those of a chunk together"
     assert min(counted["0x0704"], counted["0x0f01"], counted["0x0100"]) >= 1

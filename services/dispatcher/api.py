@@ -246,6 +246,10 @@ class AssignBody(_Body):
     ts: AwareDatetime | None = None
 
 
+class CloseBody(_Body):
+    ts: AwareDatetime | None = None
+
+
 class StatusBody(_Body):
     status: UnitStatus
     call_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
@@ -328,6 +332,19 @@ async def get_call(call_id: str, service: Service) -> CallView:
 )
 async def assign(call_id: str, body: AssignBody, service: Service) -> CallView:
     return call_view(await service.assign(call_id, body.unit_id, ts=body.ts))
+
+
+@router.post(
+    "/v1/calls/{call_id}/close",
+    response_model=CallView,
+    tags=["calls"],
+    dependencies=[Dispatcher],
+    responses={409: {"description": "units are on the call: it closes when the last of them clears"}},
+)
+async def close_call(call_id: str, service: Service, body: CloseBody | None = None) -> CallView:
+    """Close a call no unit is on (handled on the phone, a repeated report). Closing a closed call answers it
+    unchanged. An extension of the contract."""
+    return call_view(await service.close_call(call_id, ts=body.ts if body else None))
 
 
 @router.post("/v1/units/{unit_id}/status", response_model=UnitView, tags=["calls"], dependencies=[Dispatcher])

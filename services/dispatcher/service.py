@@ -604,6 +604,22 @@ class DispatchService:
         self._dispatched(call.call_id)
         return call
 
+    async def close_call(self, call_id: str, *, ts: datetime | None) -> Call:
+        """`rules.close` the call. Closing a closed call again changes nothing and answers the call: a console that
+        retries after a lost answer is told what happened, not refused."""
+        call = await self.call(call_id)
+        if call.status is CallStatus.CLOSED:
+            return call
+
+        async def decide() -> tuple[Call, Decision]:
+            call = await self._open_call(call_id)
+            return call, rules.close(call, ts=ts or self.clock(), source=EventSource.CONSOLE)
+
+        async with self._lock:
+            call, _ = await self._commit(decide)
+        self._outbox.kick()
+        return call
+
     async def set_status(
         self, unit_id: str, status: UnitStatus, *, call_id: str | None, ts: datetime | None
     ) -> UnitState:
@@ -770,6 +786,8 @@ class DispatchService:
                 self._open_calls.pop(call.call_id, None)
 
 
-def _key(event: CallEvent) -> tuple[str, CallEventKind, str | None, datetime]:
-    """Names a call event however often it is heard: from this replica's decision and again from the topic."""
-    return event.call_id, event.event, event.unit_id, event.ts
+def _key(event: CallEvent) -> tuple[str, str, str | None, datetime]:
+    """Names a call event however often it is heard: from this replica's decision and again from the topic. Made of
+    strings and a datetime only, so the collector stops tracking the tuple at its first pass (an enum member in it
+    would keep it tracked for as long as the hub remembers it)."""
+    return event.call_id, event.event.value, event.unit_id, event.ts

@@ -200,7 +200,9 @@ class UnitStatusEvent(_Outbound):
 
 
 class CallEventMessage(_Outbound):
-    """`kuaijing.calls` value (contract section 5); `zone_class` is one of the registry's zone classes."""
+    """`kuaijing.calls` value (contract section 5); `zone_class` is one of the registry's zone classes. A `closed`
+    event carries the unit that cleared last, or no `unit_id` and `source` `console` when a dispatcher closed a call
+    no unit was on (`POST /v1/calls/{id}/close`, an extension)."""
 
     call_id: CallId
     event: CallEventKind

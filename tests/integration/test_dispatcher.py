@@ -112,6 +112,39 @@ async def test_a_call_created_over_rest_lands_on_the_topic_once_even_when_repeat
     assert event["v"] == 1
 
 
+async def test_a_call_no_one_was_sent_to_is_closed_at_the_console_on_the_topic_and_in_the_store(
+    settings: CommonSettings, dispatcher: RunningService, crew: Fleet
+) -> None:
+    phoned, sent = f"C-{uuid.uuid4().hex[:10]}", f"C-{uuid.uuid4().hex[:10]}"
+    unit = crew.unit_ids[2]
+    await report(settings, crew, unit, SITE[0] - 0.02, SITE[1])
+    async with TopicTail(settings.kafka, CALLS) as calls, console(dispatcher) as client:
+        for call_id in (phoned, sent):
+            body = {"call_id": call_id, "lat": SITE[0] - 0.02, "lon": SITE[1], "category": "noise", "priority": 3}
+            assert (await client.post("/v1/calls", json=body)).status_code == 201
+        closed = await client.post(f"/v1/calls/{phoned}/close", json={})
+        again = await client.post(f"/v1/calls/{phoned}/close")
+        assert (await client.post(f"/v1/calls/{sent}/assign", json={"unit_id": unit})).status_code == 200
+        refused = await client.post(f"/v1/calls/{sent}/close")
+        unknown = await client.post("/v1/calls/C-none/close")
+        [event] = await calls.collect(lambda v: v["call_id"] == phoned and v["event"] == "closed", 1)
+        open_calls = (await client.get("/v1/calls", params={"status": "open"})).json()
+        stored = (await client.get(f"/v1/calls/{phoned}")).json()
+    async with console(dispatcher, "viewer") as viewer:
+        forbidden = await viewer.post(f"/v1/calls/{phoned}/close")
+    assert closed.status_code == again.status_code == 200, closed.text
+    assert closed.json()["status"] == again.json()["status"] == "closed"
+    assert [e["event"] for e in again.json()["timeline"]] == ["created", "closed"]
+    assert (event["source"], event.get("unit_id")) == ("console", None)
+    assert refused.status_code == 409
+    assert unit in refused.json()["detail"]["error"]
+    assert unknown.status_code == 404
+    assert forbidden.status_code == 403
+    assert phoned not in {c["call_id"] for c in open_calls}
+    assert sent in {c["call_id"] for c in open_calls}
+    assert stored["status"] == "closed"
+
+
 async def test_gps_arrival_closes_the_loop(settings: CommonSettings, dispatcher: RunningService, crew: Fleet) -> None:
     unit = crew.unit_ids[1]
     lat, lon = SITE[0] + 0.02, SITE[1] + 0.02

@@ -78,7 +78,7 @@ class FakeDispatchStore:
         if call.call_id in self.calls_:
             return False
         self._check(believed)
-        self.calls_[call.call_id] = Call(**{**call.__dict__, "timeline": [], "assigned": {}, "arrived": set()})
+        self.calls_[call.call_id] = Call(**{**call.__dict__, "timeline": [], "assigned": {}})
         await self.record({call.call_id: call}, decision, believed)
         return True
 

@@ -10,6 +10,7 @@ from services.dispatcher.domain.calls import (
     Call,
     assign,
     change_status,
+    close,
     created,
     gps_arrival,
 )
@@ -149,3 +150,24 @@ def test_changes_are_judged_in_event_time() -> None:
         change_status(u, UnitStatus.EN_ROUTE, call=call, ts=T0 + timedelta(seconds=29), source=EventSource.CONSOLE)
     stale_fix = Position(T0 + timedelta(seconds=20), call.lat, call.lon)
     assert gps_arrival(call, u, stale_fix, radius_m=100) is None
+
+
+def test_a_call_no_unit_is_on_closes_at_the_console_s_word() -> None:
+    call = new_call()
+    [event] = close(call, ts=T0 + timedelta(minutes=2), source=EventSource.CONSOLE).events
+    assert (event.event, event.unit_id, event.source) == (CallEventKind.CLOSED, None, EventSource.CONSOLE)
+    call.apply(event)
+    with pytest.raises(ConflictError, match="is closed"):
+        close(call, ts=T0 + timedelta(minutes=3), source=EventSource.CONSOLE)
+
+
+def test_a_call_with_a_unit_on_it_closes_only_when_the_unit_clears() -> None:
+    call, u = new_call(), unit()
+    apply(call, u, assign(call, u, ts=T0 + timedelta(seconds=20), source=EventSource.CONSOLE))
+    with pytest.raises(ConflictError, match="units on call C1: U1"):
+        close(call, ts=T0 + timedelta(minutes=1), source=EventSource.CONSOLE)
+
+
+def test_a_call_cannot_close_before_it_was_received() -> None:
+    with pytest.raises(InvalidError, match="before the call was received"):
+        close(new_call(), ts=T0 - timedelta(seconds=1), source=EventSource.CONSOLE)

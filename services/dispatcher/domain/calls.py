@@ -56,8 +56,14 @@ class Call:
     status: CallStatus = CallStatus.OPEN
     assigned: dict[str, datetime] = field(default_factory=dict)
     """Units currently on this call, with when they were assigned."""
-    arrived: set[str] = field(default_factory=set)
     timeline: list[CallEvent] = field(default_factory=list)
+
+    @property
+    def arrived(self) -> frozenset[str]:
+        """Units that reached the call. Read from the timeline rather than kept beside it: an open call is held for
+        as long as it is open, and every container it holds is one more object each collection of the garbage
+        collector's older generations walks (README, "The calls path, session 21")."""
+        return frozenset(e.unit_id for e in self.timeline if e.event is CallEventKind.ON_SCENE and e.unit_id)
 
     def apply(self, event: CallEvent) -> bool:
         """Fold one event into the call (new decisions, rebuilding from storage, another replica's events from the
@@ -68,8 +74,6 @@ class Call:
         self.timeline.sort(key=lambda e: e.ts)
         if event.event is CallEventKind.ASSIGNED and event.unit_id:
             self.assigned[event.unit_id] = event.ts
-        elif event.event is CallEventKind.ON_SCENE and event.unit_id:
-            self.arrived.add(event.unit_id)
         elif event.event is CallEventKind.CLOSED:
             self.status = CallStatus.CLOSED
             self.assigned.clear()
@@ -101,11 +105,15 @@ def _not_before(unit: UnitState, ts: datetime) -> None:
         )
 
 
-def assign(call: Call, unit: UnitState, *, ts: datetime, source: EventSource) -> Decision:
+def _after_received(call: Call, ts: datetime) -> None:
     if ts < call.received_at:
         raise InvalidError(
             field="ts", error=f"{ts.isoformat()} is before the call was received ({call.received_at.isoformat()})"
         )
+
+
+def assign(call: Call, unit: UnitState, *, ts: datetime, source: EventSource) -> Decision:
+    _after_received(call, ts)
     _not_before(unit, ts)
     if call.status is CallStatus.CLOSED:
         raise ConflictError(f"call {call.call_id} is closed")
@@ -115,6 +123,22 @@ def assign(call: Call, unit: UnitState, *, ts: datetime, source: EventSource) ->
         events=(CallEvent(call.call_id, CallEventKind.ASSIGNED, ts, unit.unit_id, source, unit.platform_id),),
         statuses=(StatusChange(unit.unit_id, UnitStatus.DISPATCHED, call.call_id, ts),),
     )
+
+
+def close(call: Call, *, ts: datetime, source: EventSource) -> Decision:
+    """Close a call no unit is on: one handled without sending anyone (advice given on the phone, a second report of
+    an incident already being handled). Without this such a call stayed open for good, in every replica's memory and
+    on every console. A call with units on it closes when the last of them clears, as the contract says."""
+    _after_received(call, ts)
+    if call.status is CallStatus.CLOSED:
+        raise ConflictError(f"call {call.call_id} is closed")
+    if call.assigned:
+        units = ", ".join(sorted(call.assigned))
+        raise ConflictError(
+            f"units on call {call.call_id}: {units}; it closes when the last of them clears "
+            "(POST /v1/units/{id}/status available)"
+        )
+    return Decision(events=(CallEvent(call.call_id, CallEventKind.CLOSED, ts, None, source),))
 
 
 def change_status(

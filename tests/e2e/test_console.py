@@ -289,6 +289,26 @@ async def test_an_overdue_call_turns_red_on_the_board_and_the_map(
     await page.close()
 
 
+async def test_a_dispatcher_closes_a_call_no_unit_was_sent_to_from_its_card(
+    browser: Browser, dispatcher: RunningService
+) -> None:
+    spot = (HOME[0] - 0.006, HOME[1] + 0.006)
+    async with httpx.AsyncClient(base_url=dispatcher.url, headers=auth("dispatcher")) as c:
+        body = {"lat": spot[0], "lon": spot[1], "category": "noise", "priority": 3}
+        created = (await c.post("/v1/calls", json=body)).json()
+    page = await open_console(browser, dispatcher, "dispatcher", (1366, 768))
+    row = page.locator("#board tbody tr", has_text=created["call_id"][-5:])
+    await row.click(timeout=10_000)
+    await page.locator(f"#detail button[data-close-call='{created['call_id']}']").click(timeout=5_000)
+    await row.wait_for(state="detached", timeout=10_000)
+    assert await page.locator("#detail").is_hidden()
+    async with httpx.AsyncClient(base_url=dispatcher.url, headers=auth("viewer")) as c:
+        call = (await c.get(f"/v1/calls/{created['call_id']}")).json()
+    assert call["status"] == "closed"
+    assert call["timeline"][-1]["source"] == "console"
+    await page.close()
+
+
 async def test_a_viewer_sees_everything_and_can_change_nothing(
     browser: Browser, dispatcher: RunningService, crew: Crew
 ) -> None:

@@ -17,7 +17,7 @@
       new_call: "新建警情", lat: "纬度", lon: "经度", address: "地址", category: "类别", priority: "优先级",
       create: "创建", cancel: "取消", recommended: "推荐警力", distance: "距离", eta: "预计", assign: "派遣",
       status: "状态", received: "接警", target: "时限", set_status: "设置状态", last_fix: "最后定位",
-      speed: "速度", kind: "类型", no_units: "附近没有空闲警力", overdue: "超时", close: "关闭",
+      speed: "速度", kind: "类型", no_units: "附近没有空闲警力", overdue: "超时", close: "关闭", close_call: "结束警情",
       dispatched: "已派遣", en_route: "途中", on_scene: "到场", off_duty: "下班", open: "处置中",
       assigned: "已派遣", created: "接警", closed: "结束", pick_address: "选择地址…", timeline: "经过",
       theft: "盗窃", "traffic accident": "交通事故", dispute: "纠纷", assault: "殴打", noise: "噪音",
@@ -35,7 +35,8 @@
       create: "Create", cancel: "Cancel", recommended: "Recommended units", distance: "Distance", eta: "ETA",
       assign: "Assign", status: "Status", received: "Received", target: "Target", set_status: "Set status",
       last_fix: "Last fix", speed: "Speed", kind: "Kind", no_units: "No free unit nearby", overdue: "overdue",
-      close: "Close", dispatched: "Dispatched", en_route: "En route", on_scene: "On scene", off_duty: "Off duty",
+      close: "Close", close_call: "Close call", dispatched: "Dispatched", en_route: "En route", on_scene: "On scene",
+      off_duty: "Off duty",
       open: "Open", assigned: "Assigned", created: "Received", closed: "Closed", pick_address: "Pick an address…",
       timeline: "Timeline", theft: "Theft", "traffic accident": "Traffic accident", dispute: "Dispute",
       assault: "Assault", noise: "Noise", "missing person": "Missing person", fraud: "Fraud", fire: "Fire",
@@ -570,7 +571,9 @@
         row(t("address"), c.address || `${c.lat.toFixed(5)}, ${c.lon.toFixed(5)}`)),
       el("h2", {}, t("timeline")),
       el("table", {}, ...c.timeline.map((e) => row(t(e.event), `${new Date(Date.parse(e.ts)).toLocaleTimeString("zh-CN", { hour12: false })} ${e.unit_id || ""}`))),
-      el("div", { className: "control", id: "recommendations" }));
+      el("div", { className: "control", id: "recommendations" }),
+      ...(c.units.length ? [] : [el("div", { className: "card-actions control" },
+        el("button", { type: "button", "data-close-call": c.call_id, onclick: () => closeCall(c) }, t("close_call")))]));
     updateCountdown(at);
     if (recommendations) renderRecommendations(c, recommendations);
     else if (state.session.role !== "viewer") {
@@ -609,6 +612,16 @@
       select({ type: "unit", id: unitId });
     } catch (error) {
       alertIn("#recommendations", error.message);
+    }
+  }
+
+  // A call no unit is on (handled on the phone, a repeated report) is closed here; one with units closes when they clear.
+  async function closeCall(call) {
+    try {
+      await api(`/v1/calls/${encodeURIComponent(call.call_id)}/close`, { method: "POST", body: "{}" });
+      closeDetail();
+    } catch (error) {
+      alertIn("#detail", error.message);
     }
   }
 

@@ -4,7 +4,8 @@ The anchor is a bare FastAPI endpoint validating the same body and inserting one
 (`bench/calls_anchor.py`), its own uvicorn process as the dispatcher is. Both are driven open loop by the same
 light client (`bench/open_loop.py`), each first warmed up for 90 s below its knee, untimed; then the rate doubles
 from 25/s until p99 reaches the bound or a request fails, then is bisected; a step beyond the bound by its tail alone
-(a pause) is run again before the rate counts as beyond.
+(a pause) is run again before the rate counts as beyond. After the warm-up and after each step the dispatcher's
+calls are closed, untimed (`POST /v1/calls/{id}/close`), as a night closes its calls; the anchor keeps nothing open.
 `bench dispatcher` runs this too; `python -m bench calls` runs it alone (no PostGIS needed).
 """
 
@@ -20,7 +21,7 @@ import orjson
 
 from bench.dispatcher import CENTRE, SPREAD_DEG, TOKEN, Fleet, make_fleet, seed_for_service
 from bench.environment import BenchInfra, anchor_process, bench_infra, cpu_s, service_process
-from bench.open_loop import Body, Step, highest_rate, run_at
+from bench.open_loop import Body, Step, highest_rate, post_each, run_at
 from shared.infra.embedded.ports import reserve_port
 
 CALLS_P99_BOUND_S = 0.050
@@ -37,13 +38,16 @@ def run(*, quick: bool) -> None:
     print(summary(calls, anchor))
 
 
-def call_body(rng: random.Random) -> Body:
-    """A new call at a random place of the region, its own call_id each time."""
+def call_body(rng: random.Random, made: list[str] | None = None) -> Body:
+    """A new call at a random place of the region, its own call_id each time (kept in `made` when given)."""
 
     def body(_: int) -> bytes:
+        call_id = f"B-{uuid.uuid4().hex}"
+        if made is not None:
+            made.append(call_id)
         return orjson.dumps(
             {
-                "call_id": f"B-{uuid.uuid4().hex}",
+                "call_id": call_id,
                 "lat": CENTRE[0] + rng.uniform(-SPREAD_DEG, SPREAD_DEG),
                 "lon": CENTRE[1] + rng.uniform(-SPREAD_DEG, SPREAD_DEG),
                 "category": "bench",
@@ -55,7 +59,7 @@ def call_body(rng: random.Random) -> Body:
 
 
 async def highest_calls_rate(
-    url: str, pid: int, rng: random.Random, *, seconds: float, refine: int, warm_up_s: float
+    url: str, pid: int, rng: random.Random, *, seconds: float, refine: int, warm_up_s: float, closes: bool
 ) -> Step | None:
     """The highest rate of POST /v1/calls at which p99 stays under the bound, every answer a 201. Each step also
     tells the CPU the server process (`pid`) spent a request: its own work, not PostgreSQL's or Kafka's, and the
@@ -67,14 +71,29 @@ async def highest_calls_rate(
     session 17"). Only the dispatcher uses the broker, so without a warm-up its search ran against a broker still
     compiling while its anchor's did not. The ingest bench warms its broker the same way."""
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    body = call_body(rng)
+    made: list[str] = []
+    body = call_body(rng, made)
+
+    async def close_made() -> None:
+        """Close the calls made so far, untimed. A night closes its calls as it goes (tens are open at a time, not
+        tens of thousands); calls left open for good were what the dispatcher's collector walked in every pause
+        (README, "The calls path, session 21")."""
+        if closes:
+            statuses = await post_each(url, [f"/v1/calls/{call_id}/close" for call_id in made], headers=headers)
+            if set(statuses) != {200}:
+                print(f"    closing {len(made):,} calls was answered {dict(statuses)}", flush=True)
+        made.clear()
+
     warm = await run_at(url, "/v1/calls", body, rate=WARM_UP_RATE, seconds=warm_up_s, headers=headers)
     print(f"    warm-up, untimed: {warm.line()}", flush=True)
+    await close_made()
 
     async def measure(rate: float) -> Step:
         used = cpu_s(pid)
         step = await run_at(url, "/v1/calls", body, rate=rate, seconds=seconds, headers=headers)
-        return replace(step, server_cpu_s=cpu_s(pid) - used)
+        step = replace(step, server_cpu_s=cpu_s(pid) - used)
+        await close_made()
+        return step
 
     return await highest_rate(
         measure, start=25, p99_bound_s=CALLS_P99_BOUND_S, refine=refine, report=lambda s: print(f"    {s.line()}")
@@ -92,11 +111,11 @@ def measure_calls(
           "a step):", flush=True)  # fmt: skip
     print("  anchor, bare FastAPI + asyncpg, one insert and commit a request:", flush=True)
     with anchor_process(infra, "bench.calls_anchor", reserve_port()) as anchor:
-        anchor_best = asyncio.run(search(anchor.url, anchor.pid))
+        anchor_best = asyncio.run(search(anchor.url, anchor.pid, closes=False))
     asyncio.run(seed_for_service(infra.database, fleet))
     print(f"  dispatcher, {len(fleet.ids):,} units on the map:", flush=True)
     with service_process(infra, "dispatcher", reserve_port(), KUAIJING_API_TOKENS=f"dispatcher:{TOKEN}") as server:
-        dispatcher_best = asyncio.run(search(server.url, server.pid))
+        dispatcher_best = asyncio.run(search(server.url, server.pid, closes=True))
     return dispatcher_best, anchor_best
 
 

@@ -12,7 +12,7 @@ import asyncio
 import gc
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from shared.percentiles import percentile
@@ -96,22 +96,49 @@ def _content_length(head: bytes) -> int:
     return 0
 
 
+def _post(host: str, path: str, head: str, payload: bytes) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{head}"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    ).encode() + payload
+
+
+def _headers(headers: dict[str, str]) -> str:
+    return "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+
+
+async def post_each(
+    url: str, paths: Sequence[str], *, headers: dict[str, str], payload: bytes = b"{}", concurrency: int = 32
+) -> Counter[int]:
+    """POST `payload` to each path as fast as `concurrency` connections go, untimed: what a bench does between its
+    steps (`bench.calls` closes the calls a step opened). Counts the answers by status (0: no connection)."""
+    host, _, port = url.removeprefix("http://").partition(":")
+    head = _headers(headers)
+    connections = _Connections(host, int(port), limit=concurrency)
+    statuses: Counter[int] = Counter()
+
+    async def one(path: str) -> None:
+        statuses[await connections.exchange(_post(host, path, head, payload))] += 1
+
+    try:
+        await asyncio.gather(*(one(path) for path in paths))
+    finally:
+        connections.close()
+    return statuses
+
+
 async def run_at(
     url: str, path: str, body: Body, *, rate: float, seconds: float, headers: dict[str, str], created: int = 201
 ) -> Step:
     """POST `body(i)` to `path` at `rate` a second for `seconds`; every answer other than `created` is a failure."""
     host, _, port = url.removeprefix("http://").partition(":")
-    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    head = _headers(headers)
     connections = _Connections(host, int(port), limit=256)
     latencies: list[float] = []
     failures: Counter[int] = Counter()
 
     async def one(due: float, payload: bytes) -> None:
-        request = (
-            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{head}"
-            f"Content-Length: {len(payload)}\r\n\r\n"
-        ).encode() + payload
-        status = await connections.exchange(request)
+        status = await connections.exchange(_post(host, path, head, payload))
         latencies.append(time.perf_counter() - due)
         if status != created:
             failures[status] += 1

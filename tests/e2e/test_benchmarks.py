@@ -49,6 +49,7 @@ def test_the_calls_path_search_runs_for_the_dispatcher_and_its_anchor() -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
     assert lines[-1].startswith("POST /v1/calls, highest rate with p99 under 50 ms: "), done.stdout[-3000:]
+    assert "was answered" not in done.stdout, "a call the bench made was not closed after its step"
     for server in ("  anchor, bare FastAPI", "  dispatcher, 10,000 units"):
         [at] = [i for i, line in enumerate(lines) if line.startswith(server)]
         warm_up, first_step = lines[at + 1 : at + 3]

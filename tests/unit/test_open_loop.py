@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from bench.open_loop import Step, highest_rate, run_at
+from bench.open_loop import Step, highest_rate, post_each, run_at
 
 
 def service_serving(
@@ -115,3 +115,34 @@ async def test_the_load_generator_collects_no_garbage_while_it_drives_a_step() -
     assert (step.sent, step.failures.total()) == (20, 0)
     assert seen == [False] * 20
     assert gc.isenabled()
+
+
+async def test_post_each_posts_once_to_every_path_and_counts_the_answers() -> None:
+    """What `bench calls` closes its calls with between steps: every path once, over a few kept-alive connections."""
+    paths: list[bytes] = []
+    connections = 0
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                await reader.readexactly(int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]))
+                path = head.split(b" ")[1]
+                paths.append(path)
+                status = b"404 Not Found" if path.endswith(b"/none/close") else b"200 OK"
+                writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 2\r\n\r\n{}")
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    wanted = [f"/v1/calls/C-{i}/close" for i in range(100)] + ["/v1/calls/none/close"]
+    try:
+        statuses = await post_each(f"http://127.0.0.1:{port}", wanted, headers={}, concurrency=4)
+    finally:
+        server.close()
+    assert statuses == Counter({200: 100, 404: 1})
+    assert sorted(paths) == sorted(p.encode() for p in wanted)
+    assert connections <= 4

@@ -606,16 +606,17 @@ class DispatchService:
 
     async def close_call(self, call_id: str, *, ts: datetime | None) -> Call:
         """`rules.close` the call. Closing a closed call again changes nothing and answers the call: a console that
-        retries after a lost answer is told what happened, not refused."""
-        call = await self.call(call_id)
-        if call.status is CallStatus.CLOSED:
-            return call
+        retries after a lost answer is told what happened, not refused (the check is under the lock, so a retry
+        racing its original on one replica is answered so too)."""
 
         async def decide() -> tuple[Call, Decision]:
             call = await self._open_call(call_id)
             return call, rules.close(call, ts=ts or self.clock(), source=EventSource.CONSOLE)
 
         async with self._lock:
+            call = await self.call(call_id)
+            if call.status is CallStatus.CLOSED:
+                return call
             call, _ = await self._commit(decide)
         self._outbox.kick()
         return call

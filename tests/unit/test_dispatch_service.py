@@ -3,6 +3,7 @@ through Kafka and PostgreSQL, here without either, so a broken rule fails in mil
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from datetime import UTC, datetime, timedelta
 
@@ -449,6 +450,24 @@ async def test_a_call_with_a_unit_on_it_is_not_closed_at_the_console(service: Di
         await service.close_call("C-sent", ts=None)
     await service.set_status("U1", UnitStatus.AVAILABLE, call_id=None, ts=None)
     assert service.open_call("C-sent") is None
+
+
+class _SlowStore(FakeDispatchStore):
+    """Lets the event loop go while a decision is recorded, as PostgreSQL's round trip does."""
+
+    async def record(self, calls: dict[str, Call], decision: Decision, believed: Believed) -> None:
+        await asyncio.sleep(0)
+        await super().record(calls, decision, believed)
+
+
+async def test_a_close_racing_its_retry_on_one_replica_is_answered_the_closed_call_both_times(clock: Clock) -> None:
+    store = _SlowStore()
+    await store.import_registry(registry())
+    service = await started(store, clock)
+    await service.create_call(call_at_centre(call_id="C-twice"))
+    racing = await asyncio.gather(service.close_call("C-twice", ts=None), service.close_call("C-twice", ts=None))
+    assert [c.status for c in racing] == [CallStatus.CLOSED, CallStatus.CLOSED]
+    assert store.events_of("C-twice") == [CallEventKind.CREATED, CallEventKind.CLOSED]
 
 
 class _ForgetfulStore(FakeDispatchStore):

@@ -53,6 +53,7 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("GET", "/v1/advice"): READERS,
         ("POST", "/v1/calls"): DISPATCHERS,
         ("POST", "/v1/calls/{call_id}/assign"): DISPATCHERS,
+        ("POST", "/v1/calls/{call_id}/close"): DISPATCHERS,
         ("POST", "/v1/units/{unit_id}/status"): DISPATCHERS,
     },
     "analytics": {

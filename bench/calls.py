@@ -81,7 +81,7 @@ async def highest_calls_rate(
         (README, "The calls path, session 21"). Then it waits as long again: what the closing left behind (the
         relay publishing, the tail reading back) would otherwise count against the next step, as a step's backlog
         would (the first step after the warm-up's closing had a p99 of 100 ms at 25/s in two runs of two)."""
-        if closes:
+        if closes and made:
             began = time.perf_counter()
             statuses = await post_each(url, [f"/v1/calls/{call_id}/close" for call_id in made], headers=headers)
             if set(statuses) != {200}:

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import gc
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -92,26 +92,39 @@ def test_a_step_with_the_servers_cpu_says_it_per_request() -> None:
     assert Step(400, 4_000, 0.0021, 0.0105, Counter()).cpu_ms_per_request is None
 
 
+@contextlib.asynccontextmanager
+async def http_server(answer: Callable[[bytes], bytes]) -> AsyncIterator[tuple[str, list[int]]]:
+    """A minimal HTTP/1.1 server on kept-alive connections: `answer(request head)` is the status line's tail (b"201
+    Created"). Yields its URL and a list that grows by one per connection accepted."""
+    accepted: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        with contextlib.suppress(asyncio.IncompleteReadError):  # the client closed its connection
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                await reader.readexactly(int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]))
+                writer.write(b"HTTP/1.1 " + answer(head) + b"\r\nContent-Length: 2\r\n\r\n{}")
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", accepted
+    finally:
+        server.close()
+
+
 async def test_the_load_generator_collects_no_garbage_while_it_drives_a_step() -> None:
     """A collection in the load generator would count as the server's latency; after the step it collects again."""
     seen: list[bool] = []
 
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(asyncio.IncompleteReadError):  # the load generator closed its connection
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                await reader.readexactly(int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]))
-                seen.append(gc.isenabled())
-                writer.write(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}")
-                await writer.drain()
-        writer.close()
+    def answer(_: bytes) -> bytes:
+        seen.append(gc.isenabled())
+        return b"201 Created"
 
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        step = await run_at(f"http://127.0.0.1:{port}", "/v1/calls", lambda i: b"{}", rate=200, seconds=0.1, headers={})
-    finally:
-        server.close()
+    async with http_server(answer) as (url, _):
+        step = await run_at(url, "/v1/calls", lambda i: b"{}", rate=200, seconds=0.1, headers={})
     assert (step.sent, step.failures.total()) == (20, 0)
     assert seen == [False] * 20
     assert gc.isenabled()
@@ -120,29 +133,15 @@ async def test_the_load_generator_collects_no_garbage_while_it_drives_a_step() -
 async def test_post_each_posts_once_to_every_path_and_counts_the_answers() -> None:
     """What `bench calls` closes its calls with between steps: every path once, over a few kept-alive connections."""
     paths: list[bytes] = []
-    connections = 0
 
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal connections
-        connections += 1
-        with contextlib.suppress(asyncio.IncompleteReadError):
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                await reader.readexactly(int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]))
-                path = head.split(b" ")[1]
-                paths.append(path)
-                status = b"404 Not Found" if path.endswith(b"/none/close") else b"200 OK"
-                writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 2\r\n\r\n{}")
-                await writer.drain()
-        writer.close()
+    def answer(head: bytes) -> bytes:
+        path = head.split(b" ")[1]
+        paths.append(path)
+        return b"404 Not Found" if path.endswith(b"/none/close") else b"200 OK"
 
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     wanted = [f"/v1/calls/C-{i}/close" for i in range(100)] + ["/v1/calls/none/close"]
-    try:
-        statuses = await post_each(f"http://127.0.0.1:{port}", wanted, headers={}, concurrency=4)
-    finally:
-        server.close()
+    async with http_server(answer) as (url, accepted):
+        statuses = await post_each(url, wanted, headers={}, concurrency=4)
     assert statuses == Counter({200: 100, 404: 1})
     assert sorted(paths) == sorted(p.encode() for p in wanted)
-    assert connections <= 4
+    assert len(accepted) <= 4
